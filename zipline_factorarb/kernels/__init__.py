@@ -1,0 +1,41 @@
+"""Pure numerical kernels: numpy / JAX arrays in, arrays out.
+
+Nothing in this sub-package imports zipline or pandas, performs I/O or keeps
+global state. The zipline adapters in :mod:`zipline_factorarb.pipeline` and
+:mod:`zipline_factorarb.optimize` call these functions.
+"""
+
+from importlib import import_module
+
+_LAZY = {
+    "wls_residuals": "zipline_factorarb.kernels.wls",
+    "WLSResult": "zipline_factorarb.kernels.wls",
+    "inverse_variance_weights": "zipline_factorarb.kernels.wls",
+    "sector_loadings": "zipline_factorarb.kernels.wls",
+    "standardize_styles": "zipline_factorarb.kernels.wls",
+    "pca_loadings": "zipline_factorarb.kernels.pca",
+    "kalman_filter": "zipline_factorarb.kernels.kalman",
+    "kalman_update": "zipline_factorarb.kernels.kalman",
+    "KalmanResult": "zipline_factorarb.kernels.kalman",
+    "sscore": "zipline_factorarb.kernels.ou",
+    "SScoreResult": "zipline_factorarb.kernels.ou",
+    "trailing_momentum": "zipline_factorarb.kernels.signals",
+}
+
+__all__ = sorted(_LAZY)
+
+
+def __getattr__(name):
+    try:
+        module = _LAZY[name]
+    except KeyError:
+        raise AttributeError(
+            f"module 'zipline_factorarb.kernels' has no attribute {name!r}"
+        ) from None
+    value = getattr(import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__():
+    return __all__

@@ -1,0 +1,1 @@
+"""optimize layer of zipline-factorarb."""

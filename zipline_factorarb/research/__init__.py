@@ -1,0 +1,1 @@
+"""research layer of zipline-factorarb."""
