@@ -5,9 +5,11 @@ Use it without installing the extension::
     zipline -e bundles/extension.py ingest -b factorarb-sample
 
 or run ``factorarb install-extension`` once so that plain ``zipline`` finds
-the bundles through ``$ZIPLINE_ROOT/extension.py``.
+the bundles through ``$ZIPLINE_ROOT/extension.py``. To add your own
+CSV/Parquet bundles, copy this file and add lines such as::
+
+    from zipline_factorarb import register_csv_bundle
+    register_csv_bundle("my-etfs", "~/data/etfs")
 """
 
-from zipline_factorarb.data.register import register_bundles
-
-register_bundles()
+import zipline_factorarb.extension  # noqa: F401  (registers the bundles)

@@ -29,3 +29,87 @@ def shared_data_dir():
             "checkout or FACTORARB_SHARED_DATA pointing to it"
         )
     return path
+
+
+def zipline_environ(root, **extra):
+    """An environment mapping for zipline calls that use ``root``."""
+    env = {k: v for k, v in os.environ.items() if k not in ("FACTORARB_CSV_DIR", "FACTORARB_PARAMS")}
+    env["ZIPLINE_ROOT"] = str(root)
+    env.update({k: str(v) for k, v in extra.items()})
+    return env
+
+
+def ingest(name, root, **extra):
+    """Ingest bundle ``name`` into the zipline root ``root`` (real zipline)."""
+    from zipline.data.bundles import ingest as zipline_ingest
+
+    from zipline_factorarb.data.register import register_bundles
+
+    register_bundles()
+    zipline_ingest(name, environ=zipline_environ(root, **extra), show_progress=False)
+
+
+@pytest.fixture(scope="session")
+def sample_root(tmp_path_factory):
+    """A zipline root with the embedded sample ingested once per session."""
+    root = tmp_path_factory.mktemp("zipline_sample")
+    ingest("factorarb-sample", root)
+    return root
+
+
+def write_shared_csv_dirs(shared, dest):
+    """Folders in our CSV layout over the real files (links + metadata).
+
+    ``dest/etfs``: the SPDR sector ETFs and SPY; ``dest/stocks``: the 505
+    S&P 500 stocks with their GICS sectors.
+    """
+    import pandas as pd
+
+    etfs = dest / "etfs"
+    stocks = dest / "stocks"
+    etfs.mkdir(parents=True, exist_ok=True)
+    stocks.mkdir(parents=True, exist_ok=True)
+    (etfs / "prices.csv.gz").symlink_to(shared / "spdr_sector_etfs_daily.csv.gz")
+    (stocks / "prices.csv.gz").symlink_to(shared / "sp500_stocks_daily_2013_2018.csv.gz")
+    etf_sectors = {
+        "XLB": "Materials", "XLE": "Energy", "XLF": "Financials", "XLI": "Industrials",
+        "XLK": "Information Technology", "XLP": "Consumer Staples", "XLU": "Utilities",
+        "XLV": "Health Care", "XLY": "Consumer Discretionary", "XLC": "Communication Services",
+        "XLRE": "Real Estate", "SPY": "",
+    }
+    pd.DataFrame({
+        "symbol": list(etf_sectors), "name": list(etf_sectors),
+        "sector": list(etf_sectors.values()), "asset_type": "etf",
+    }).to_csv(etfs / "metadata.csv", index=False)
+    gics = pd.read_csv(shared / "sp500_stocks_gics_sectors_2018.csv")
+    pd.DataFrame({
+        "symbol": gics["symbol"], "name": gics["name"], "sector": gics["gics_sector"],
+        "asset_type": "stock",
+    }).to_csv(stocks / "metadata.csv", index=False)
+    return etfs, stocks
+
+
+@pytest.fixture(scope="session")
+def shared_csv_root(shared_data_dir, tmp_path_factory):
+    """A zipline root with the real ETF and stock data ingested.
+
+    ``factorarb-csv`` holds the sector ETFs (adjusted closes -> dividends);
+    ``factorarb-csv-stocks`` the 505 stocks, registered with
+    ``ohlc='repair'`` because the source has a dozen rows whose open lies
+    outside [low, high] (see the data README).
+    """
+    from zipline_factorarb.data.register import register_csv_bundle
+
+    base = tmp_path_factory.mktemp("shared_csv")
+    etfs, stocks = write_shared_csv_dirs(shared_data_dir, base / "src")
+    root = base / "zipline"
+    root.mkdir()
+    ingest("factorarb-csv", root, FACTORARB_CSV_DIR=etfs)
+    register_csv_bundle("factorarb-csv-stocks", stocks, ohlc="repair")
+    ingest("factorarb-csv-stocks", root)
+    # an extension so that `zipline run` subprocesses see the stock bundle too
+    (root / "extension.py").write_text(
+        "from zipline_factorarb import register_csv_bundle\n"
+        f"register_csv_bundle('factorarb-csv-stocks', {str(stocks)!r}, ohlc='repair')\n"
+    )
+    return dict(root=root, etfs=etfs, stocks=stocks)

@@ -1,0 +1,98 @@
+"""Sector-relative momentum: the first end-to-end algorithm.
+
+Each month, rank the stocks of the universe by 12-1 momentum (the return
+from 12 months to 1 month ago) measured relative to their GICS sector's
+mean, and hold the top ``n_long`` names in equal weight, long only and fully
+invested. The benchmark is the bundle's index (``SP500`` in the sample,
+``SPY`` in an ETF bundle); index assets are never traded.
+
+Run::
+
+    zipline run -f algorithms/sector_momentum.py -b factorarb-sample \\
+        -s 2005-01-03 -e 2022-12-28 -o out.pickle
+
+Parameters (defaults below) can be overridden with ``FACTORARB_PARAMS``,
+e.g. ``FACTORARB_PARAMS='{"n_long": 8}'``.
+"""
+
+from zipline.api import (
+    attach_pipeline,
+    date_rules,
+    get_open_orders,
+    order_target_percent,
+    pipeline_output,
+    record,
+    schedule_function,
+    set_commission,
+    set_slippage,
+    time_rules,
+)
+from zipline.finance import commission, slippage
+from zipline.pipeline import Pipeline
+from zipline.pipeline.factors import Returns
+
+from zipline_factorarb.algo import algorithm_params, forbid_trading_indexes, set_benchmark_from
+from zipline_factorarb.pipeline.classifiers import IsStock, Sector
+
+PARAMS = algorithm_params(
+    {
+        "lookback": 252,  # sessions of the momentum window
+        "skip": 21,  # most recent sessions left out (short-term reversal)
+        "n_long": 5,  # names held
+        "benchmarks": ["SP500", "SPY"],  # first one found in the bundle
+        "commission_per_share": 0.005,
+        "slippage_bps": 5.0,
+    }
+)
+
+
+def make_pipeline():
+    sector = Sector()
+    long_window = Returns(window_length=PARAMS["lookback"])
+    recent = Returns(window_length=PARAMS["skip"])
+    momentum = (long_window + 1.0) / (recent + 1.0) - 1.0
+    universe = IsStock() & momentum.notnull() & sector.notnull()
+    return Pipeline(
+        columns={
+            "momentum": momentum,
+            "sector_momentum": momentum.demean(groupby=sector, mask=universe),
+            "sector": sector,
+        },
+        screen=universe,
+    )
+
+
+def initialize(context):
+    set_benchmark_from(PARAMS["benchmarks"])
+    context.indexes = forbid_trading_indexes()
+    set_commission(commission.PerShare(cost=PARAMS["commission_per_share"], min_trade_cost=1.0))
+    set_slippage(slippage.FixedBasisPointsSlippage(basis_points=PARAMS["slippage_bps"],
+                                                   volume_limit=1.0))
+    attach_pipeline(make_pipeline(), "momentum")
+    schedule_function(rebalance, date_rules.month_start(), time_rules.market_open(minutes=30))
+    schedule_function(record_book, date_rules.every_day(), time_rules.market_close())
+
+
+def rebalance(context, data):
+    out = pipeline_output("momentum")
+    if out.empty:
+        return
+    chosen = out["sector_momentum"].nlargest(PARAMS["n_long"]).index
+    weight = 1.0 / len(chosen)
+    for asset in chosen:
+        if data.can_trade(asset) and not get_open_orders(asset):
+            order_target_percent(asset, weight)
+    for asset in context.portfolio.positions:
+        if asset not in chosen and data.can_trade(asset) and not get_open_orders(asset):
+            order_target_percent(asset, 0.0)
+
+
+def record_book(context, data):
+    positions = context.portfolio.positions
+    value = context.portfolio.portfolio_value
+    exposures = [p.amount * p.last_sale_price / value for p in positions.values()]
+    record(
+        n_holdings=len(positions),
+        gross_exposure=sum(abs(x) for x in exposures),
+        net_exposure=sum(exposures),
+    )

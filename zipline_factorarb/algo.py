@@ -1,0 +1,101 @@
+"""Small helpers for algorithm files run with ``zipline run -f``.
+
+Parameter convention (used by our algorithms and by sweeps): an algorithm
+declares its tunable parameters once, as a dict of defaults passed to
+:func:`algorithm_params` at module level. Overrides come from the
+``FACTORARB_PARAMS`` environment variable as a JSON object, so the same file
+runs unchanged under ``zipline run`` and in a parameter sweep::
+
+    FACTORARB_PARAMS='{"n_long": 8}' zipline run -f algorithms/sector_momentum.py ...
+"""
+
+from __future__ import annotations
+
+import json
+import os
+
+PARAMS_ENV = "FACTORARB_PARAMS"
+
+
+def algorithm_params(defaults, environ=None):
+    """Defaults updated with the JSON object in ``$FACTORARB_PARAMS``.
+
+    Unknown names and values of the wrong type raise ``ValueError`` naming
+    the parameter, so a typo in a sweep fails the run instead of silently
+    running the defaults.
+    """
+    environ = os.environ if environ is None else environ
+    params = dict(defaults)
+    raw = environ.get(PARAMS_ENV, "").strip()
+    if not raw:
+        return params
+    try:
+        overrides = json.loads(raw)
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"{PARAMS_ENV} is not valid JSON: {exc}") from None
+    if not isinstance(overrides, dict):
+        raise ValueError(f"{PARAMS_ENV} must be a JSON object, got {type(overrides).__name__}")
+    for name, value in overrides.items():
+        if name not in params:
+            raise ValueError(
+                f"{PARAMS_ENV}: unknown parameter {name!r}; this algorithm takes "
+                f"{sorted(params)}"
+            )
+        default = params[name]
+        if isinstance(default, bool) != isinstance(value, bool) or (
+            isinstance(default, (int, float)) and not isinstance(value, (int, float))
+        ):
+            raise ValueError(
+                f"{PARAMS_ENV}: parameter {name!r} expects {type(default).__name__}, "
+                f"got {value!r}"
+            )
+        params[name] = value
+    return params
+
+
+def _algo():
+    from zipline.utils.algo_instance import get_algo_instance
+
+    algo = get_algo_instance()
+    if algo is None:
+        raise RuntimeError("call this from an algorithm's initialize or handle_data")
+    return algo
+
+
+def set_benchmark_from(candidates):
+    """Set the first symbol of ``candidates`` found in the bundle as benchmark.
+
+    Returns the asset, or raises ``LookupError`` naming the symbols tried.
+    """
+    from zipline.api import set_benchmark, symbol
+    from zipline.errors import SymbolNotFound
+
+    for name in candidates:
+        try:
+            asset = symbol(name)
+        except SymbolNotFound:
+            continue
+        set_benchmark(asset)
+        return asset
+    raise LookupError(f"none of the benchmark symbols {list(candidates)} is in this bundle")
+
+
+def assets_of_type(asset_type):
+    """Assets of the running algorithm's bundle with the given asset type."""
+    from .data.sectors import ASSET_TYPE_CODES
+    from .pipeline.classifiers import _encode_asset_type, supplementary_codes
+
+    finder = _algo().asset_finder
+    codes = supplementary_codes(finder, "asset_type", _encode_asset_type)
+    sids = [int(s) for s in range(len(codes)) if codes[s] == ASSET_TYPE_CODES[asset_type]]
+    return finder.retrieve_all(sids)
+
+
+def forbid_trading_indexes():
+    """Put every ``index`` asset on zipline's do-not-order list."""
+    from zipline.api import set_do_not_order_list
+
+    indexes = assets_of_type("index")
+    if indexes:
+        set_do_not_order_list(indexes)
+    return indexes

@@ -1,0 +1,193 @@
+"""The ``factorarb`` command.
+
+Sub-commands:
+
+- ``factorarb install-extension``: make ``$ZIPLINE_ROOT/extension.py`` load
+  our bundles (idempotent; keeps the user's own code in that file);
+- ``factorarb uninstall-extension``: take our lines out again;
+- ``factorarb bundles``: our bundles and their ingestions;
+- ``factorarb demo``: the main job: ingest the sample if needed and run the
+  main algorithm on it with ``zipline run``, writing the perf pickle.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import click
+
+BEGIN = "# >>> zipline-factorarb >>>"
+END = "# <<< zipline-factorarb <<<"
+BLOCK = (
+    f"{BEGIN}\n"
+    "# Added by `factorarb install-extension`; remove with `factorarb uninstall-extension`.\n"
+    "import zipline_factorarb.extension  # registers factorarb-sample and factorarb-csv\n"
+    f"{END}\n"
+)
+
+DEMO_ALGORITHM = "algorithms/sector_momentum.py"
+DEMO_START = "2005-01-03"
+DEMO_END = "2022-12-28"
+
+
+def _zipline_root(root=None):
+    if root:
+        return Path(root).expanduser()
+    from zipline.utils.paths import zipline_root
+
+    return Path(zipline_root())
+
+
+@click.group()
+@click.version_option(package_name="zipline-factorarb")
+def main():
+    """zipline-factorarb: factor-residual stat-arb tools for zipline."""
+
+
+@main.command("install-extension")
+@click.option("--zipline-root", type=click.Path(file_okay=False), default=None,
+              help="zipline's root folder (default: $ZIPLINE_ROOT or ~/.zipline).")
+def install_extension(zipline_root):
+    """Make plain `zipline` load the factorarb bundles.
+
+    Appends a marked block to $ZIPLINE_ROOT/extension.py (creating it if
+    needed). Running it again changes nothing; existing code in the file is
+    kept as it is.
+    """
+    root = _zipline_root(zipline_root)
+    path = root / "extension.py"
+    text = path.read_text() if path.exists() else ""
+    if BEGIN in text:
+        click.echo(f"already installed: {path} loads the factorarb bundles; nothing changed")
+        return
+    root.mkdir(parents=True, exist_ok=True)
+    if text and not text.endswith("\n"):
+        text += "\n"
+    sep = "\n" if text else ""
+    path.write_text(text + sep + BLOCK)
+    action = "appended to" if text else "created"
+    click.echo(f"{action} {path}: `zipline ingest -b factorarb-sample` and "
+               "`zipline run -b factorarb-sample` now find our bundles")
+
+
+@main.command("uninstall-extension")
+@click.option("--zipline-root", type=click.Path(file_okay=False), default=None)
+def uninstall_extension(zipline_root):
+    """Remove the block that install-extension added (nothing else)."""
+    path = _zipline_root(zipline_root) / "extension.py"
+    text = path.read_text() if path.exists() else ""
+    if BEGIN not in text:
+        click.echo(f"not installed in {path}; nothing changed")
+        return
+    head, rest = text.split(BEGIN, 1)
+    _, tail = rest.split(END, 1)
+    path.write_text((head.rstrip("\n") + "\n" if head.strip() else "") + tail.lstrip("\n"))
+    click.echo(f"removed the factorarb block from {path}")
+
+
+def _ingestions(name, environ=None):
+    from zipline.data.bundles.core import ingestions_for_bundle
+
+    try:
+        return ingestions_for_bundle(name, environ=environ)
+    except OSError:
+        return []
+
+
+@main.command("bundles")
+def list_bundles():
+    """List the factorarb bundles and their ingestions."""
+    from zipline.data.bundles.core import to_bundle_ingest_dirname
+    from zipline.utils.paths import data_path
+
+    from .data.register import REGISTERED, register_bundles
+    from .data.writer import SUMMARY_FILE
+
+    register_bundles()
+    for name, description in REGISTERED.items():
+        click.echo(f"{name}: {description}")
+        stamps = _ingestions(name)
+        if not stamps:
+            click.echo("  not ingested yet: zipline ingest -b " + name)
+        for stamp in stamps:
+            folder = Path(data_path([name, to_bundle_ingest_dirname(stamp)]))
+            info = ""
+            summary = folder / SUMMARY_FILE
+            if summary.exists():
+                s = json.loads(summary.read_text())
+                info = f"  {s['n_symbols']} symbols, {s['first_date']} .. {s['last_date']}"
+            click.echo(f"  {stamp}{info}")
+
+
+def ensure_sample_ingested(show_progress=True):
+    """Ingest ``factorarb-sample`` unless an ingestion already exists."""
+    from zipline.data.bundles import ingest
+
+    from .data.register import SAMPLE_BUNDLE, register_bundles
+
+    register_bundles()
+    if _ingestions(SAMPLE_BUNDLE):
+        return False
+    ingest(SAMPLE_BUNDLE, show_progress=show_progress)
+    return True
+
+
+def _default_algorithm(name):
+    here = Path(__file__).resolve().parent.parent / name
+    return here if here.exists() else Path(name)
+
+
+@main.command("demo")
+@click.option("--algorithm", "algorithm", type=click.Path(dir_okay=False), default=None,
+              help=f"algorithm file (default {DEMO_ALGORITHM})")
+@click.option("--start", default=DEMO_START, show_default=True)
+@click.option("--end", default=DEMO_END, show_default=True)
+@click.option("--out", "out_dir", type=click.Path(file_okay=False), default="results",
+              show_default=True, help="folder for the results")
+def demo(algorithm, start, end, out_dir):
+    """Run the main algorithm on the embedded sample and write its results."""
+    root = _zipline_root()
+    click.echo(f"ZIPLINE_ROOT: {root}")
+    if ensure_sample_ingested():
+        click.echo("ingested factorarb-sample")
+    else:
+        click.echo("factorarb-sample already ingested")
+    algo = Path(algorithm) if algorithm else _default_algorithm(DEMO_ALGORITHM)
+    if not algo.exists():
+        raise click.ClickException(f"algorithm file not found: {algo}")
+    out = Path(out_dir) / algo.stem
+    out.mkdir(parents=True, exist_ok=True)
+    pickle = out / "perf.pickle"
+    cmd = [sys.executable, "-m", "zipline", "-e", "zipline_factorarb.extension", "run",
+           "-f", str(algo), "-b", "factorarb-sample", "-s", start, "-e", end, "-o", str(pickle)]
+    click.echo("running: zipline " + " ".join(cmd[3:]))
+    result = subprocess.run(cmd, env=dict(os.environ))
+    if result.returncode != 0:
+        raise click.ClickException(f"zipline run failed with exit code {result.returncode}")
+    click.echo(_summarise(pickle))
+    click.echo(f"results: {pickle.resolve()}")
+
+
+def _summarise(pickle):
+    import numpy as np
+    import pandas as pd
+
+    perf = pd.read_pickle(pickle)
+    rets = perf["returns"]
+    bench = perf.get("benchmark_return")
+    ann = np.sqrt(252)
+    lines = [f"{len(perf)} sessions {perf.index[0].date()} .. {perf.index[-1].date()}",
+             f"total return {perf['algorithm_period_return'].iloc[-1]:+.2%}, "
+             f"Sharpe {ann * rets.mean() / rets.std():.2f}"]
+    if bench is not None:
+        lines.append(f"benchmark total return {perf['benchmark_period_return'].iloc[-1]:+.2%}, "
+                     f"Sharpe {ann * bench.mean() / bench.std():.2f}")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()
