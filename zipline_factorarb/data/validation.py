@@ -131,6 +131,13 @@ def validate_prices(prices: pd.DataFrame, sessions: pd.DatetimeIndex, ohlc: str 
             )
             df.loc[nan, col] = df.loc[nan, "close"]
 
+    # storage limits ------------------------------------------------------
+    for col in ("open", "high", "low", "close"):
+        values = df[col].to_numpy()
+        _first_bad(df, values > MAX_PRICE, lambda r, c=col: (
+            f"{c} {r[c]} is beyond zipline's price storage (uint32 of price x 1000, "
+            f"max {MAX_PRICE:.3f}); rescale this symbol's prices"))
+
     hi, lo, op, cl = (df[c].to_numpy() for c in ("high", "low", "open", "close"))
     inverted = hi < lo
     outside = (op > hi) | (op < lo) | (cl > hi) | (cl < lo)
@@ -149,13 +156,6 @@ def validate_prices(prices: pd.DataFrame, sessions: pd.DatetimeIndex, ohlc: str 
         stack = np.vstack([hi, lo, op, cl])
         df["high"] = stack.max(axis=0)
         df["low"] = stack.min(axis=0)
-
-    # storage limits ------------------------------------------------------
-    for col in ("open", "high", "low", "close"):
-        values = df[col].to_numpy()
-        _first_bad(df, values > MAX_PRICE, lambda r, c=col: (
-            f"{c} {r[c]} is beyond zipline's price storage (uint32 of price x 1000, "
-            f"max {MAX_PRICE:.3f}); rescale this symbol's prices"))
 
     vol = df["volume"].to_numpy()
     _first_bad(df, vol < 0, lambda r: f"volume must not be negative, got {r['volume']}")

@@ -11,6 +11,7 @@ bundle's most recent ingestion instead.
 from __future__ import annotations
 
 import threading
+from contextlib import contextmanager
 
 import numpy as np
 from zipline.pipeline import CustomClassifier
@@ -26,20 +27,40 @@ from ..data.sectors import (
 
 _CACHE = {}
 _LOCK = threading.Lock()
+_BOUND = threading.local()
+_BUNDLE_FINDERS = {}
+
+
+@contextmanager
+def bound_asset_finder(finder):
+    """Within this block, classifiers read ``finder`` (used by research runs)."""
+    previous = getattr(_BOUND, "finder", None)
+    _BOUND.finder = finder
+    try:
+        yield finder
+    finally:
+        _BOUND.finder = previous
 
 
 def _asset_finder(bundle):
     if bundle is not None:
         from zipline.data.bundles import load
 
-        return load(bundle).asset_finder
+        with _LOCK:
+            if bundle not in _BUNDLE_FINDERS:
+                _BUNDLE_FINDERS[bundle] = load(bundle).asset_finder
+            return _BUNDLE_FINDERS[bundle]
+    bound = getattr(_BOUND, "finder", None)
+    if bound is not None:
+        return bound
     from zipline.utils.algo_instance import get_algo_instance
 
     algo = get_algo_instance()
     if algo is None:
         raise RuntimeError(
             "this classifier reads the asset db of the running algorithm; outside "
-            "an algorithm pass the bundle, e.g. Sector(bundle='factorarb-sample')"
+            "an algorithm use zipline_factorarb.pipeline.research.run_pipeline or pass "
+            "the bundle, e.g. Sector(bundle='factorarb-sample')"
         )
     return algo.asset_finder
 
