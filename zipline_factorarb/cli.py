@@ -178,7 +178,10 @@ def _summarise(pickle):
 
     perf = pd.read_pickle(pickle)
     rets = perf["returns"]
-    bench = perf.get("benchmark_return")
+    bench = None
+    if "benchmark_period_return" in perf:
+        cum = 1.0 + perf["benchmark_period_return"]
+        bench = (cum / cum.shift(1) - 1.0).iloc[1:]
     ann = np.sqrt(252)
     lines = [f"{len(perf)} sessions {perf.index[0].date()} .. {perf.index[-1].date()}",
              f"total return {perf['algorithm_period_return'].iloc[-1]:+.2%}, "
