@@ -113,3 +113,24 @@ def shared_csv_root(shared_data_dir, tmp_path_factory):
         f"register_csv_bundle('factorarb-csv-stocks', {str(stocks)!r}, ohlc='repair')\n"
     )
     return dict(root=root, etfs=etfs, stocks=stocks)
+
+
+def zipline_cli(root, *args, extra_env=None):
+    """Run the real `zipline` command line with our extension file."""
+    import subprocess
+    import sys
+
+    cmd = [sys.executable, "-m", "zipline", "-e", str(REPO_ROOT / "bundles" / "extension.py"), *args]
+    env = zipline_environ(root, **(extra_env or {}))
+    return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=900)
+
+
+@pytest.fixture(scope="session")
+def sample_perf(sample_root, tmp_path_factory):
+    """Perf pickle of the main algorithm over the whole demo range (2005-2022)."""
+    out = tmp_path_factory.mktemp("run") / "perf.pickle"
+    result = zipline_cli(sample_root, "run", "-f", str(REPO_ROOT / "algorithms" / "sector_momentum.py"),
+                         "-b", "factorarb-sample", "-s", "2005-01-03", "-e", "2022-12-28",
+                         "-o", str(out))
+    assert result.returncode == 0, result.stderr[-3000:]
+    return out

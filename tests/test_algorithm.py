@@ -1,22 +1,16 @@
 """The first algorithm, through the real `zipline run` command and run_algorithm."""
 
 import importlib.util
-import subprocess
-import sys
 
 import numpy as np
 import pandas as pd
 import pytest
 
-from conftest import REPO_ROOT, zipline_environ
+from conftest import REPO_ROOT, zipline_cli, zipline_environ
 
 ALGO = REPO_ROOT / "algorithms" / "sector_momentum.py"
 
 
-def zipline_cli(root, *args, extra_env=None):
-    cmd = [sys.executable, "-m", "zipline", "-e", str(REPO_ROOT / "bundles" / "extension.py"), *args]
-    env = zipline_environ(root, **(extra_env or {}))
-    return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
 
 
 def _expected_top(prices, sectors, day, n, lookback=252, skip=21):
@@ -32,21 +26,12 @@ def _held(perf, day):
     return {p["sid"].symbol for p in perf.loc[day, "positions"] if p["amount"] != 0}
 
 
-@pytest.fixture(scope="module")
-def cli_perf(sample_root, tmp_path_factory):
-    out = tmp_path_factory.mktemp("run") / "perf.pickle"
-    result = zipline_cli(sample_root, "run", "-f", str(ALGO), "-b", "factorarb-sample",
-                         "-s", "2005-01-03", "-e", "2022-12-28", "-o", str(out))
-    assert result.returncode == 0, result.stderr[-3000:]
-    return pd.read_pickle(out)
-
-
-def test_zipline_run_cli_full_sample(cli_perf):
+def test_zipline_run_cli_full_sample(sample_perf):
     import pyfolio
 
     from skfolio.datasets import load_sp500_dataset, load_sp500_index
 
-    perf = cli_perf
+    perf = pd.read_pickle(sample_perf)
     assert perf.index[0].date() == pd.Timestamp("2005-01-03").date()
     assert perf.index[-1].date() == pd.Timestamp("2022-12-28").date()
     returns, positions, transactions = pyfolio.utils.extract_rets_pos_txn_from_zipline(perf)

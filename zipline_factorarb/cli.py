@@ -6,8 +6,10 @@ Sub-commands:
   our bundles (idempotent; keeps the user's own code in that file);
 - ``factorarb uninstall-extension``: take our lines out again;
 - ``factorarb bundles``: our bundles and their ingestions;
-- ``factorarb demo``: the main job: ingest the sample if needed and run the
-  main algorithm on it with ``zipline run``, writing the perf pickle.
+- ``factorarb demo``: the main job: ingest the sample if needed, run the
+  main algorithm on it with ``zipline run`` and write its crisis report;
+- ``factorarb tearsheet PERF.pickle --out DIR``: the crisis report of any
+  zipline perf pickle.
 """
 
 from __future__ import annotations
@@ -148,7 +150,9 @@ def _default_algorithm(name):
 @click.option("--end", default=DEMO_END, show_default=True)
 @click.option("--out", "out_dir", type=click.Path(file_okay=False), default="results",
               show_default=True, help="folder for the results")
-def demo(algorithm, start, end, out_dir):
+@click.option("--report/--no-report", default=True, show_default=True,
+              help="write the crisis report after the run")
+def demo(algorithm, start, end, out_dir, report):
     """Run the main algorithm on the embedded sample and write its results."""
     root = _zipline_root()
     click.echo(f"ZIPLINE_ROOT: {root}")
@@ -170,6 +174,62 @@ def demo(algorithm, start, end, out_dir):
         raise click.ClickException(f"zipline run failed with exit code {result.returncode}")
     click.echo(_summarise(pickle))
     click.echo(f"results: {pickle.resolve()}")
+    if report:
+        written = _write_report(pickle, out / "report", bundle="factorarb-sample",
+                                benchmark="SP500", benchmark_returns=None, periods=None,
+                                periods_mode="extend", formats=("html", "png"))
+        click.echo(f"report: {[p for p in written if p.name == 'report.html'][0].resolve()}")
+
+
+def _write_report(pickle, out_dir, **kwargs):
+    from .analysis.report import build_report, write_report
+
+    formats = kwargs.pop("formats")
+    report = build_report(pickle, **kwargs)
+    for note in report.notes:
+        click.echo(f"note: {note}")
+    return write_report(report, out_dir, formats=formats)
+
+
+@main.command("tearsheet")
+@click.argument("perf_pickle", type=click.Path(dir_okay=False))
+@click.option("--out", "out_dir", type=click.Path(file_okay=False), required=True,
+              help="folder for the report")
+@click.option("--bundle", default=None,
+              help="bundle the backtest ran on: enables --benchmark SYMBOL, sector weights and "
+                   "risk contributions estimated from the positions")
+@click.option("--benchmark", default=None, help="benchmark symbol in --bundle")
+@click.option("--benchmark-returns", type=click.Path(dir_okay=False), default=None,
+              help="CSV date,return of daily benchmark returns")
+@click.option("--periods", type=click.Path(dir_okay=False), default=None,
+              help="crisis windows file (CSV name,start,end or JSON/YAML name: [start, end])")
+@click.option("--replace-periods", is_flag=True,
+              help="use only the windows of --periods instead of adding them to the defaults")
+@click.option("--format", "formats", default="html,png", show_default=True,
+              help="comma-separated: html, pdf, png")
+def tearsheet(perf_pickle, out_dir, bundle, benchmark, benchmark_returns, periods,
+              replace_periods, formats):
+    """Crisis report (tear sheets, crisis and risk tables) of a zipline perf pickle."""
+    from .analysis.perf import PerfFileError
+    from .analysis.periods import PeriodsError
+
+    if benchmark and benchmark_returns:
+        raise click.UsageError("give --benchmark or --benchmark-returns, not both")
+    if bundle:
+        from .data.register import register_bundles
+
+        register_bundles()
+    try:
+        written = _write_report(perf_pickle, out_dir, bundle=bundle, benchmark=benchmark,
+                                benchmark_returns=benchmark_returns, periods=periods,
+                                periods_mode="replace" if replace_periods else "extend",
+                                formats=tuple(formats.split(",")))
+    except (PerfFileError, PeriodsError, ValueError) as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(f"wrote {len(written)} files to {Path(out_dir).resolve()}")
+    html = [p for p in written if p.name == "report.html"]
+    if html:
+        click.echo(f"report: {html[0].resolve()}")
 
 
 def _summarise(pickle):
