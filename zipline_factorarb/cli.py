@@ -252,5 +252,40 @@ def _summarise(pickle):
     return "\n".join(lines)
 
 
+@main.command("evaluate-factor")
+@click.argument("factor")
+@click.option("--bundle", default="factorarb-sample", show_default=True)
+@click.option("--start", required=True)
+@click.option("--end", required=True)
+@click.option("--out", "out_dir", type=click.Path(file_okay=False), required=True)
+@click.option("--horizons", default="1,5,21", show_default=True, help="forward-return horizons")
+@click.option("--quantiles", default=5, show_default=True, type=int)
+@click.option("--param", "params", multiple=True, metavar="NAME=VALUE",
+              help="factor parameter (repeatable); values are read as JSON when they parse")
+def evaluate_factor_cmd(factor, bundle, start, end, out_dir, horizons, quantiles, params):
+    """Alphalens-style evaluation of FACTOR (momentum, wls_residual,
+    kalman_innovation, sscore, or package.module:callable)."""
+    from .analysis.factor_eval import evaluate_factor, write_evaluation
+
+    parsed = {}
+    for item in params:
+        if "=" not in item:
+            raise click.UsageError(f"--param {item!r}: use NAME=VALUE")
+        key, value = item.split("=", 1)
+        try:
+            parsed[key] = json.loads(value)
+        except json.JSONDecodeError:
+            parsed[key] = value
+    try:
+        hs = tuple(int(h) for h in horizons.split(","))
+        evaluation = evaluate_factor(factor, bundle, start, end, horizons=hs, quantiles=quantiles,
+                                     params=parsed)
+    except ValueError as exc:
+        raise click.ClickException(str(exc)) from None
+    written = write_evaluation(evaluation, out_dir)
+    click.echo(evaluation.tables["ic_summary"].to_string())
+    click.echo(f"wrote {len(written)} files to {Path(out_dir).resolve()}")
+
+
 if __name__ == "__main__":  # pragma: no cover
     main()
