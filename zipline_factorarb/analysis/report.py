@@ -71,7 +71,9 @@ def build_report(source, bundle=None, benchmark=None, benchmark_returns=None, pe
             raise PerfFileError("--benchmark SYMBOL needs --bundle NAME to read its prices")
         bench = _benchmark_from_bundle(bundle, benchmark, backtest.returns.index.tz_convert(None),
                                        environ=environ)
+        source_name = backtest.source
         backtest = load_backtest(backtest.perf, benchmark_returns=bench)
+        backtest.source = source_name
     if periods is None:
         crisis_periods = default_periods()
     elif isinstance(periods, (str, Path)):
@@ -213,10 +215,19 @@ def _png(fig):
     return buf.getvalue()
 
 
-def _table_html(frame, max_rows=60):
+def _table_html(frame, max_rows=60, index=True):
     if len(frame) > max_rows:
         frame = frame.iloc[-max_rows:]
-    return frame.to_html(float_format=lambda x: f"{x:.4g}", border=0, classes="tbl")
+    return frame.to_html(float_format=lambda x: f"{x:.4g}", border=0, classes="tbl", index=index)
+
+
+def _around_html(frame):
+    """Mean over all crises by phase, then the dated windows one by one."""
+    values = [c for c in frame.columns if c not in ("period", "phase")]
+    by_phase = frame.groupby("phase")[values].mean().reindex(["before", "during", "after"])
+    dated = frame[frame["period"].isin(EXTRA_PERIODS)]
+    return ("<p>Mean over all crisis windows:</p>" + _table_html(by_phase)
+            + "<p>Dated crisis windows:</p>" + _table_html(dated, max_rows=200, index=False))
 
 
 def write_report(report, out_dir, formats=("html", "png")):
@@ -268,7 +279,11 @@ def _html(report, pngs):
     for name in order:
         if name in report.tables and len(report.tables[name]):
             parts.append(f"<h2>{html.escape(name.replace('_', ' ').capitalize())}</h2>")
-            parts.append(_table_html(report.tables[name]))
+            table = report.tables[name]
+            if name.endswith("_around_crises"):
+                parts.append(_around_html(table))
+            else:
+                parts.append(_table_html(table, index=name != "crisis"))
     parts.append("<h2>Figures</h2>")
     for name, data in pngs.items():
         b64 = base64.b64encode(data).decode()
