@@ -1,1 +1,92 @@
-"""optimize layer of zipline-factorarb."""
+"""Portfolio optimisation with a Quantopian-Optimize-style API plus tracking error.
+
+Objectives and constraints are small objects; :func:`calculate_optimal_portfolio`
+returns target weights, :func:`run_optimization` a full result (status, weights,
+ex-ante tracking error, risk contributions, solver, timings), and
+:func:`order_optimal_portfolio` trades to the target inside a zipline algorithm.
+Problems are solved with cvxpy and Clarabel (falling back to another installed conic
+solver), compiled once per structure and re-solved by updating parameters.
+
+Example
+-------
+>>> from zipline_factorarb.optimize import (
+...     MaximizeFactorTilt, TrackingError, LongOnly, NetExposure, RiskModel,
+...     calculate_optimal_portfolio)
+>>> model = RiskModel.from_returns(asset_returns, factor_returns, halflife=63)  # doctest: +SKIP
+>>> weights = calculate_optimal_portfolio(                                       # doctest: +SKIP
+...     MaximizeFactorTilt(mu_f, model),
+...     [TrackingError(0.06, model, benchmark), LongOnly(), NetExposure(1, 1)])
+
+Names are loaded lazily: importing this package does not import cvxpy or zipline.
+"""
+
+from importlib import import_module
+
+# public name -> module that defines it
+_LAZY = {
+    # objectives
+    "Objective": "zipline_factorarb.optimize.objectives",
+    "MaximizeAlpha": "zipline_factorarb.optimize.objectives",
+    "TargetWeights": "zipline_factorarb.optimize.objectives",
+    "MaximizeFactorTilt": "zipline_factorarb.optimize.objectives",
+    "MeanVariance": "zipline_factorarb.optimize.objectives",
+    # constraints
+    "Constraint": "zipline_factorarb.optimize.constraints",
+    "TrackingError": "zipline_factorarb.optimize.constraints",
+    "LongOnly": "zipline_factorarb.optimize.constraints",
+    "NetExposure": "zipline_factorarb.optimize.constraints",
+    "DollarNeutral": "zipline_factorarb.optimize.constraints",
+    "MaxGrossExposure": "zipline_factorarb.optimize.constraints",
+    "PositionConcentration": "zipline_factorarb.optimize.constraints",
+    "FactorExposure": "zipline_factorarb.optimize.constraints",
+    "NetGroupExposure": "zipline_factorarb.optimize.constraints",
+    "MaxTurnover": "zipline_factorarb.optimize.constraints",
+    "CannotHold": "zipline_factorarb.optimize.constraints",
+    "Frozen": "zipline_factorarb.optimize.constraints",
+    # risk model
+    "RiskModel": "zipline_factorarb.optimize.risk_model",
+    "RiskDecomposition": "zipline_factorarb.optimize.risk_model",
+    "make_benchmark_weights": "zipline_factorarb.optimize.risk_model",
+    "SectorRotationModel": "zipline_factorarb.optimize.sectors",
+    "sector_rotation_model": "zipline_factorarb.optimize.sectors",
+    "expand_sector_weights": "zipline_factorarb.optimize.sectors",
+    # solving
+    "calculate_optimal_portfolio": "zipline_factorarb.optimize.problem",
+    "run_optimization": "zipline_factorarb.optimize.problem",
+    "OptimizationResult": "zipline_factorarb.optimize.problem",
+    "ProblemCache": "zipline_factorarb.optimize.problem",
+    "available_solvers": "zipline_factorarb.optimize.problem",
+    "calibrate_risk_aversion": "zipline_factorarb.optimize.calibration",
+    "CalibrationResult": "zipline_factorarb.optimize.calibration",
+    # zipline order function
+    "order_optimal_portfolio": "zipline_factorarb.optimize.orders",
+    "plan_orders": "zipline_factorarb.optimize.orders",
+    "current_portfolio_weights": "zipline_factorarb.optimize.orders",
+    "PlannedOrder": "zipline_factorarb.optimize.orders",
+    "OrderResult": "zipline_factorarb.optimize.orders",
+    # errors
+    "OptimizationError": "zipline_factorarb.optimize.errors",
+    "InfeasibleConstraints": "zipline_factorarb.optimize.errors",
+    "UnboundedObjective": "zipline_factorarb.optimize.errors",
+    "OptimizationFailed": "zipline_factorarb.optimize.errors",
+    "NonFiniteInput": "zipline_factorarb.optimize.errors",
+    "OptimizationWarning": "zipline_factorarb.optimize.errors",
+}
+
+__all__ = sorted(_LAZY)
+
+
+def __getattr__(name):
+    try:
+        module = _LAZY[name]
+    except KeyError:
+        raise AttributeError(
+            f"module 'zipline_factorarb.optimize' has no attribute {name!r}"
+        ) from None
+    value = getattr(import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__():
+    return __all__

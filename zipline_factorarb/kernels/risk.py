@@ -1,0 +1,505 @@
+"""Factor risk-model kernels: estimation, tracking error and risk decomposition.
+
+Pure numpy functions, no pandas and no zipline. Notation follows the research:
+
+* ``loadings`` F, shape ``(m, n)``: one row per factor, one column per asset; when the
+  model has a constant its row comes first (the regression intercepts, i.e. the assets'
+  alphas);
+* ``factor_covariance`` Sigma_f, shape ``(m, m)`` (zero row and column for the constant);
+* ``specific_variance`` E, shape ``(n,)``, the diagonal of the idiosyncratic covariance;
+* ``benchmark_weights`` b and active weights ``a = w - b``.
+
+The asset covariance is ``Sigma = F' Sigma_f F + diag(E)`` and the (per-period) active
+variance is ``a' Sigma a = f' Sigma_f f + ||sqrt(E) a||^2`` with ``f = F a`` the active
+factor exposure. Annualised tracking error is ``sqrt(periods_per_year * a' Sigma a)``.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import numpy as np
+
+__all__ = [
+    "RegressionResult",
+    "RiskContributions",
+    "regression_loadings",
+    "ewma_weights",
+    "weighted_covariance",
+    "ledoit_wolf",
+    "factor_covariance",
+    "specific_variance",
+    "factor_root",
+    "active_variance",
+    "tracking_error",
+    "risk_contributions",
+    "cap_weights",
+    "sector_mapping",
+]
+
+
+class RegressionResult(NamedTuple):
+    """Output of :func:`regression_loadings`.
+
+    Attributes
+    ----------
+    loadings : ndarray, shape (p, n)
+        Regression coefficients, one column per asset; the first row is the intercept
+        when the regression has a constant. NaN for assets with too few observations.
+    residuals : ndarray, shape (T, n)
+        ``returns - X @ loadings``; NaN where the return (or the factor row) is missing.
+    n_observations : ndarray of int, shape (n,)
+        Rows used for each asset.
+    """
+
+    loadings: np.ndarray
+    residuals: np.ndarray
+    n_observations: np.ndarray
+
+
+class RiskContributions(NamedTuple):
+    """Euler decomposition of a (per-period) variance, from :func:`risk_contributions`.
+
+    Attributes
+    ----------
+    factor : ndarray, shape (m,)
+        ``f_j (Sigma_f f)_j`` for each factor, ``f = F a``.
+    specific : float
+        ``sum_i E_i a_i^2``.
+    asset : ndarray, shape (n,)
+        ``a_i (Sigma a)_i`` for each asset.
+    total : float
+        ``a' Sigma a``; equals ``factor.sum() + specific`` and ``asset.sum()``.
+    """
+
+    factor: np.ndarray
+    specific: float
+    asset: np.ndarray
+    total: float
+
+
+def _as_2d(x, name):
+    arr = np.asarray(x, dtype=float)
+    if arr.ndim != 2:
+        raise ValueError(f"{name} must be a 2-d array, got shape {arr.shape}")
+    return arr
+
+
+def regression_loadings(asset_returns, factor_returns, add_constant=True, min_observations=None):
+    """Time-series regression of every asset's returns on the factor returns.
+
+    Solves ``r_i = alpha_i + F_i' x_t + eps_it`` for all assets at once: assets with a
+    complete history share a single least-squares solve (one ``lstsq`` with a matrix
+    right-hand side); assets with missing returns are solved together through their
+    masked normal equations.
+
+    Parameters
+    ----------
+    asset_returns : array_like, shape (T, n)
+        Asset returns; NaN marks a missing observation.
+    factor_returns : array_like, shape (T, k)
+        Factor returns on the same rows. A row with any non-finite factor return is
+        dropped for every asset.
+    add_constant : bool, default True
+        Prepend an intercept column, so ``loadings[0]`` holds the intercepts.
+    min_observations : int, optional
+        Assets with fewer usable rows get NaN loadings. Defaults to the number of
+        regression parameters plus one.
+
+    Returns
+    -------
+    RegressionResult
+    """
+    R = _as_2d(asset_returns, "asset_returns")
+    X = _as_2d(factor_returns, "factor_returns")
+    T, n = R.shape
+    if X.shape[0] != T:
+        raise ValueError(
+            f"asset_returns has {T} rows but factor_returns has {X.shape[0]}: align them "
+            "on the same dates first"
+        )
+    row_ok = np.isfinite(X).all(axis=1)
+    if add_constant:
+        X = np.hstack([np.ones((T, 1)), X])
+    p = X.shape[1]
+    if min_observations is None:
+        min_observations = p + 1
+    Xz = np.where(row_ok[:, None], X, 0.0)
+    valid = np.isfinite(R) & row_ok[:, None]
+    n_obs = valid.sum(axis=0)
+    loadings = np.full((p, n), np.nan)
+
+    complete = valid[row_ok].all(axis=0) & (n_obs >= min_observations)
+    if complete.any():
+        coef, *_ = np.linalg.lstsq(Xz[row_ok], R[row_ok][:, complete], rcond=None)
+        loadings[:, complete] = coef
+    partial = ~complete & (n_obs >= min_observations)
+    if partial.any():
+        M = valid[:, partial].astype(float)
+        Y = np.where(valid[:, partial], R[:, partial], 0.0)
+        xtx = np.einsum("tp,tq,ti->ipq", Xz, Xz, M)
+        xty = np.einsum("tp,ti->ip", Xz, Y)
+        loadings[:, partial] = np.einsum("ipq,iq->pi", np.linalg.pinv(xtx), xty)
+
+    residuals = R - Xz @ np.where(np.isfinite(loadings), loadings, 0.0)
+    residuals[~valid] = np.nan
+    residuals[:, ~np.isfinite(loadings).all(axis=0)] = np.nan
+    return RegressionResult(loadings, residuals, n_obs)
+
+
+def ewma_weights(n_observations, halflife=None):
+    """Observation weights that sum to one, the most recent row (last) weighing most.
+
+    ``w_t`` is proportional to ``0.5 ** ((T - 1 - t) / halflife)`` (the weights of
+    ``pandas.DataFrame.ewm(halflife=...)``); equal weights when ``halflife`` is None.
+
+    Parameters
+    ----------
+    n_observations : int
+    halflife : float, optional
+        In rows; must be positive.
+
+    Returns
+    -------
+    ndarray, shape (n_observations,)
+    """
+    T = int(n_observations)
+    if T <= 0:
+        raise ValueError("need at least one observation")
+    if halflife is None:
+        return np.full(T, 1.0 / T)
+    if not np.isfinite(halflife) or halflife <= 0:
+        raise ValueError(f"halflife must be a positive number of rows, got {halflife!r}")
+    w = 0.5 ** (np.arange(T - 1, -1, -1, dtype=float) / float(halflife))
+    return w / w.sum()
+
+
+def _rows_and_weights(X, weights, halflife):
+    X = _as_2d(X, "returns")
+    T = X.shape[0]
+    if weights is None:
+        weights = ewma_weights(T, halflife)
+    else:
+        weights = np.asarray(weights, dtype=float)
+        if weights.shape != (T,):
+            raise ValueError(f"weights must have shape ({T},), got {weights.shape}")
+        if not np.isfinite(weights).all() or (weights < 0).any():
+            raise ValueError("weights must be finite and non-negative")
+    keep = np.isfinite(X).all(axis=1)
+    X, weights = X[keep], weights[keep]
+    if X.shape[0] < 2:
+        raise ValueError("need at least two rows without missing values")
+    total = weights.sum()
+    if total <= 0:
+        raise ValueError("weights of the usable rows sum to zero")
+    return X, weights / total
+
+
+def weighted_covariance(X, weights=None, halflife=None, bias=True, assume_centered=False):
+    """Weighted covariance ``sum_t w_t (x_t - m)(x_t - m)'`` of the rows of ``X``.
+
+    Parameters
+    ----------
+    X : array_like, shape (T, p)
+        Rows with any non-finite value are dropped (their weight too).
+    weights : array_like, shape (T,), optional
+        Non-negative row weights (normalised here). Default: :func:`ewma_weights`.
+    halflife : float, optional
+        Used when ``weights`` is None.
+    bias : bool, default True
+        When False, divide by ``1 - sum(w^2)`` (``np.cov(ddof=1)`` for equal weights).
+    assume_centered : bool, default False
+        Use a zero mean instead of the weighted mean.
+
+    Returns
+    -------
+    ndarray, shape (p, p)
+    """
+    X, w = _rows_and_weights(X, weights, halflife)
+    Xc = X if assume_centered else X - w @ X
+    S = (Xc * w[:, None]).T @ Xc
+    if not bias:
+        S = S / (1.0 - np.sum(w * w))
+    return 0.5 * (S + S.T)
+
+
+def ledoit_wolf(X, weights=None, halflife=None, assume_centered=False):
+    """Ledoit-Wolf shrinkage of the (weighted) covariance towards a scaled identity.
+
+    The shrunk estimate is ``(1 - d) S + d mu I`` with ``mu = trace(S) / p`` and the
+    intensity ``d = min(beta, delta) / delta`` of Ledoit & Wolf (2004), "A
+    well-conditioned estimator for large-dimensional covariance matrices":
+    ``delta = ||S - mu I||_F^2 / p`` and ``beta = sum_t w_t^2 ||x_t x_t' - S||_F^2 / p``.
+    With equal weights this is exactly ``sklearn.covariance.LedoitWolf``; with
+    exponential weights the sampling variance ``beta`` uses ``sum_t w_t^2`` in place of
+    ``1 / T``.
+
+    Parameters
+    ----------
+    X : array_like, shape (T, p)
+    weights, halflife, assume_centered
+        As in :func:`weighted_covariance`.
+
+    Returns
+    -------
+    covariance : ndarray, shape (p, p)
+    shrinkage : float
+        The intensity ``d`` in ``[0, 1]``.
+    """
+    X, w = _rows_and_weights(X, weights, halflife)
+    Xc = X if assume_centered else X - w @ X
+    S = (Xc * w[:, None]).T @ Xc
+    S = 0.5 * (S + S.T)
+    p = S.shape[0]
+    mu = np.trace(S) / p
+    delta = np.sum((S - mu * np.eye(p)) ** 2) / p
+    w2 = w * w
+    sq = np.einsum("ti,ti->t", Xc, Xc)
+    quad = np.einsum("ti,ij,tj->t", Xc, S, Xc)
+    beta = (np.sum(w2 * sq * sq) - 2.0 * np.sum(w2 * quad) + w2.sum() * np.sum(S * S)) / p
+    beta = min(beta, delta)
+    shrinkage = 0.0 if delta <= 0 else float(beta / delta)
+    cov = (1.0 - shrinkage) * S + shrinkage * mu * np.eye(p)
+    return cov, shrinkage
+
+
+def factor_covariance(factor_returns, halflife=None, shrinkage="ledoit_wolf"):
+    """Factor covariance from a history of factor returns.
+
+    Parameters
+    ----------
+    factor_returns : array_like, shape (T, k)
+    halflife : float, optional
+        Exponential weighting in rows (None: equal weights).
+    shrinkage : {"ledoit_wolf"} or float or None, default "ledoit_wolf"
+        ``"ledoit_wolf"``: :func:`ledoit_wolf`; a number ``d`` in ``[0, 1]``: that fixed
+        intensity towards ``mu I`` applied to the weighted (biased) covariance; None:
+        the bias-corrected weighted covariance (``np.cov`` for equal weights).
+
+    Returns
+    -------
+    ndarray, shape (k, k)
+    """
+    if shrinkage is None:
+        return weighted_covariance(factor_returns, halflife=halflife, bias=False)
+    if isinstance(shrinkage, str):
+        if shrinkage != "ledoit_wolf":
+            raise ValueError(
+                f"shrinkage must be 'ledoit_wolf', a number in [0, 1] or None, got {shrinkage!r}"
+            )
+        return ledoit_wolf(factor_returns, halflife=halflife)[0]
+    d = float(shrinkage)
+    if not 0.0 <= d <= 1.0:
+        raise ValueError(f"shrinkage intensity must lie in [0, 1], got {d}")
+    S = weighted_covariance(factor_returns, halflife=halflife, bias=True)
+    mu = np.trace(S) / S.shape[0]
+    return (1.0 - d) * S + d * mu * np.eye(S.shape[0])
+
+
+def specific_variance(residuals, halflife=None, n_parameters=0, floor=0.0):
+    """Per-asset variance of regression residuals.
+
+    ``E_i = (sum_t w_t e_it^2) / (1 - p sum_t w_t^2)`` over the asset's observed rows with
+    weights renormalised per asset: for equal weights this is the unbiased
+    ``sum e^2 / (T_i - p)``; with exponential weights ``1 / sum w^2`` plays the part of
+    the effective number of observations. Residuals are not demeaned (a regression with
+    a constant already gives them mean zero).
+
+    Parameters
+    ----------
+    residuals : array_like, shape (T, n)
+        NaN marks a missing residual.
+    halflife : float, optional
+        Exponential weighting in rows (None: equal weights).
+    n_parameters : int, default 0
+        Regression parameters estimated per asset (degrees-of-freedom correction).
+    floor : float, default 0.0
+        Lower bound applied to the result.
+
+    Returns
+    -------
+    ndarray, shape (n,)
+        NaN for assets with no more usable rows than ``n_parameters``.
+    """
+    Eps = _as_2d(residuals, "residuals")
+    T = Eps.shape[0]
+    base = ewma_weights(T, halflife)
+    valid = np.isfinite(Eps)
+    W = np.where(valid, base[:, None], 0.0)
+    totals = W.sum(axis=0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        W = W / totals
+        second = np.sum(W * np.where(valid, Eps, 0.0) ** 2, axis=0)
+        correction = 1.0 - n_parameters * np.sum(W * W, axis=0)
+        out = second / correction
+    out[(totals <= 0) | (correction <= 0) | (valid.sum(axis=0) <= n_parameters)] = np.nan
+    return np.where(np.isfinite(out), np.maximum(out, floor), np.nan)
+
+
+def factor_root(factor_covariance, tol=1e-10):
+    """A square root ``R`` with ``R' R = factor_covariance`` (symmetric eigen-root).
+
+    Works for singular positive semi-definite matrices (such as a zero row and column
+    for the constant), where a Cholesky factor does not exist.
+
+    Parameters
+    ----------
+    factor_covariance : array_like, shape (m, m)
+    tol : float, default 1e-10
+        Eigenvalues below ``-tol * max(1, largest eigenvalue)`` are an error; smaller
+        negative ones are rounding and are clipped to zero.
+
+    Returns
+    -------
+    ndarray, shape (m, m)
+    """
+    S = _as_2d(factor_covariance, "factor_covariance")
+    if S.shape[0] != S.shape[1]:
+        raise ValueError(f"factor_covariance must be square, got shape {S.shape}")
+    if S.shape[0] == 0:
+        return np.zeros((0, 0))
+    S = 0.5 * (S + S.T)
+    lam, V = np.linalg.eigh(S)
+    if lam[0] < -tol * max(1.0, abs(lam[-1])):
+        raise ValueError(
+            f"factor_covariance is not positive semi-definite (smallest eigenvalue {lam[0]:.3g});"
+            " estimate it with shrinkage or clip its eigenvalues"
+        )
+    return np.sqrt(np.clip(lam, 0.0, None))[:, None] * V.T
+
+
+def active_variance(active_weights, loadings, factor_covariance, specific_variance):
+    """Per-period variance ``f' Sigma_f f + sum E a^2`` of the active weights ``a``.
+
+    Parameters
+    ----------
+    active_weights : array_like, shape (n,)
+    loadings : array_like, shape (m, n)
+    factor_covariance : array_like, shape (m, m)
+    specific_variance : array_like, shape (n,)
+
+    Returns
+    -------
+    float
+    """
+    a = np.asarray(active_weights, dtype=float)
+    f = np.asarray(loadings, dtype=float) @ a
+    E = np.asarray(specific_variance, dtype=float)
+    return float(f @ np.asarray(factor_covariance, dtype=float) @ f + np.sum(E * a * a))
+
+
+def tracking_error(active_weights, loadings, factor_covariance, specific_variance,
+                   periods_per_year=252):
+    """Annualised ex-ante tracking error ``sqrt(periods_per_year * a' Sigma a)``.
+
+    Parameters
+    ----------
+    active_weights, loadings, factor_covariance, specific_variance
+        As in :func:`active_variance`; the risk model is per period.
+    periods_per_year : float, default 252
+        Periods of the risk model in a year (252 daily, 12 monthly, 1 already annual).
+
+    Returns
+    -------
+    float
+    """
+    var = active_variance(active_weights, loadings, factor_covariance, specific_variance)
+    return float(np.sqrt(max(var, 0.0) * periods_per_year))
+
+
+def risk_contributions(active_weights, loadings, factor_covariance, specific_variance):
+    """Euler decomposition of the active variance by factor, specific risk and asset.
+
+    The variance ``V(a) = a' Sigma a`` is homogeneous of degree two, so
+    ``sum_i a_i dV/da_i = 2 V``: the contributions ``a_i (Sigma a)_i`` add up to ``V``;
+    grouped through the factor model they are ``f_j (Sigma_f f)_j`` per factor plus
+    ``sum_i E_i a_i^2`` of specific risk.
+
+    Parameters
+    ----------
+    active_weights, loadings, factor_covariance, specific_variance
+        As in :func:`active_variance`.
+
+    Returns
+    -------
+    RiskContributions
+    """
+    a = np.asarray(active_weights, dtype=float)
+    F = np.asarray(loadings, dtype=float)
+    S = np.asarray(factor_covariance, dtype=float)
+    E = np.asarray(specific_variance, dtype=float)
+    f = F @ a
+    Sf = S @ f
+    factor = f * Sf
+    specific = float(np.sum(E * a * a))
+    asset = a * (F.T @ Sf + E * a)
+    return RiskContributions(factor, specific, asset, float(factor.sum() + specific))
+
+
+def cap_weights(values):
+    """Weights proportional to positive finite ``values`` (market caps, dollar volume).
+
+    Parameters
+    ----------
+    values : array_like, shape (n,)
+
+    Returns
+    -------
+    ndarray, shape (n,)
+
+    Raises
+    ------
+    ValueError
+        If a value is non-finite or negative, or all are zero.
+    """
+    v = np.asarray(values, dtype=float)
+    bad = ~np.isfinite(v) | (v < 0)
+    if bad.any():
+        raise ValueError(
+            f"weights need finite non-negative values; entry {int(np.argmax(bad))} is {v[bad][0]!r}"
+        )
+    total = v.sum()
+    if total <= 0:
+        raise ValueError("all values are zero: cannot form weights")
+    return v / total
+
+
+def sector_mapping(codes, market_caps, n_sectors=None):
+    """Within-sector cap-weight matrix ``W`` and sector benchmark weights.
+
+    ``W = diag(c) M diag(c' M)^-1`` for the 0/1 membership matrix ``M``: column ``s``
+    holds the cap weights of the assets of sector ``s`` inside that sector (it sums to
+    one), so sector weights ``x`` map to asset weights ``W x``. The sector benchmark is
+    ``w_b = M' c / sum(c)`` and ``W w_b`` is the asset cap-weighted benchmark.
+
+    Parameters
+    ----------
+    codes : array_like of int, shape (n,)
+        Sector index of each asset, in ``[0, n_sectors)``.
+    market_caps : array_like, shape (n,)
+        Positive market caps (or another size proxy).
+    n_sectors : int, optional
+        Defaults to ``max(codes) + 1``.
+
+    Returns
+    -------
+    mapping : ndarray, shape (n, n_sectors)
+    sector_benchmark : ndarray, shape (n_sectors,)
+    """
+    codes = np.asarray(codes)
+    if codes.ndim != 1 or not np.issubdtype(codes.dtype, np.integer):
+        raise ValueError("codes must be a 1-d integer array")
+    c = cap_weights(market_caps)
+    n = codes.shape[0]
+    if c.shape[0] != n:
+        raise ValueError("codes and market_caps must have the same length")
+    k = int(codes.max()) + 1 if n_sectors is None else int(n_sectors)
+    if (codes < 0).any() or (codes >= k).any():
+        raise ValueError(f"codes must lie in [0, {k})")
+    sizes = np.bincount(codes, weights=c, minlength=k)
+    if (sizes <= 0).any():
+        empty = np.flatnonzero(sizes <= 0).tolist()
+        raise ValueError(f"sectors {empty} have no assets with positive size")
+    W = np.zeros((n, k))
+    W[np.arange(n), codes] = c / sizes[codes]
+    return W, sizes / sizes.sum()

@@ -1,0 +1,667 @@
+"""Portfolio constraints (Quantopian Optimize names, plus :class:`TrackingError`).
+
+Each constraint validates its inputs when created, compiles itself into cvxpy with DPP
+parameters, and measures its own violation for a numpy weight vector: the amount by
+which the bound is exceeded, in the units of the bound (weights, or annualised
+tracking error).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import cvxpy as cp
+import pandas as pd
+
+from ._base import (
+    Term,
+    asset_label,
+    as_frame,
+    as_series,
+    asset_list,
+    finite_or_big,
+    fmt,
+    short_list,
+)
+from .errors import NonFiniteInput
+from .risk_model import RiskModel
+
+__all__ = [
+    "Constraint",
+    "TrackingError",
+    "LongOnly",
+    "NetExposure",
+    "DollarNeutral",
+    "MaxGrossExposure",
+    "PositionConcentration",
+    "FactorExposure",
+    "NetGroupExposure",
+    "MaxTurnover",
+    "CannotHold",
+    "Frozen",
+]
+
+
+class Constraint(Term):
+    """Base class of constraints."""
+
+    def _violation(self, w, data):
+        """``(amount, detail)``: how far ``w`` is outside the constraint (0 inside)."""
+        raise NotImplementedError  # pragma: no cover
+
+    def _relax_hint(self, data):
+        return f"loosen {self!r}"
+
+    def _bounds(self, data):
+        """What the constraint bounds, for the unboundedness check.
+
+        Returns a dict with any of: ``all`` (True: the feasible set is bounded),
+        ``lower`` / ``upper`` (per-asset arrays, +-inf where unbounded), ``sum_lower`` /
+        ``sum_upper`` (bounds of the net exposure).
+        """
+        return {}
+
+
+def _check_number(x, name, positive=False, allow_inf=False):
+    try:
+        v = float(x)
+    except (TypeError, ValueError):
+        raise TypeError(f"{name} must be a number, got {x!r}") from None
+    if np.isnan(v) or (np.isinf(v) and not allow_inf):
+        raise ValueError(f"{name} must be finite, got {x!r}")
+    if positive and not v > 0:
+        raise ValueError(f"{name} must be positive, got {x!r}")
+    return v
+
+
+# --------------------------------------------------------------------------- tracking error
+class TrackingError(Constraint):
+    """Ex-ante tracking error against a benchmark at most ``max_tev`` a year.
+
+    ``sqrt(periods_per_year * (f' Sigma_f f + ||sqrt(E) (w - b)||^2)) <= max_tev`` with
+    ``f = F (w - b)``, written as one second-order cone on the stacked factor-root and
+    specific-risk terms, ``||[R F (w - b); sqrt(E) (w - b)]||_2 <= max_tev /
+    sqrt(periods_per_year)`` with ``R' R = Sigma_f`` (much more accurate with interior
+    point solvers than the equivalent quadratic constraint).
+
+    Parameters
+    ----------
+    max_tev : float
+        Annualised tracking-error budget, e.g. 0.06 for 6% a year.
+    risk_model : RiskModel
+        Per-period factor risk model.
+    benchmark_weights : pandas.Series
+        Benchmark weights b by asset (zero where missing).
+    periods_per_year : float, default 252
+        Periods of the risk model in a year (12 for a monthly model).
+    """
+
+    _nonneg = frozenset({"s", "bound"})
+
+    def __init__(self, max_tev, risk_model, benchmark_weights, periods_per_year=252):
+        self.max_tev = _check_number(max_tev, "max_tev", positive=True)
+        if not isinstance(risk_model, RiskModel):
+            raise TypeError(f"risk_model must be a RiskModel, got {type(risk_model).__name__}")
+        self.risk_model = risk_model
+        self.benchmark_weights = as_series(benchmark_weights, "TrackingError.benchmark_weights")
+        self.periods_per_year = _check_number(periods_per_year, "periods_per_year", positive=True)
+
+    def _describe(self):
+        return f"TrackingError(max_tev={fmt(self.max_tev)}, periods_per_year={fmt(self.periods_per_year)})"
+
+    def _assets(self):
+        b = self.benchmark_weights
+        return b.index[b.to_numpy() != 0]
+
+    def _benchmark(self):
+        return self.benchmark_weights
+
+    def _risk_reference(self):
+        return self.risk_model, self.benchmark_weights, self.periods_per_year
+
+    def _prepare(self, ctx):
+        r = ctx.risk(self.risk_model)
+        b = ctx.align(self.benchmark_weights)
+        return {
+            "G": r.G,
+            "Gb": r.G @ b,
+            "s": r.s,
+            "sb": r.s * b,
+            "bound": self.max_tev / np.sqrt(self.periods_per_year),
+            "_b": b,
+        }
+
+    def _norm_args(self, w, p):
+        return cp.hstack([p["G"] @ w - p["Gb"], cp.multiply(p["s"], w) - p["sb"]])
+
+    def _build(self, w, p, data):
+        return [cp.SOC(p["bound"], self._norm_args(w, p))]
+
+    def _tev(self, w, data):
+        a = w - data["_b"]
+        per_period = np.sqrt(np.sum((data["G"] @ a) ** 2) + np.sum((data["s"] * a) ** 2))
+        return float(per_period * np.sqrt(self.periods_per_year))
+
+    def _violation(self, w, data):
+        tev = self._tev(w, data)
+        return max(0.0, tev - self.max_tev), f"ex-ante tracking error {tev:.4%} > {self.max_tev:.4%}"
+
+    def _relax_hint(self, data):
+        return (f"raise max_tev above {self.max_tev:.4%}, or loosen the constraints that keep "
+                "the portfolio away from the benchmark")
+
+    def _bounds(self, data):
+        return {"all": bool(np.all(data["s"] > 0))}
+
+
+# --------------------------------------------------------------------------- simple bounds
+class LongOnly(Constraint):
+    """No short positions: every weight is non-negative."""
+
+    def _prepare(self, ctx):
+        return {}
+
+    def _build(self, w, p, data):
+        return [w >= 0]
+
+    def _violation(self, w, data):
+        if w.size == 0:
+            return 0.0, ""
+        i = int(np.argmin(w))
+        return max(0.0, -float(w[i])), f"weight {fmt(w[i])} < 0 for {asset_label(data, i)}"
+
+    def _relax_hint(self, data):
+        return "drop LongOnly (allow short positions)"
+
+    def _bounds(self, data):
+        return {"lower": 0.0}
+
+
+class NetExposure(Constraint):
+    """Net exposure ``sum(w)`` within ``[min_net_exposure, max_net_exposure]``.
+
+    ``NetExposure(1, 1)`` is a fully invested portfolio.
+
+    Parameters
+    ----------
+    min_net_exposure, max_net_exposure : float
+        Bounds (may be infinite on one side).
+    """
+
+    _name = "net exposure"
+
+    def __init__(self, min_net_exposure, max_net_exposure):
+        lo = _check_number(min_net_exposure, "min_net_exposure", allow_inf=True)
+        hi = _check_number(max_net_exposure, "max_net_exposure", allow_inf=True)
+        if lo > hi:
+            raise ValueError(f"min_net_exposure {lo} exceeds max_net_exposure {hi}")
+        self.min_net_exposure, self.max_net_exposure = lo, hi
+
+    def _describe(self):
+        return (f"{type(self).__name__}(min={fmt(self.min_net_exposure)}, "
+                f"max={fmt(self.max_net_exposure)})")
+
+    def _prepare(self, ctx):
+        return {"lo": float(finite_or_big(self.min_net_exposure)),
+                "hi": float(finite_or_big(self.max_net_exposure))}
+
+    def _structure(self, data):
+        lo, hi = self.min_net_exposure, self.max_net_exposure
+        return ("eq" if lo == hi else "range", np.isfinite(lo), np.isfinite(hi))
+
+    def _build(self, w, p, data):
+        lo, hi = self.min_net_exposure, self.max_net_exposure
+        if lo == hi:
+            return [cp.sum(w) == p["hi"]]
+        out = []
+        if np.isfinite(lo):
+            out.append(cp.sum(w) >= p["lo"])
+        if np.isfinite(hi):
+            out.append(cp.sum(w) <= p["hi"])
+        return out
+
+    def _violation(self, w, data):
+        net = float(np.sum(w))
+        amount = max(0.0, self.min_net_exposure - net, net - self.max_net_exposure)
+        return amount, (f"{self._name} {fmt(net)} outside "
+                        f"[{fmt(self.min_net_exposure)}, {fmt(self.max_net_exposure)}]")
+
+    def _relax_hint(self, data):
+        return f"widen the {self._name} range [{fmt(self.min_net_exposure)}, {fmt(self.max_net_exposure)}]"
+
+    def _bounds(self, data):
+        return {"sum_lower": self.min_net_exposure, "sum_upper": self.max_net_exposure}
+
+
+class DollarNeutral(NetExposure):
+    """Long and short books of equal size: ``|sum(w)| <= tolerance``.
+
+    Parameters
+    ----------
+    tolerance : float, default 0.0001
+    """
+
+    def __init__(self, tolerance=0.0001):
+        tol = _check_number(tolerance, "tolerance")
+        if tol < 0:
+            raise ValueError(f"tolerance must be non-negative, got {tolerance}")
+        self.tolerance = tol
+        super().__init__(-tol, tol)
+
+    def _describe(self):
+        return f"DollarNeutral(tolerance={fmt(self.tolerance)})"
+
+    def _relax_hint(self, data):
+        return f"raise tolerance above {fmt(self.tolerance)} or drop DollarNeutral"
+
+
+class MaxGrossExposure(Constraint):
+    """Gross exposure ``sum(|w|)`` at most ``max``.
+
+    Parameters
+    ----------
+    max : float
+        E.g. 1.0 for no leverage.
+    """
+
+    _nonneg = frozenset({"bound"})
+
+    def __init__(self, max):  # noqa: A002 - Quantopian's argument name
+        self.max = _check_number(max, "max", positive=True)
+
+    def _describe(self):
+        return f"MaxGrossExposure(max={fmt(self.max)})"
+
+    def _prepare(self, ctx):
+        return {"bound": self.max}
+
+    def _build(self, w, p, data):
+        return [cp.norm1(w) <= p["bound"]]
+
+    def _violation(self, w, data):
+        gross = float(np.abs(w).sum())
+        return max(0.0, gross - self.max), f"gross exposure {fmt(gross)} > {fmt(self.max)}"
+
+    def _relax_hint(self, data):
+        return f"raise max gross exposure above {fmt(self.max)}"
+
+    def _bounds(self, data):
+        return {"all": True}
+
+
+class PositionConcentration(Constraint):
+    """Per-asset weight bounds ``min_weights <= w <= max_weights``.
+
+    Parameters
+    ----------
+    min_weights, max_weights : pandas.Series or float
+        Bounds by asset (a number applies to every asset).
+    default_min_weight, default_max_weight : float, default 0.0
+        Bounds of assets missing from a Series (Quantopian's convention: an asset
+        without bounds cannot be held). Use :meth:`with_equal_bounds` for one range.
+    """
+
+    def __init__(self, min_weights, max_weights, default_min_weight=0.0, default_max_weight=0.0):
+        self.min_weights = as_series(min_weights, "PositionConcentration.min_weights",
+                                     allow_scalar=True, finite=False)
+        self.max_weights = as_series(max_weights, "PositionConcentration.max_weights",
+                                     allow_scalar=True, finite=False)
+        for name, v in (("min_weights", self.min_weights), ("max_weights", self.max_weights)):
+            if isinstance(v, float):
+                if np.isnan(v):
+                    raise ValueError(f"PositionConcentration.{name} is NaN; use +-inf for no bound")
+            elif v.isna().any():
+                bad = v.index[v.isna().to_numpy()][0]
+                raise NonFiniteInput(f"PositionConcentration.{name}", bad, np.nan,
+                                     "use +-inf for no bound, or drop the asset")
+        self.default_min_weight = _check_number(default_min_weight, "default_min_weight", allow_inf=True)
+        self.default_max_weight = _check_number(default_max_weight, "default_max_weight", allow_inf=True)
+
+    @classmethod
+    def with_equal_bounds(cls, min, max):  # noqa: A002
+        """The same ``[min, max]`` range for every asset."""
+        return cls(float(min), float(max), float(min), float(max))
+
+    def _describe(self):
+        def show(v):
+            return fmt(v) if isinstance(v, float) else f"<{len(v)} assets>"
+        return f"PositionConcentration(min={show(self.min_weights)}, max={show(self.max_weights)})"
+
+    def _side(self, ctx, v, default):
+        if isinstance(v, float):
+            return np.full(ctx.n, v)
+        pos = ctx.indexer(v.index)
+        vals = v.to_numpy()
+        return np.where(pos >= 0, vals[np.maximum(pos, 0)] if len(vals) else default, default)
+
+    def _prepare(self, ctx):
+        lo = self._side(ctx, self.min_weights, self.default_min_weight)
+        hi = self._side(ctx, self.max_weights, self.default_max_weight)
+        bad = lo > hi
+        if bad.any():
+            i = int(np.flatnonzero(bad)[0])
+            raise ValueError(
+                f"PositionConcentration: min weight {fmt(lo[i])} exceeds max weight "
+                f"{fmt(hi[i])} for {ctx.universe[i]!r} (check default_min_weight / "
+                "default_max_weight for assets missing from the bounds)"
+            )
+        return {"lo": finite_or_big(lo), "hi": finite_or_big(hi), "_lo": lo, "_hi": hi}
+
+    def _structure(self, data):
+        return (bool(np.isfinite(data["_lo"]).any()), bool(np.isfinite(data["_hi"]).any()))
+
+    def _build(self, w, p, data):
+        has_lo, has_hi = self._structure(data)
+        out = []
+        if has_lo:
+            out.append(w >= p["lo"])
+        if has_hi:
+            out.append(w <= p["hi"])
+        return out
+
+    def _violation(self, w, data):
+        gap = np.maximum(data["_lo"] - w, w - data["_hi"])
+        if gap.size == 0:
+            return 0.0, ""
+        i = int(np.argmax(gap))
+        return max(0.0, float(gap[i])), (
+            f"weight {fmt(w[i])} of {asset_label(data, i)} outside "
+            f"[{fmt(data['_lo'][i])}, {fmt(data['_hi'][i])}]")
+
+    def _relax_hint(self, data):
+        return "widen the per-asset weight bounds (min_weights / max_weights / defaults)"
+
+    def _bounds(self, data):
+        return {"lower": data["_lo"], "upper": data["_hi"]}
+
+
+class FactorExposure(Constraint):
+    """Factor exposures ``loadings' w`` within bounds.
+
+    Parameters
+    ----------
+    loadings : pandas.DataFrame
+        Assets x factors. Every asset of the optimisation universe needs a row.
+    min_exposures, max_exposures : pandas.Series or float
+        Bounds by factor (a number applies to every factor; a factor missing from a
+        Series is unbounded on that side).
+    benchmark_weights : pandas.Series, optional
+        Constrain the active exposure ``loadings' (w - b)`` instead.
+    """
+
+    def __init__(self, loadings, min_exposures, max_exposures, benchmark_weights=None):
+        self.loadings = as_frame(loadings, "FactorExposure.loadings")
+        self.min_exposures = as_series(min_exposures, "FactorExposure.min_exposures",
+                                       allow_scalar=True, finite=False)
+        self.max_exposures = as_series(max_exposures, "FactorExposure.max_exposures",
+                                       allow_scalar=True, finite=False)
+        self.benchmark_weights = (None if benchmark_weights is None else
+                                  as_series(benchmark_weights, "FactorExposure.benchmark_weights"))
+        factors = self.loadings.columns
+        self._lo = self._by_factor(self.min_exposures, factors, -np.inf)
+        self._hi = self._by_factor(self.max_exposures, factors, np.inf)
+        bad = self._lo > self._hi
+        if bad.any():
+            f = factors[np.flatnonzero(bad)[0]]
+            raise ValueError(f"FactorExposure: min exposure exceeds max exposure for factor {f!r}")
+
+    @staticmethod
+    def _by_factor(v, factors, default):
+        if isinstance(v, float):
+            return np.full(len(factors), v)
+        extra = v.index.difference(factors)
+        if len(extra):
+            raise ValueError(f"FactorExposure bounds name unknown factors {short_list(extra)}")
+        out = v.reindex(factors).to_numpy(dtype=float)
+        return np.where(np.isnan(out), default, out)
+
+    def _describe(self):
+        return f"FactorExposure(factors={list(self.loadings.columns)})"
+
+    def _benchmark(self):
+        return self.benchmark_weights
+
+    def _prepare(self, ctx):
+        pos = ctx.indexer(self.loadings.index)
+        if (pos < 0).any():
+            missing = [ctx.universe[i] for i in np.flatnonzero(pos < 0)]
+            raise ValueError(
+                f"FactorExposure.loadings has no row for {len(missing)} assets of the "
+                f"optimisation universe: {short_list(missing)}; add them (e.g. "
+                ".reindex(universe).fillna(0) for zero exposure)"
+            )
+        Lt = self.loadings.to_numpy()[pos].T
+        b = np.zeros(ctx.n) if self.benchmark_weights is None else ctx.align(self.benchmark_weights)
+        return {"Lt": Lt, "Lb": Lt @ b, "lo": finite_or_big(self._lo), "hi": finite_or_big(self._hi)}
+
+    def _structure(self, data):
+        return (bool(np.isfinite(self._lo).any()), bool(np.isfinite(self._hi).any()))
+
+    def _build(self, w, p, data):
+        has_lo, has_hi = self._structure(data)
+        expo = p["Lt"] @ w - p["Lb"]
+        out = []
+        if has_lo:
+            out.append(expo >= p["lo"])
+        if has_hi:
+            out.append(expo <= p["hi"])
+        return out
+
+    def _violation(self, w, data):
+        expo = data["Lt"] @ w - data["Lb"]
+        gap = np.maximum(self._lo - expo, expo - self._hi)
+        if gap.size == 0:
+            return 0.0, ""
+        j = int(np.argmax(gap))
+        return max(0.0, float(gap[j])), (
+            f"exposure to {self.loadings.columns[j]!r} {fmt(expo[j])} outside "
+            f"[{fmt(self._lo[j])}, {fmt(self._hi[j])}]")
+
+    def _relax_hint(self, data):
+        return "widen min_exposures / max_exposures of the factors named above"
+
+
+class NetGroupExposure(Constraint):
+    """Net weight of each group (e.g. sector) within bounds.
+
+    Parameters
+    ----------
+    labels : pandas.Series
+        Group label of each asset; assets without a label belong to no group.
+    min_weights, max_weights : pandas.Series or float
+        Bounds by group label (a number applies to every group; a group missing from a
+        Series is unbounded on that side).
+    """
+
+    def __init__(self, labels, min_weights, max_weights):
+        if not isinstance(labels, pd.Series):
+            raise TypeError("NetGroupExposure.labels must be a pandas Series: asset -> group")
+        if not labels.index.is_unique:
+            raise ValueError("NetGroupExposure.labels has duplicated assets")
+        self.labels = labels
+        self.min_weights = as_series(min_weights, "NetGroupExposure.min_weights",
+                                     allow_scalar=True, finite=False)
+        self.max_weights = as_series(max_weights, "NetGroupExposure.max_weights",
+                                     allow_scalar=True, finite=False)
+
+    @classmethod
+    def with_equal_bounds(cls, labels, min, max):  # noqa: A002
+        """The same ``[min, max]`` range for every group."""
+        return cls(labels, float(min), float(max))
+
+    def _describe(self):
+        return "NetGroupExposure(groups={})".format(self.labels.dropna().nunique())
+
+    def _groups(self, present):
+        names = set(present)
+        for v in (self.min_weights, self.max_weights):
+            if isinstance(v, pd.Series):
+                names.update(v.index)
+        try:
+            return sorted(names)
+        except TypeError:
+            return sorted(names, key=repr)
+
+    @staticmethod
+    def _bound(v, groups, default):
+        if isinstance(v, float):
+            return np.full(len(groups), v)
+        out = v.reindex(groups).to_numpy(dtype=float)
+        return np.where(np.isnan(out), default, out)
+
+    def _prepare(self, ctx):
+        pos = ctx.indexer(self.labels.index)
+        lab = np.empty(ctx.n, dtype=object)
+        have = pos >= 0
+        lab[have] = self.labels.to_numpy()[pos[have]]
+        member = have & pd.notna(lab)
+        groups = self._groups(lab[member])
+        code = {g: i for i, g in enumerate(groups)}
+        M = np.zeros((len(groups), ctx.n))
+        idx = np.flatnonzero(member)
+        M[[code[g] for g in lab[idx]], idx] = 1.0
+        lo = self._bound(self.min_weights, groups, -np.inf)
+        hi = self._bound(self.max_weights, groups, np.inf)
+        bad = lo > hi
+        if bad.any():
+            raise ValueError(
+                f"NetGroupExposure: min weight exceeds max weight for group {groups[np.flatnonzero(bad)[0]]!r}")
+        return {"M": M, "lo": finite_or_big(lo), "hi": finite_or_big(hi),
+                "_lo": lo, "_hi": hi, "_groups": groups}
+
+    def _structure(self, data):
+        return (bool(np.isfinite(data["_lo"]).any()), bool(np.isfinite(data["_hi"]).any()))
+
+    def _build(self, w, p, data):
+        has_lo, has_hi = self._structure(data)
+        net = p["M"] @ w
+        out = []
+        if has_lo:
+            out.append(net >= p["lo"])
+        if has_hi:
+            out.append(net <= p["hi"])
+        return out
+
+    def _violation(self, w, data):
+        net = data["M"] @ w
+        gap = np.maximum(data["_lo"] - net, net - data["_hi"])
+        if gap.size == 0:
+            return 0.0, ""
+        j = int(np.argmax(gap))
+        return max(0.0, float(gap[j])), (
+            f"group {data['_groups'][j]!r} net weight {fmt(net[j])} outside "
+            f"[{fmt(data['_lo'][j])}, {fmt(data['_hi'][j])}]")
+
+    def _relax_hint(self, data):
+        return "widen the group bounds (min_weights / max_weights)"
+
+
+class MaxTurnover(Constraint):
+    """Turnover ``sum(|w - w_current|)`` at most ``max_turnover``.
+
+    Parameters
+    ----------
+    max_turnover : float
+    """
+
+    _nonneg = frozenset({"bound"})
+
+    def __init__(self, max_turnover):
+        self.max_turnover = _check_number(max_turnover, "max_turnover", positive=True)
+
+    def _describe(self):
+        return f"MaxTurnover(max_turnover={fmt(self.max_turnover)})"
+
+    def _prepare(self, ctx):
+        return {"w0": ctx.current.copy(), "bound": self.max_turnover}
+
+    def _build(self, w, p, data):
+        return [cp.norm1(w - p["w0"]) <= p["bound"]]
+
+    def _violation(self, w, data):
+        t = float(np.abs(w - data["w0"]).sum())
+        return max(0.0, t - self.max_turnover), f"turnover {fmt(t)} > {fmt(self.max_turnover)}"
+
+    def _relax_hint(self, data):
+        return f"raise max_turnover above {fmt(self.max_turnover)}"
+
+    def _bounds(self, data):
+        return {"all": True}
+
+
+class CannotHold(Constraint):
+    """The given assets must have zero weight.
+
+    Parameters
+    ----------
+    assets : asset or sequence of assets
+    """
+
+    def __init__(self, assets):
+        self.assets = asset_list(assets)
+
+    def _describe(self):
+        return f"CannotHold({short_list(self.assets, 3)})"
+
+    def _prepare(self, ctx):
+        mask = np.zeros(ctx.n)
+        mask[pd.Index(self.assets).get_indexer(ctx.universe) >= 0] = 1.0
+        return {"mask": mask}
+
+    def _build(self, w, p, data):
+        return [cp.multiply(p["mask"], w) == 0]
+
+    def _violation(self, w, data):
+        held = np.abs(w) * data["mask"]
+        if held.size == 0:
+            return 0.0, ""
+        i = int(np.argmax(held))
+        return float(held[i]), f"weight {fmt(w[i])} in {asset_label(data, i)}, which cannot be held"
+
+    def _relax_hint(self, data):
+        return "allow some of the CannotHold assets"
+
+    def _bounds(self, data):
+        m = data["mask"] > 0
+        return {"lower": np.where(m, 0.0, -np.inf), "upper": np.where(m, 0.0, np.inf)}
+
+
+class Frozen(Constraint):
+    """The given assets keep their current weight.
+
+    Parameters
+    ----------
+    assets : asset or sequence of assets
+    """
+
+    def __init__(self, assets):
+        self.assets = asset_list(assets)
+
+    def _describe(self):
+        return f"Frozen({short_list(self.assets, 3)})"
+
+    def _assets(self):
+        return pd.Index(self.assets)
+
+    def _prepare(self, ctx):
+        mask = np.zeros(ctx.n)
+        mask[pd.Index(self.assets).get_indexer(ctx.universe) >= 0] = 1.0
+        return {"mask": mask, "target": mask * ctx.current}
+
+    def _build(self, w, p, data):
+        return [cp.multiply(p["mask"], w) == p["target"]]
+
+    def _violation(self, w, data):
+        gap = np.abs(w * data["mask"] - data["target"])
+        if gap.size == 0:
+            return 0.0, ""
+        i = int(np.argmax(gap))
+        return float(gap[i]), f"weight of frozen {asset_label(data, i)} moved by {fmt(gap[i])}"
+
+    def _relax_hint(self, data):
+        return "unfreeze some of the Frozen assets"
+
+    def _bounds(self, data):
+        m = data["mask"] > 0
+        return {"lower": np.where(m, data["target"], -np.inf),
+                "upper": np.where(m, data["target"], np.inf)}
+

@@ -1,0 +1,300 @@
+"""Order the optimal portfolio from inside a zipline algorithm.
+
+The zipline part is a thin adapter: read the current weights from the algorithm's
+portfolio and open orders, solve, and send the orders. The weights -> orders logic is
+the pure function :func:`plan_orders`. ``zipline`` is imported only when
+:func:`order_optimal_portfolio` runs.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from ._base import as_series
+from .errors import OptimizationError
+from .problem import _universe, run_optimization
+
+__all__ = [
+    "PlannedOrder",
+    "OrderResult",
+    "plan_orders",
+    "current_portfolio_weights",
+    "order_optimal_portfolio",
+]
+
+log = logging.getLogger(__name__)
+
+_FAILURE_MODES = ("raise", "hold", "benchmark")
+
+
+@dataclass(frozen=True)
+class PlannedOrder:
+    """One order of a rebalance.
+
+    Attributes
+    ----------
+    asset : object
+    current_weight : float
+        Including the asset's open orders.
+    target_weight : float
+    delta : float
+        ``target_weight - current_weight``.
+    method : str
+        ``"target_percent"`` (no open orders: ``order_target_percent(asset, target)``
+        reaches the target exactly) or ``"value"`` (open orders are outstanding:
+        ``order_value(asset, delta * portfolio_value)`` orders only the difference,
+        because ``order_target_percent`` ignores open orders).
+    """
+
+    asset: object
+    current_weight: float
+    target_weight: float
+    delta: float
+    method: str
+
+
+@dataclass
+class OrderResult:
+    """What :func:`order_optimal_portfolio` did.
+
+    Attributes
+    ----------
+    result : OptimizationResult
+    orders : list of PlannedOrder
+        The orders sent (empty when holding).
+    order_ids : list
+        The ids zipline returned, in the same order (None for an order zipline refused).
+    action : str
+        ``"rebalance"``, ``"hold"`` (failure, portfolio kept) or ``"benchmark"``
+        (failure, moved to the benchmark weights).
+    skipped : list of PlannedOrder
+        Orders not sent because ``data.can_trade(asset)`` was False.
+    """
+
+    result: object
+    orders: list = field(default_factory=list)
+    order_ids: list = field(default_factory=list)
+    action: str = "rebalance"
+    skipped: list = field(default_factory=list)
+
+
+def plan_orders(current_weights, target_weights, open_order_assets=(), min_weight_change=1e-6):
+    """The orders that move ``current_weights`` to ``target_weights``.
+
+    Assets held (or with open orders) but absent from the target are closed (target
+    weight zero). Sells come before buys, so that cash is freed first.
+
+    Parameters
+    ----------
+    current_weights : pandas.Series
+        Current weights including open orders (see :func:`current_portfolio_weights`).
+    target_weights : pandas.Series
+        Target weights by asset.
+    open_order_assets : iterable, optional
+        Assets with open orders: they are ordered by value difference.
+    min_weight_change : float, default 1e-6
+        Changes at most this small are skipped, except that a position whose target
+        is zero is always closed.
+
+    Returns
+    -------
+    list of PlannedOrder
+    """
+    current = as_series(current_weights, "current_weights")
+    target = as_series(target_weights, "target_weights")
+    open_set = set(open_order_assets)
+    assets = list(dict.fromkeys([*target.index, *current.index, *open_set]))
+    cur = current.reindex(assets, fill_value=0.0).to_numpy()
+    tgt = target.reindex(assets, fill_value=0.0).to_numpy()
+    orders = []
+    for asset, c, t in zip(assets, cur, tgt):
+        delta = float(t - c)
+        closing = t == 0 and (c != 0 or asset in open_set)
+        if not closing and abs(delta) <= min_weight_change:
+            continue
+        if closing and c == 0 and asset in open_set:
+            # only open orders that net to nothing: nothing to send
+            continue
+        method = "value" if asset in open_set else "target_percent"
+        orders.append(PlannedOrder(asset, float(c), float(t), delta, method))
+    orders.sort(key=lambda o: (o.delta >= 0, o.delta))
+    return orders
+
+
+def _price_of(asset, positions, orders, prices):
+    if prices is not None and asset in prices.index and np.isfinite(prices[asset]):
+        return float(prices[asset])
+    pos = positions.get(asset) if positions is not None else None
+    if pos is not None and getattr(pos, "last_sale_price", 0):
+        return float(pos.last_sale_price)
+    for o in orders:
+        for attr in ("limit", "stop"):
+            px = getattr(o, attr, None)
+            if px:
+                return float(px)
+    return None
+
+
+def current_portfolio_weights(portfolio, open_orders=None, prices=None):
+    """Current weights ``amount * price / portfolio_value``, counting open orders.
+
+    Parameters
+    ----------
+    portfolio : zipline.protocol.Portfolio
+        Or any object with ``portfolio_value`` and ``positions`` (mapping asset ->
+        object with ``amount`` and ``last_sale_price``).
+    open_orders : dict, optional
+        ``{asset: [order, ...]}`` as from ``zipline.api.get_open_orders()``; the
+        unfilled part ``amount - filled`` of each is added to the position.
+    prices : pandas.Series, optional
+        Prices of assets with open orders but no position (e.g.
+        ``data.current(assets, "price")``); otherwise the position's last sale price,
+        then the order's limit or stop price. An open order that cannot be priced is
+        left out, with a logged warning.
+
+    Returns
+    -------
+    pandas.Series
+        Non-zero weights by asset.
+    """
+    pv = float(portfolio.portfolio_value)
+    if not np.isfinite(pv) or pv <= 0:
+        raise ValueError(f"portfolio value must be positive to compute weights, got {pv}")
+    positions = portfolio.positions
+    values = {}
+    for asset, pos in positions.items():
+        mult = float(getattr(asset, "price_multiplier", 1.0) or 1.0)
+        values[asset] = float(pos.amount) * float(pos.last_sale_price) * mult
+    for asset, orders in (open_orders or {}).items():
+        outstanding = sum(float(o.amount) - float(getattr(o, "filled", 0)) for o in orders)
+        if outstanding == 0:
+            continue
+        px = _price_of(asset, positions, orders, prices)
+        if px is None:
+            log.warning("open order for %r cannot be priced; left out of the current weights "
+                        "(pass data= to order_optimal_portfolio)", asset)
+            continue
+        mult = float(getattr(asset, "price_multiplier", 1.0) or 1.0)
+        values[asset] = values.get(asset, 0.0) + outstanding * px * mult
+    out = pd.Series(values, dtype=float) / pv
+    return out[out != 0]
+
+
+def _benchmark_of(objective, constraints):
+    for term in [*constraints, objective]:
+        b = term._benchmark()
+        if b is not None:
+            return b
+    return None
+
+
+def order_optimal_portfolio(objective, constraints=(), on_failure="raise", *, context=None,
+                            data=None, min_weight_change=1e-6, record_failures=True,
+                            close_untracked=True, **kwargs):
+    """Solve for the optimal portfolio and place the orders that reach it.
+
+    Call from ``handle_data`` or a scheduled function of a zipline algorithm. Current
+    weights are the positions' ``amount * last_sale_price / portfolio_value`` plus
+    open orders (``zipline.api.get_open_orders()``); each asset then gets
+    ``order_target_percent(asset, target)``, or ``order_value`` of the difference when
+    it has open orders (``order_target_percent`` ignores them). Held assets that leave
+    the target are closed.
+
+    Parameters
+    ----------
+    objective : Objective
+    constraints : sequence of Constraint
+    on_failure : {"raise", "hold", "benchmark"}, default "raise"
+        When no portfolio can be produced (infeasible, unbounded, solver failure):
+        ``"raise"`` re-raises the error; ``"hold"`` keeps the portfolio (no orders);
+        ``"benchmark"`` orders the benchmark weights of the first constraint or
+        objective that has them. The failure is logged and, with ``record_failures``,
+        recorded as ``optimizer_failure`` = 1 (0 on success).
+    context : TradingAlgorithm, optional
+        The algorithm (``context`` of ``handle_data``); default: the running one.
+    data : BarData, optional
+        Recommended. Prices open orders without a position, and orders for assets
+        that ``data.can_trade`` rejects (delisted, not yet listed, no price) are
+        skipped and logged instead of sent.
+    min_weight_change : float, default 1e-6
+        Skip smaller weight changes (see :func:`plan_orders`).
+    record_failures : bool, default True
+        Record ``optimizer_failure`` with ``zipline.api.record``.
+    close_untracked : bool, default True
+        Close held assets that neither the objective nor any constraint mentions
+        (e.g. names that left the pipeline's output, which the risk model no longer
+        covers) instead of optimising them. With False they join the optimisation
+        universe, and every term that needs data on them must have it.
+    **kwargs
+        Passed to :func:`~zipline_factorarb.optimize.run_optimization`.
+
+    Returns
+    -------
+    OrderResult
+    """
+    if on_failure not in _FAILURE_MODES:
+        raise ValueError(f"on_failure must be one of {_FAILURE_MODES}, got {on_failure!r}")
+    from zipline import api
+    from zipline.utils.algo_instance import get_algo_instance
+
+    algo = context if context is not None else get_algo_instance()
+    if algo is None:
+        raise RuntimeError("order_optimal_portfolio must be called inside a running zipline algorithm")
+    portfolio = algo.portfolio
+    open_orders = api.get_open_orders()
+    prices = None
+    if data is not None and open_orders:
+        prices = pd.Series(data.current(list(open_orders), "price"))
+    current = current_portfolio_weights(portfolio, open_orders, prices)
+
+    constraints = list(constraints) if not hasattr(constraints, "_prepare") else [constraints]
+    tracked = current
+    if close_untracked and len(current):
+        universe = _universe(objective, constraints, None)
+        tracked = current[current.index.isin(universe)]
+    result = run_optimization(objective, constraints, tracked, **kwargs)
+    action = "rebalance"
+    if result.success:
+        target = result.new_weights
+    else:
+        if on_failure == "raise":
+            result.raise_for_status()
+        log.warning("portfolio optimisation failed (%s: %s); %s", result.status,
+                    str(result.error).splitlines()[0] if str(result.error) else "",
+                    "holding the current portfolio" if on_failure == "hold"
+                    else "moving to the benchmark weights")
+        log.info("optimisation error in full: %s", result.error)
+        if record_failures:
+            api.record(optimizer_failure=1)
+        if on_failure == "hold":
+            return OrderResult(result, [], [], "hold", [])
+        target = _benchmark_of(objective, constraints)
+        if target is None:
+            raise OptimizationError(
+                "on_failure='benchmark' needs benchmark weights in a constraint or the "
+                f"objective (e.g. TrackingError); none has them. Original error: {result.error}"
+            ) from result.error
+        action = "benchmark"
+    if result.success and record_failures:
+        api.record(optimizer_failure=0)
+
+    plan = plan_orders(current, target, open_orders.keys(), min_weight_change)
+    skipped = []
+    if data is not None:
+        skipped = [o for o in plan if not data.can_trade(o.asset)]
+        if skipped:
+            log.warning("skipping orders for %d assets that cannot trade now: %s", len(skipped),
+                        ", ".join(repr(o.asset) for o in skipped[:10]))
+            plan = [o for o in plan if o not in skipped]
+    pv = float(portfolio.portfolio_value)
+    ids = []
+    for o in plan:
+        if o.method == "target_percent":
+            ids.append(api.order_target_percent(o.asset, o.target_weight))
+        else:
+            ids.append(api.order_value(o.asset, o.delta * pv))
+    return OrderResult(result, plan, ids, action, skipped)

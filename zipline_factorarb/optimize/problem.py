@@ -1,0 +1,635 @@
+"""Assemble, cache and solve optimisation problems; report the result.
+
+A problem is compiled once per *structure* (objective and constraint types, their
+flags and the parameter shapes, which fix the number of assets) with cvxpy DPP
+parameters, and kept in a :class:`ProblemCache`. Later calls with the same structure
+only assign new parameter values and re-solve, which skips cvxpy's canonicalisation.
+"""
+
+from __future__ import annotations
+
+import time
+import warnings
+from collections import OrderedDict
+from dataclasses import dataclass, field
+
+import numpy as np
+import cvxpy as cp
+import pandas as pd
+
+from ..kernels import risk as kr
+from ._base import Context, as_series, fmt
+from .constraints import Constraint, TrackingError
+from .errors import (
+    InfeasibleConstraints,
+    OptimizationError,
+    OptimizationFailed,
+    OptimizationWarning,
+    UnboundedObjective,
+)
+from .objectives import Objective
+
+__all__ = [
+    "ProblemCache",
+    "OptimizationResult",
+    "run_optimization",
+    "calculate_optimal_portfolio",
+    "available_solvers",
+    "DEFAULT_SOLVERS",
+]
+
+#: solvers tried in order (those installed): Clarabel, then a fallback
+DEFAULT_SOLVERS = ("CLARABEL", "ECOS", "SCS")
+
+#: per-solver options used unless overridden through ``solver_options``. Clarabel's
+#: gap and feasibility tolerances are tightened from 1e-8 to 1e-10: one or two more
+#: iterations, and weights on nearly-active bounds accurate to ~1e-7 instead of ~1e-5.
+DEFAULT_SOLVER_OPTIONS = {
+    "CLARABEL": {"tol_gap_abs": 1e-10, "tol_gap_rel": 1e-10, "tol_feas": 1e-10},
+    "ECOS": {"abstol": 1e-9, "reltol": 1e-9, "feastol": 1e-9, "max_iters": 500},
+    "SCS": {"eps_abs": 1e-9, "eps_rel": 1e-9, "max_iters": 100_000},
+}
+
+_SOLVED = (cp.OPTIMAL, cp.OPTIMAL_INACCURATE)
+
+
+def available_solvers(preference=DEFAULT_SOLVERS):
+    """The installed solvers among ``preference``, in that order."""
+    installed = set(cp.installed_solvers())
+    return tuple(s for s in preference if s in installed)
+
+
+class ProblemCache:
+    """Least-recently-used store of compiled problems keyed by structure.
+
+    Parameters
+    ----------
+    maxsize : int, default 16
+        Compiled problems kept; the least recently used is dropped beyond it.
+    """
+
+    def __init__(self, maxsize=16):
+        if maxsize < 1:
+            raise ValueError("maxsize must be at least 1")
+        self.maxsize = int(maxsize)
+        self._store = OrderedDict()
+        self.hits = 0
+        self.misses = 0
+
+    def get(self, key):
+        item = self._store.get(key)
+        if item is None:
+            self.misses += 1
+            return None
+        self.hits += 1
+        self._store.move_to_end(key)
+        return item
+
+    def put(self, key, value):
+        self._store[key] = value
+        self._store.move_to_end(key)
+        while len(self._store) > self.maxsize:
+            self._store.popitem(last=False)
+
+    def clear(self):
+        """Drop every compiled problem and reset the counters."""
+        self._store.clear()
+        self.hits = self.misses = 0
+
+    def __len__(self):
+        return len(self._store)
+
+    def __repr__(self):
+        return f"ProblemCache({len(self)}/{self.maxsize} problems, hits={self.hits}, misses={self.misses})"
+
+
+#: cache used when ``cache=None``; empty until the first solve
+DEFAULT_CACHE = ProblemCache()
+
+
+@dataclass
+class OptimizationResult:
+    """Outcome of :func:`run_optimization`.
+
+    Attributes
+    ----------
+    status : str
+        ``"optimal"``, ``"optimal_inaccurate"`` (accepted after checking the
+        constraints), ``"infeasible"``, ``"unbounded"`` or ``"failed"``.
+    old_weights : pandas.Series
+        Current weights on the optimisation universe (zeros when none were given).
+    new_weights : pandas.Series or None
+        Target weights; None unless :attr:`success`.
+    objective_value : float or None
+        As the objective reports it (e.g. ``alphas' w``; for :class:`TargetWeights`
+        the squared distance).
+    tracking_error : float or None
+        Annualised ex-ante tracking error of the new weights against the benchmark of
+        the first term that has a risk model and a benchmark.
+    risk_contributions : pandas.Series or None
+        Euler contributions to the annualised active variance (total variance when no
+        benchmark is known) by factor plus ``"specific"``; they sum to
+        ``tracking_error ** 2``.
+    solver : str or None
+        The solver whose solution was accepted.
+    solve_time : float
+        Seconds spent solving (parameter update and solver calls).
+    compile_time : float
+        Seconds spent building the cvxpy problem (0 on a cache hit).
+    cache_hit : bool
+    diagnostics : dict
+        ``constraint_violations`` (amount by constraint), ``solver_attempts``,
+        ``iterations``, ``solver_time``, ``universe_size``, ``turnover``,
+        ``old_tracking_error``, ``periods_per_year``, ``warnings``.
+    error : OptimizationError or None
+        The error :meth:`raise_for_status` raises.
+    """
+
+    status: str
+    old_weights: pd.Series
+    new_weights: pd.Series | None
+    objective_value: float | None
+    tracking_error: float | None
+    risk_contributions: pd.Series | None
+    solver: str | None
+    solve_time: float
+    compile_time: float
+    cache_hit: bool
+    diagnostics: dict = field(default_factory=dict)
+    error: OptimizationError | None = None
+
+    @property
+    def success(self):
+        """True when target weights were produced."""
+        return self.status in _SOLVED
+
+    @property
+    def weights(self):
+        """Alias of :attr:`new_weights`."""
+        return self.new_weights
+
+    def raise_for_status(self):
+        """Raise the stored error unless the optimisation succeeded; return self."""
+        if not self.success:
+            raise self.error
+        return self
+
+    def __repr__(self):
+        if not self.success:
+            return f"OptimizationResult(status={self.status!r}, error={type(self.error).__name__})"
+        tev = "n/a" if self.tracking_error is None else f"{self.tracking_error:.4%}"
+        return (f"OptimizationResult(status={self.status!r}, assets={len(self.new_weights)}, "
+                f"objective={fmt(self.objective_value)}, tracking_error={tev}, "
+                f"solver={self.solver}, solve_time={self.solve_time * 1e3:.1f} ms, "
+                f"cache_hit={self.cache_hit})")
+
+
+# ----------------------------------------------------------------------------- assembly
+class _Compiled:
+    __slots__ = ("problem", "w", "params")
+
+    def __init__(self, problem, w, params):
+        self.problem = problem
+        self.w = w
+        self.params = params
+
+
+def _universe(objective, constraints, current):
+    seen = {}
+    parts = [objective._assets()] + [c._assets() for c in constraints]
+    if current is not None:
+        parts.append(current.index[current.to_numpy() != 0])
+    for idx in parts:
+        if idx is not None:
+            for asset in idx:
+                seen.setdefault(asset, None)
+    if not seen:
+        raise ValueError(
+            f"the optimisation universe is empty: {objective!r} names no assets and no "
+            "constraint or current position adds any"
+        )
+    return pd.Index(list(seen), tupleize_cols=False)
+
+
+def _make_params(term, data):
+    params = {}
+    for name, value in data.items():
+        if name.startswith("_"):
+            continue
+        params[name] = cp.Parameter(np.shape(value), nonneg=name in term._nonneg)
+    return params
+
+
+def _assign(params, data):
+    for name, par in params.items():
+        par.value = data[name]
+
+
+def _build_problem(objective, constraints, datas, n, obj_override=None):
+    """A fresh cvxpy problem (parameters assigned); ``obj_override(w, params)`` replaces
+    the objective (used for feasibility checks)."""
+    w = cp.Variable(n, name="weights")
+    params = [_make_params(t, d) for t, d in zip([objective, *constraints], datas)]
+    cons = []
+    for c, p, d in zip(constraints, params[1:], datas[1:]):
+        cons.extend(c._build(w, p, d))
+    obj = objective._build(w, params[0], datas[0]) if obj_override is None else obj_override(w, params)
+    problem = cp.Problem(obj, cons)
+    if not problem.is_dpp():  # every term is written to be DPP; keep it that way
+        raise RuntimeError("internal error: the compiled problem is not DPP; re-solves "
+                           "would recompile it every time")
+    for p, d in zip(params, datas):
+        _assign(p, d)
+    return _Compiled(problem, w, params)
+
+
+def _check_bounded(objective, constraints, cdatas, n):
+    """Raise UnboundedObjective when a linear objective has nothing bounding it."""
+    if not objective._linear:
+        return
+    lower = np.full(n, -np.inf)
+    upper = np.full(n, np.inf)
+    sum_lo, sum_hi = -np.inf, np.inf
+    for c, d in zip(constraints, cdatas):
+        b = c._bounds(d)
+        if b.get("all"):
+            return
+        if "lower" in b:
+            lower = np.maximum(lower, b["lower"])
+        if "upper" in b:
+            upper = np.minimum(upper, b["upper"])
+        sum_lo = max(sum_lo, b.get("sum_lower", -np.inf))
+        sum_hi = min(sum_hi, b.get("sum_upper", np.inf))
+    lo_ok = np.isfinite(lower).all()
+    hi_ok = np.isfinite(upper).all()
+    if (lo_ok and hi_ok) or (lo_ok and np.isfinite(sum_hi)) or (hi_ok and np.isfinite(sum_lo)):
+        return
+    names = ", ".join(repr(c) for c in constraints) or "no constraints"
+    has_te = any(isinstance(c, TrackingError) for c in constraints)
+    raise UnboundedObjective(
+        f"{objective!r} is linear and nothing bounds the portfolio under {names}: the "
+        "solver could grow the positions without limit. Add MaxGrossExposure(max), or "
+        "LongOnly() with NetExposure(min, max), or finite PositionConcentration bounds, "
+        "or MaxTurnover(max), or a TrackingError constraint"
+        + (" (a TrackingError bounds the portfolio only when every specific variance is "
+           "positive; some are zero here)" if has_te else "")
+        + "."
+    )
+
+
+def _violations(constraints, cdatas, w):
+    return [(c, *c._violation(w, d)) for c, d in zip(constraints, cdatas)]
+
+
+def _solve(compiled, constraints, cdatas, solvers, solver_options, tol):
+    """Try the solvers in turn. Returns ``(outcome, solver, attempts)`` with outcome one of
+    ``"optimal"``, ``"optimal_inaccurate"``, ``"infeasible"``, ``"unbounded"``, ``"failed"``."""
+    attempts = []
+    problem = compiled.problem
+    soft_infeasible = soft_unbounded = False
+    for name in solvers:
+        opts = dict(DEFAULT_SOLVER_OPTIONS.get(name, {}))
+        opts.update((solver_options or {}).get(name, {}))
+        t0 = time.perf_counter()
+        try:
+            with warnings.catch_warnings():
+                # cvxpy's generic "may be inaccurate" warning: judged below instead
+                warnings.filterwarnings("ignore", message="Solution may be inaccurate")
+                problem.solve(solver=name, **opts)
+        except (cp.error.SolverError, ValueError, ArithmeticError) as exc:
+            attempts.append({"solver": name, "status": "error", "error": str(exc),
+                             "time": time.perf_counter() - t0})
+            continue
+        status = problem.status
+        entry = {"solver": name, "status": status, "time": time.perf_counter() - t0}
+        stats = problem.solver_stats
+        if stats is not None:
+            entry["iterations"] = stats.num_iters
+            entry["solver_time"] = stats.solve_time
+        attempts.append(entry)
+        if status in _SOLVED:
+            w = compiled.w.value
+            if w is None or not np.isfinite(w).all():
+                entry["error"] = "no finite solution returned"
+                continue
+            worst = max((v[1] for v in _violations(constraints, cdatas, w)), default=0.0)
+            entry["max_violation"] = worst
+            if worst > tol:
+                entry["error"] = f"solution violates a constraint by {worst:.3g} > {tol:.3g}"
+                continue
+            if status == cp.OPTIMAL_INACCURATE:
+                warnings.warn(
+                    f"{name} returned an inaccurate solution; accepted because every "
+                    f"constraint holds within {tol:.3g} (worst {worst:.3g})",
+                    OptimizationWarning, stacklevel=4,
+                )
+            return status, name, attempts
+        if status == cp.INFEASIBLE:
+            return "infeasible", name, attempts
+        if status == cp.UNBOUNDED:
+            return "unbounded", name, attempts
+        soft_infeasible |= status == cp.INFEASIBLE_INACCURATE
+        soft_unbounded |= status == cp.UNBOUNDED_INACCURATE
+    if soft_infeasible:
+        return "infeasible", None, attempts
+    if soft_unbounded:
+        return "unbounded", None, attempts
+    return "failed", None, attempts
+
+
+def _feasible(constraints, cdatas, n, objective, odata, solver):
+    try:
+        comp = _build_problem(objective, constraints, [odata, *cdatas], n,
+                              obj_override=lambda w, p: cp.Minimize(0))
+        comp.problem.solve(solver=solver)
+        return comp.problem.status in _SOLVED
+    except (cp.error.SolverError, ValueError, ArithmeticError):
+        return None
+
+
+def _min_tracking_error(te, te_data, others, odatas, n, objective, odata, solver):
+    """Smallest tracking error the other constraints allow (annualised), or None."""
+    try:
+        te_params = _make_params(te, te_data)
+        _assign(te_params, te_data)
+        comp = _build_problem(
+            objective, others, [odata, *odatas], n,
+            obj_override=lambda w, p: cp.Minimize(cp.norm(te._norm_args(w, te_params))))
+        comp.problem.solve(solver=solver)
+        if comp.problem.status in _SOLVED:
+            return float(comp.problem.value * np.sqrt(te.periods_per_year))
+    except (cp.error.SolverError, ValueError, ArithmeticError):
+        pass
+    return None
+
+
+def _diagnose_infeasible(objective, constraints, datas, ctx, current_given, tol, attempts,
+                         solver):
+    odata, cdatas = datas[0], datas[1:]
+    refs = []
+    if current_given:
+        refs.append(("current", ctx.current))
+    bench = next((t._benchmark() for t in [*constraints, objective] if t._benchmark() is not None),
+                 None)
+    if bench is not None:
+        refs.append(("benchmark", ctx.align(bench)))
+    refs.append(("empty", np.zeros(ctx.n)))
+    violations = {}
+    for name, w in refs:
+        violations[name] = [(repr(c), amt, detail)
+                            for c, amt, detail in _violations(constraints, cdatas, w) if amt > tol]
+
+    removable = []
+    checked = 1 < len(constraints) <= 12
+    if checked:
+        for i, c in enumerate(constraints):
+            others = constraints[:i] + constraints[i + 1:]
+            if _feasible(others, cdatas[:i] + cdatas[i + 1:], ctx.n, objective, odata, solver):
+                removable.append(repr(c))
+
+    violated = {r for items in violations.values() for r, _, _ in items} | set(removable)
+    suggestions = []
+    for i, (c, d) in enumerate(zip(constraints, cdatas)):
+        if repr(c) not in violated and len(constraints) > 1:
+            continue
+        hint = c._relax_hint(d)
+        if isinstance(c, TrackingError):
+            others = constraints[:i] + constraints[i + 1:]
+            low = _min_tracking_error(c, d, others, cdatas[:i] + cdatas[i + 1:], ctx.n,
+                                      objective, odata, solver)
+            if low is not None:
+                hint += (f"; the other constraints allow no less than {low:.4%} "
+                         "(raise max_tev to at least that)")
+        suggestions.append(f"{c!r}: {hint}")
+
+    lines = [f"No portfolio satisfies all {len(constraints)} constraints "
+             f"({objective!r}, {ctx.n} assets)."]
+    lines.append("Constraint violations of reference portfolios (amount beyond the bound):")
+    for name, items in violations.items():
+        if not items:
+            lines.append(f"  {name} portfolio: violates none (within {tol:.1g})")
+            continue
+        lines.append(f"  {name} portfolio:")
+        for r, amt, detail in items:
+            lines.append(f"    - {r} violated by {fmt(amt)}: {detail}")
+    if removable:
+        lines.append("Removing any one of these makes the problem feasible: "
+                     + ", ".join(removable) + ".")
+    elif checked:
+        lines.append("No single constraint's removal makes the problem feasible: several "
+                     "constraints conflict.")
+    if suggestions:
+        lines.append("What to relax:")
+        lines.extend(f"  - {s}" for s in suggestions)
+    if attempts and attempts[-1].get("status") == cp.INFEASIBLE_INACCURATE:
+        lines.append("(the solver's infeasibility certificate was inaccurate)")
+    return InfeasibleConstraints("\n".join(lines), violations, removable, suggestions)
+
+
+def _report_risk(objective, constraints, ctx, w, periods_per_year):
+    ref = None
+    for t in [*constraints, objective]:
+        r = t._risk_reference()
+        if r is not None and (ref is None or (ref[1] is None and r[1] is not None)):
+            ref = r
+    if ref is None:
+        return None, None, {}
+    risk_model, bench, ppy = ref
+    ppy = float(periods_per_year if ppy is None else ppy)
+    arr = ctx.risk(risk_model)
+    b = np.zeros(ctx.n) if bench is None else ctx.align(bench)
+    rc = kr.risk_contributions(w - b, arr.F, risk_model._cov, arr.E)
+    contributions = pd.Series(np.append(rc.factor, rc.specific) * ppy,
+                              index=list(risk_model.factors) + ["specific"])
+    total = float(np.sqrt(max(rc.total, 0.0) * ppy))
+    old = kr.tracking_error(ctx.current - b, arr.F, risk_model._cov, arr.E, ppy)
+    extra = {"periods_per_year": ppy,
+             "risk_basis": "active" if bench is not None else "total",
+             "risk_contributions_by_asset": pd.Series(rc.asset * ppy, index=ctx.universe)}
+    if bench is None:
+        extra["volatility"] = total
+        extra["old_volatility"] = old
+        return None, contributions, extra
+    extra["old_tracking_error"] = old
+    return total, contributions, extra
+
+
+# ----------------------------------------------------------------------------- public API
+def run_optimization(objective, constraints=(), current_weights=None, *, cache=None,
+                     solvers=None, solver_options=None, feasibility_tolerance=1e-7,
+                     periods_per_year=252, diagnose=True):
+    """Solve a portfolio optimisation and return a full :class:`OptimizationResult`.
+
+    Parameters
+    ----------
+    objective : Objective
+        :class:`MaximizeAlpha`, :class:`TargetWeights`, :class:`MaximizeFactorTilt` or
+        :class:`MeanVariance`.
+    constraints : sequence of Constraint
+    current_weights : pandas.Series, optional
+        Current portfolio weights by asset (zero when omitted); used by
+        :class:`MaxTurnover`, :class:`Frozen` and the diagnostics. Held assets join
+        the optimisation universe.
+    cache : ProblemCache or False, optional
+        Where compiled problems are kept (default: a module-level cache); False builds
+        a fresh problem every call.
+    solvers : sequence of str, optional
+        cvxpy solver names to try in turn (default: Clarabel, then ECOS or SCS as
+        installed).
+    solver_options : dict, optional
+        ``{solver_name: {option: value}}`` merged over the defaults.
+    feasibility_tolerance : float, default 1e-7
+        A returned solution must satisfy every constraint within this amount (in the
+        constraint's units: weights, or annualised tracking error); inaccurate or
+        fallback solutions are accepted only under this check.
+    periods_per_year : float, default 252
+        Annualisation of reported risk when no :class:`TrackingError` sets it.
+    diagnose : bool, default True
+        On infeasibility, also test which single constraint's removal restores
+        feasibility (a few extra small solves).
+
+    Returns
+    -------
+    OptimizationResult
+        Failures (infeasible, unbounded, solver failure) are returned with
+        ``success == False`` and the error in ``result.error``; call
+        :meth:`OptimizationResult.raise_for_status` to raise it. Invalid inputs raise
+        immediately (``TypeError``, ``ValueError``, :class:`NonFiniteInput`).
+    """
+    if not isinstance(objective, Objective):
+        raise TypeError(f"objective must be an Objective (e.g. MaximizeAlpha), got {type(objective).__name__}")
+    if isinstance(constraints, Constraint):
+        constraints = [constraints]
+    constraints = list(constraints)
+    for c in constraints:
+        if not isinstance(c, Constraint):
+            raise TypeError(f"constraints must be Constraint objects, got {type(c).__name__}")
+    current = None if current_weights is None else as_series(current_weights, "current_weights")
+    universe = _universe(objective, constraints, current)
+    w0 = np.zeros(len(universe)) if current is None else \
+        current.reindex(universe, fill_value=0.0).to_numpy()
+    ctx = Context(universe, w0)
+    datas = [t._prepare(ctx) for t in [objective, *constraints]]
+    for d in datas:
+        d["_universe"] = universe
+    odata, cdatas = datas[0], datas[1:]
+    old = pd.Series(w0, index=universe)
+
+    def failure(status, error, attempts=(), compile_time=0.0, hit=False, solve_time=0.0):
+        return OptimizationResult(status, old, None, None, None, None, None, solve_time,
+                                  compile_time, hit,
+                                  {"solver_attempts": list(attempts), "universe_size": ctx.n},
+                                  error)
+
+    try:
+        _check_bounded(objective, constraints, cdatas, ctx.n)
+    except UnboundedObjective as exc:
+        return failure("unbounded", exc)
+
+    if cache is None:
+        cache = DEFAULT_CACHE
+    key = (objective._key(odata), tuple(c._key(d) for c, d in zip(constraints, cdatas)))
+    compiled = cache.get(key) if cache is not False else None
+    hit = compiled is not None
+    solvers = available_solvers() if solvers is None else tuple(solvers)
+    if not solvers:
+        raise RuntimeError("no supported solver is installed (install clarabel)")
+    t0 = time.perf_counter()
+    if compiled is None:
+        compiled = _build_problem(objective, constraints, datas, ctx.n)
+        try:
+            # canonicalise now (cvxpy keeps it for the solve), so compile_time is honest
+            compiled.problem.get_problem_data(solvers[0])
+        except (cp.error.SolverError, ValueError):
+            pass
+        if cache is not False:
+            cache.put(key, compiled)
+        compile_time = time.perf_counter() - t0
+        t0 = time.perf_counter()
+    else:
+        compile_time = 0.0
+        for p, d in zip(compiled.params, datas):
+            _assign(p, d)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", OptimizationWarning)
+        outcome, solver, attempts = _solve(compiled, constraints, cdatas, solvers,
+                                           solver_options, feasibility_tolerance)
+    for wmsg in caught:
+        warnings.warn_explicit(wmsg.message, wmsg.category, wmsg.filename, wmsg.lineno)
+    solve_time = time.perf_counter() - t0
+
+    if outcome == "infeasible":
+        if diagnose:
+            err = _diagnose_infeasible(objective, constraints, datas, ctx, current is not None,
+                                       feasibility_tolerance, attempts, solver or solvers[0])
+        else:
+            err = InfeasibleConstraints(
+                f"No portfolio satisfies all {len(constraints)} constraints "
+                f"({objective!r}, {ctx.n} assets).")
+        return failure("infeasible", err, attempts, compile_time, hit, solve_time)
+    if outcome == "unbounded":
+        return failure("unbounded", UnboundedObjective(
+            f"{objective!r} is unbounded under the given constraints: the solver found a "
+            "direction that improves it without limit. Add MaxGrossExposure or bound the "
+            "positions."), attempts, compile_time, hit, solve_time)
+    if outcome == "failed":
+        summary = "; ".join(
+            f"{a['solver']}: {a.get('status')}" + (f" ({a['error']})" if a.get("error") else "")
+            for a in attempts)
+        return failure("failed", OptimizationFailed(
+            f"no solver produced an acceptable solution ({summary}). Try rescaling the "
+            "inputs (e.g. returns in decimals, variances per period), loosening the "
+            "constraints, raising feasibility_tolerance, or passing solver_options.",
+            attempts), attempts, compile_time,
+            hit, solve_time)
+
+    w = np.asarray(compiled.w.value, dtype=float).copy()
+    viol = {repr(c): amt for c, amt, _ in _violations(constraints, cdatas, w)}
+    tev, contributions, extra = _report_risk(objective, constraints, ctx, w, periods_per_year)
+    last = attempts[-1]
+    diagnostics = {
+        "constraint_violations": viol,
+        "solver_attempts": attempts,
+        "iterations": last.get("iterations"),
+        "solver_time": last.get("solver_time"),
+        "universe_size": ctx.n,
+        "turnover": float(np.abs(w - w0).sum()),
+        "warnings": [str(m.message) for m in caught],
+        **extra,
+    }
+    return OptimizationResult(
+        status=outcome,
+        old_weights=old,
+        new_weights=pd.Series(w, index=universe),
+        objective_value=objective._value(w, odata),
+        tracking_error=tev,
+        risk_contributions=contributions,
+        solver=solver,
+        solve_time=solve_time,
+        compile_time=compile_time,
+        cache_hit=hit,
+        diagnostics=diagnostics,
+    )
+
+
+def calculate_optimal_portfolio(objective, constraints=(), current_weights=None, **kwargs):
+    """Target weights that optimise ``objective`` under ``constraints``.
+
+    Parameters
+    ----------
+    objective : Objective
+    constraints : sequence of Constraint
+    current_weights : pandas.Series, optional
+    **kwargs
+        Passed to :func:`run_optimization`.
+
+    Returns
+    -------
+    pandas.Series
+        Target weights on the optimisation universe.
+
+    Raises
+    ------
+    InfeasibleConstraints, UnboundedObjective, OptimizationFailed
+    """
+    return run_optimization(objective, constraints, current_weights, **kwargs).raise_for_status().new_weights

@@ -1,0 +1,373 @@
+"""Factor risk model and benchmark weights (pandas adapters over ``kernels.risk``)."""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+from typing import NamedTuple
+
+import numpy as np
+import pandas as pd
+
+from ..kernels import risk as kr
+from ._base import as_frame, as_series, check_finite, short_list
+
+__all__ = ["RiskModel", "RiskDecomposition", "make_benchmark_weights"]
+
+#: name of the intercept factor added by :meth:`RiskModel.from_returns`
+CONSTANT = "const"
+
+
+class _RiskArrays(NamedTuple):
+    F: np.ndarray  # (m, n) loadings on the universe
+    E: np.ndarray  # (n,) specific variance
+    G: np.ndarray  # (m, n) R @ F with R'R = factor covariance
+    s: np.ndarray  # (n,) sqrt(E)
+
+
+@dataclass(frozen=True)
+class RiskDecomposition:
+    """Euler risk decomposition of a portfolio's (active) variance.
+
+    Attributes
+    ----------
+    by_factor : pandas.Series
+        Variance contributions of each factor plus a final ``"specific"`` entry.
+    by_asset : pandas.Series
+        Variance contributions of each asset.
+    total : float
+        The variance; equals ``by_factor.sum()`` and ``by_asset.sum()``.
+    periods_per_year : float
+        Scale applied to the per-period variances (1: per period).
+    """
+
+    by_factor: pd.Series
+    by_asset: pd.Series
+    total: float
+    periods_per_year: float
+
+    @property
+    def volatility(self):
+        """``sqrt(total)``: the tracking error when computed on active weights."""
+        return float(np.sqrt(max(self.total, 0.0)))
+
+
+class RiskModel:
+    """Factor risk model ``Sigma = F' Sigma_f F + diag(E)`` indexed by asset.
+
+    Parameters
+    ----------
+    loadings : pandas.DataFrame
+        Factor loadings, one row per asset, one column per factor (the research's F
+        transposed). A constant column (intercepts) is allowed; give it a zero row and
+        column in ``factor_covariance``.
+    factor_covariance : pandas.DataFrame or array_like
+        Per-period factor covariance; a DataFrame is reordered to the loadings' columns,
+        an array must already follow them.
+    specific_variance : pandas.Series
+        Per-period idiosyncratic variance of every asset in ``loadings``.
+
+    Notes
+    -----
+    All variances are per period (daily, monthly, ...); annualise with
+    ``periods_per_year`` where a method asks for it. Estimate the model from return
+    histories with :meth:`from_returns`.
+    """
+
+    def __init__(self, loadings, factor_covariance, specific_variance):
+        loadings = as_frame(loadings, "RiskModel.loadings")
+        factors = loadings.columns
+        if isinstance(factor_covariance, pd.DataFrame):
+            missing = factors.difference(factor_covariance.index).union(
+                factors.difference(factor_covariance.columns)
+            )
+            if len(missing):
+                raise ValueError(
+                    f"factor_covariance lacks factors {short_list(missing)} of the loadings"
+                )
+            cov = factor_covariance.loc[factors, factors].to_numpy(dtype=float)
+        else:
+            cov = np.asarray(factor_covariance, dtype=float)
+            if cov.shape != (len(factors), len(factors)):
+                raise ValueError(
+                    f"factor_covariance must be {len(factors)} x {len(factors)} to match the "
+                    f"loadings' columns, got shape {cov.shape}"
+                )
+        check_finite(cov.ravel(), [(i, j) for i in factors for j in factors],
+                     "RiskModel.factor_covariance")
+        if not np.allclose(cov, cov.T, rtol=1e-8, atol=1e-14):
+            raise ValueError("factor_covariance must be symmetric")
+        self._R = kr.factor_root(cov)
+        spec = as_series(specific_variance, "RiskModel.specific_variance", finite=False)
+        missing = loadings.index.difference(spec.index)
+        if len(missing):
+            raise ValueError(
+                f"specific_variance has no entry for {len(missing)} assets of the loadings: "
+                f"{short_list(missing)}"
+            )
+        spec = spec.reindex(loadings.index)
+        check_finite(spec.to_numpy(), spec.index, "RiskModel.specific_variance")
+        if (spec < 0).any():
+            bad = spec.index[spec.to_numpy() < 0][0]
+            raise ValueError(f"specific_variance is negative for {bad!r}: {spec[bad]}")
+        self.loadings = loadings
+        self.factor_covariance = pd.DataFrame(cov, index=factors, columns=factors)
+        self.specific_variance = spec
+        self._F = loadings.to_numpy().T.copy()
+        self._E = spec.to_numpy().copy()
+        self._cov = cov
+
+    # ------------------------------------------------------------------ properties
+    @property
+    def assets(self):
+        """The assets the model covers (an Index)."""
+        return self.loadings.index
+
+    @property
+    def factors(self):
+        """The factor names (an Index)."""
+        return self.loadings.columns
+
+    def __repr__(self):
+        return f"RiskModel({len(self.assets)} assets, factors={list(self.factors)})"
+
+    # ------------------------------------------------------------------ alignment
+    def _arrays(self, universe):
+        pos = self.loadings.index.get_indexer(universe)
+        if (pos < 0).any():
+            missing = [universe[i] for i in np.flatnonzero(pos < 0)]
+            raise ValueError(
+                f"the risk model has no loadings for {len(missing)} assets of the "
+                f"optimisation universe: {short_list(missing)}. Estimate the risk model on a "
+                "universe that includes them, or remove them from the alphas, benchmark "
+                "and current portfolio (close them before optimising)"
+            )
+        F = self._F[:, pos]
+        E = self._E[pos]
+        return _RiskArrays(F, E, self._R @ F, np.sqrt(E))
+
+    def _weights_vectors(self, weights, benchmark_weights):
+        w = as_series(weights, "weights")
+        w = w[w.to_numpy() != 0]
+        index = w.index
+        if benchmark_weights is not None:
+            b = as_series(benchmark_weights, "benchmark_weights")
+            b = b[b.to_numpy() != 0]
+            index = index.union(b.index, sort=False)
+        arr = self._arrays(index)
+        a = w.reindex(index, fill_value=0.0).to_numpy()
+        if benchmark_weights is not None:
+            a = a - b.reindex(index, fill_value=0.0).to_numpy()
+        return index, a, arr
+
+    # ------------------------------------------------------------------ risk
+    def covariance(self, assets=None):
+        """Per-period asset covariance ``F' Sigma_f F + diag(E)`` as a DataFrame."""
+        index = self.assets if assets is None else pd.Index(assets)
+        arr = self._arrays(index)
+        cov = arr.G.T @ arr.G + np.diag(arr.E)
+        return pd.DataFrame(cov, index=index, columns=index)
+
+    def variance(self, weights, benchmark_weights=None):
+        """Per-period variance of ``weights`` (active variance if a benchmark is given)."""
+        _, a, arr = self._weights_vectors(weights, benchmark_weights)
+        return kr.active_variance(a, arr.F, self._cov, arr.E)
+
+    def tracking_error(self, weights, benchmark_weights, periods_per_year=252):
+        """Annualised ex-ante tracking error of ``weights`` against ``benchmark_weights``.
+
+        Parameters
+        ----------
+        weights, benchmark_weights : pandas.Series
+            Indexed by asset; missing entries are zero.
+        periods_per_year : float, default 252
+            Periods of the risk model per year.
+
+        Returns
+        -------
+        float
+        """
+        _, a, arr = self._weights_vectors(weights, benchmark_weights)
+        return kr.tracking_error(a, arr.F, self._cov, arr.E, periods_per_year)
+
+    def risk_contributions(self, weights, benchmark_weights=None, periods_per_year=1):
+        """Euler decomposition of the (active) variance by factor, specific and asset.
+
+        Parameters
+        ----------
+        weights : pandas.Series
+        benchmark_weights : pandas.Series, optional
+            Decompose the active variance ``w - b`` (the squared tracking error).
+        periods_per_year : float, default 1
+            Scale of the contributions (1: per period; 252: annualised from daily).
+
+        Returns
+        -------
+        RiskDecomposition
+        """
+        index, a, arr = self._weights_vectors(weights, benchmark_weights)
+        rc = kr.risk_contributions(a, arr.F, self._cov, arr.E)
+        ppy = float(periods_per_year)
+        by_factor = pd.Series(
+            np.append(rc.factor, rc.specific) * ppy,
+            index=list(self.factors) + ["specific"],
+        )
+        by_asset = pd.Series(rc.asset * ppy, index=index)
+        return RiskDecomposition(by_factor, by_asset, rc.total * ppy, ppy)
+
+    # ------------------------------------------------------------------ estimation
+    @classmethod
+    def from_returns(cls, asset_returns, factor_returns, *, loadings=None, halflife=None,
+                     shrinkage="ledoit_wolf", add_constant=True, min_observations=None,
+                     specific_variance_floor=0.0):
+        """Estimate a risk model from return histories.
+
+        Loadings come from one vectorised time-series regression of every asset's
+        returns on the factor returns (:func:`~zipline_factorarb.kernels.risk.regression_loadings`)
+        unless given (e.g. Kalman betas); the factor covariance is exponentially weighted
+        with Ledoit-Wolf shrinkage; specific variances are the (weighted) mean squared
+        residuals with a degrees-of-freedom correction.
+
+        Parameters
+        ----------
+        asset_returns : pandas.DataFrame
+            Dates x assets; NaN marks a missing return.
+        factor_returns : pandas.DataFrame
+            Dates x factors; dates are inner-joined with ``asset_returns``.
+        loadings : pandas.DataFrame, optional
+            Assets x factors to use instead of the regression. A column named
+            ``"const"`` is read as the intercept (multiplies 1, not a factor return).
+        halflife : float, optional
+            Exponential weighting (in rows) of the factor covariance and the specific
+            variances; None for equal weights. The regression itself is unweighted.
+        shrinkage : {"ledoit_wolf"} or float or None, default "ledoit_wolf"
+            See :func:`~zipline_factorarb.kernels.risk.factor_covariance`.
+        add_constant : bool, default True
+            Regress with an intercept; the model then has a first factor ``"const"``
+            with zero variance, whose loadings are the assets' alphas (as in the
+            research, where the expected factor return of the constant is 1).
+        min_observations : int, optional
+            Assets with fewer returns are dropped (default: parameters + 1).
+        specific_variance_floor : float, default 0.0
+            Lower bound of the specific variances.
+
+        Returns
+        -------
+        RiskModel
+        """
+        if not isinstance(asset_returns, pd.DataFrame) or not isinstance(factor_returns, pd.DataFrame):
+            raise TypeError("asset_returns and factor_returns must be DataFrames (dates x names)")
+        dates = asset_returns.index.intersection(factor_returns.index)
+        if len(dates) < 3:
+            raise ValueError(
+                f"asset_returns and factor_returns share only {len(dates)} dates; align them"
+            )
+        R = asset_returns.loc[dates]
+        X = factor_returns.loc[dates]
+        X = X[np.isfinite(X.to_numpy(dtype=float)).all(axis=1)]
+        R = R.loc[X.index]
+        Rv = R.to_numpy(dtype=float)
+        Xv = X.to_numpy(dtype=float)
+        factor_names = list(X.columns)
+        if loadings is None:
+            reg = kr.regression_loadings(Rv, Xv, add_constant=add_constant,
+                                         min_observations=min_observations)
+            B = reg.loadings
+            residuals = reg.residuals
+            names = ([CONSTANT] if add_constant else []) + factor_names
+            n_params = B.shape[0]
+        else:
+            L = as_frame(loadings, "loadings")
+            has_const = CONSTANT in L.columns
+            missing = [f for f in L.columns if f != CONSTANT and f not in X.columns]
+            if missing:
+                raise ValueError(f"loadings have factors {missing} missing from factor_returns")
+            names = ([CONSTANT] if has_const else []) + [f for f in L.columns if f != CONSTANT]
+            L = L.reindex(R.columns)[names]
+            B = L.to_numpy(dtype=float).T
+            Xd = X[[f for f in names if f != CONSTANT]].to_numpy(dtype=float)
+            if has_const:
+                Xd = np.hstack([np.ones((len(X), 1)), Xd])
+            residuals = Rv - Xd @ np.nan_to_num(B)
+            residuals[:, ~np.isfinite(B).all(axis=0)] = np.nan
+            n_params = 0
+            factor_names = [f for f in names if f != CONSTANT]
+        spec = kr.specific_variance(residuals, halflife=halflife, n_parameters=n_params,
+                                    floor=specific_variance_floor)
+        keep = np.isfinite(B).all(axis=0) & np.isfinite(spec)
+        if not keep.any():
+            raise ValueError("no asset has enough observations to estimate its loadings")
+        fcov = kr.factor_covariance(X[factor_names].to_numpy(dtype=float), halflife=halflife,
+                                    shrinkage=shrinkage)
+        m = len(names)
+        cov = np.zeros((m, m))
+        offset = 1 if names and names[0] == CONSTANT else 0
+        cov[offset:, offset:] = fcov
+        assets = R.columns[keep]
+        return cls(
+            pd.DataFrame(B[:, keep].T, index=assets, columns=names),
+            pd.DataFrame(cov, index=names, columns=names),
+            pd.Series(spec[keep], index=assets),
+        )
+
+
+def make_benchmark_weights(market_caps=None, *, shares_outstanding=None, prices=None,
+                           dollar_volume=None, assets=None):
+    """Benchmark weights b from the best size information available.
+
+    The rule, applied to the whole universe (never mixed within it):
+
+    1. market-cap weights when a positive market cap is known for every asset
+       (``market_caps``, or ``shares_outstanding * prices``);
+    2. otherwise dollar-volume weights (``dollar_volume``, e.g. a trailing average of
+       price x volume: a liquidity proxy for size) when known for every asset;
+    3. otherwise equal weights over ``assets`` (or over the index of whatever was given).
+
+    For an ETF universe benchmarked on one fund, pass the weights directly instead,
+    e.g. ``pd.Series({spy: 1.0})``.
+
+    Parameters
+    ----------
+    market_caps : pandas.Series, optional
+    shares_outstanding, prices : pandas.Series, optional
+        Multiplied to market caps when ``market_caps`` is None.
+    dollar_volume : pandas.Series, optional
+    assets : sequence, optional
+        The universe; defaults to the index of the first input given.
+
+    Returns
+    -------
+    pandas.Series
+        Weights summing to one; ``result.attrs["source"]`` is ``"market_cap"``,
+        ``"dollar_volume"`` or ``"equal"``.
+    """
+    if market_caps is None and shares_outstanding is not None and prices is not None:
+        market_caps = (as_series(shares_outstanding, "shares_outstanding", finite=False)
+                       * as_series(prices, "prices", finite=False)).abs()
+    candidates = [("market_cap", market_caps), ("dollar_volume", dollar_volume)]
+    if assets is None:
+        for _, s in candidates:
+            if s is not None:
+                assets = s.index
+                break
+        else:
+            raise ValueError("give market_caps, dollar_volume or assets")
+    index = pd.Index(assets)
+    for source, s in candidates:
+        if s is None:
+            continue
+        vals = as_series(s, source, finite=False).reindex(index)
+        ok = np.isfinite(vals.to_numpy()) & (vals.to_numpy() > 0)
+        if ok.all():
+            out = pd.Series(kr.cap_weights(vals.to_numpy()), index=index)
+            out.attrs["source"] = source
+            return out
+        warnings.warn(
+            f"{source} is missing or not positive for {int((~ok).sum())} of {len(index)} "
+            f"assets (e.g. {index[~ok][0]!r}); falling back to the next benchmark proxy",
+            stacklevel=2,
+        )
+    out = pd.Series(np.full(len(index), 1.0 / len(index)), index=index)
+    out.attrs["source"] = "equal"
+    return out
+
