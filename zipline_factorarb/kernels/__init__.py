@@ -17,9 +17,13 @@ _LAZY = {
     "kalman_filter": "zipline_factorarb.kernels.kalman",
     "kalman_update": "zipline_factorarb.kernels.kalman",
     "KalmanResult": "zipline_factorarb.kernels.kalman",
+    "kalman_last": "zipline_factorarb.kernels.kalman",
+    "KalmanLastResult": "zipline_factorarb.kernels.kalman",
+    "KalmanStep": "zipline_factorarb.kernels.kalman",
+    "compilation_count": "zipline_factorarb.kernels.kalman",
     "sscore": "zipline_factorarb.kernels.ou",
     "SScoreResult": "zipline_factorarb.kernels.ou",
-    "trailing_momentum": "zipline_factorarb.kernels.signals",
+    "PCAResult": "zipline_factorarb.kernels.pca",
 }
 
 __all__ = sorted(_LAZY)

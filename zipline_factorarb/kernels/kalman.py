@@ -1,0 +1,738 @@
+r"""Kalman filter for time-varying factor betas (random-walk coefficient regression).
+
+Model
+-----
+For each asset the factor exposures follow a random walk and the return is a
+noisy linear function of the factor returns (a time-varying-parameter
+regression in state-space form; Kalman 1960, Durbin & Koopman, *Time Series
+Analysis by State Space Methods*, 2nd ed. 2012, ch. 4):
+
+.. math::
+
+    \beta_t = \beta_{t-1} + w_t, \qquad w_t \sim N(0, \delta I_K)
+
+    r_t = f_t^\top \beta_t + v_t, \qquad v_t \sim N(0, v_e)
+
+with ``state_noise`` :math:`\delta` and ``obs_noise`` :math:`v_e`. The filter
+recursion, per asset and time step, is
+
+.. math::
+
+    P^- = P + \delta I,\quad e_t = r_t - f_t^\top\beta,\quad
+    Q_t = f_t^\top P^- f_t + v_e,\quad K_t = P^- f_t / Q_t,
+
+    \beta \leftarrow \beta + K_t e_t,\quad P \leftarrow P^- - K_t f_t^\top P^-.
+
+The innovation :math:`e_t` (``innovations``) is the part of the return the
+adaptive factor model did not predict and is the trading signal of the
+dynamic factor-arbitrage research; :math:`Q_t` is ``innovation_variance``.
+``betas`` are the filtered exposures :math:`\hat\beta_{t|t}` (after the update
+at ``t``). :math:`f_t^\top P^-` is computed as :math:`(P^- f_t)^\top`, which is
+the same thing because :math:`P^-` is symmetric.
+
+Missing data
+------------
+If an asset's return, or any of its factor returns, is NaN at step ``t``, that
+asset's update is skipped: the prediction is carried (:math:`\beta`
+unchanged, :math:`P = P^-`) and both the innovation and the innovation
+variance are reported as NaN for that step (NaN marks "no observation", so the
+two outputs are NaN in exactly the same places). This is the standard
+treatment of a missing observation in a Kalman filter.
+
+Implementation
+--------------
+:func:`kalman_filter` and :func:`kalman_last` run the recursion as a
+``jax.jit``-compiled ``lax.scan`` over time with all assets advancing together
+in the scan carry. Two compiled paths compute the same recursion:
+
+* **general** -- one covariance per asset, stored asset-last (``beta`` as
+  ``(K, N)``, ``P`` as ``(K, K, N)``) so that every ``K x K`` operation is an
+  element-wise operation over a contiguous vector of assets. Handles
+  per-asset factors and any pattern of missing data; a skipped update is a
+  zero Kalman gain.
+* **shared** -- with factors shared by all assets, :math:`P_t`, :math:`Q_t`
+  and :math:`K_t` depend only on :math:`f_t`, :math:`\delta`, :math:`v_e`
+  and :math:`P_0`, not on the returns. All assets that are observed at every
+  step (and start from the same :math:`P_0`) therefore share one ``(K, K)``
+  covariance, and only the betas are carried per asset: ``N`` times less
+  work. Assets with a missing return in the data go through the general path.
+
+Shapes are bucketed: the asset axis is padded (with NaN returns on the
+general path, zero returns on the shared path; padded assets are discarded)
+to :func:`~zipline_factorarb.kernels._jax.bucket_size` ``(N, 64)`` (64, 128,
+..., 512, 576, ...), and in :func:`kalman_filter` the time axis is padded to
+``bucket_size(T, 32)`` with inactive steps that leave the state untouched. A
+backtest whose universe changes size from day to day, or a filter run in
+chunks of varying length, therefore reuses one compiled program per bucket.
+:func:`compilation_count` reports how many programs have been traced.
+
+Double precision, scoped
+------------------------
+The recursion runs in float64, but JAX's process-wide ``jax_enable_x64`` option
+is never changed. Argument conversion, tracing, compilation, execution and the
+copy of the results back to numpy all happen inside ``jax.enable_x64(True)``
+(see :func:`~zipline_factorarb.kernels._jax.x64_scope`), a context manager that
+sets a *thread-local* override and restores the previous value on exit. The
+option is part of ``jax.jit``'s cache key, so the kernel's float64 executables
+and the user's own float32 programs never share a cache entry. After a call,
+``jax.config.jax_enable_x64`` has its old value and ``jnp.zeros(1).dtype`` is
+still ``float32`` in a default process. Importing this module does not import
+JAX at all.
+
+:func:`kalman_update`, the one-step recursion, is plain array code: on numpy
+inputs it computes in numpy float64; on JAX inputs it uses ``jax.numpy`` in
+the caller's dtype and precision setting (it can be used inside the caller's
+own ``jax.jit``).
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from typing import NamedTuple
+
+import numpy as np
+
+from zipline_factorarb.kernels._jax import aligned_full, bucket_size, import_jax, x64_scope
+
+__all__ = [
+    "KalmanLastResult",
+    "KalmanResult",
+    "KalmanStep",
+    "compilation_count",
+    "kalman_filter",
+    "kalman_last",
+    "kalman_update",
+]
+
+#: padded asset-axis sizes are multiples of at least this many assets
+ASSET_BUCKET = 64
+#: padded time-axis sizes (``kalman_filter``) are multiples of at least this
+TIME_BUCKET = 32
+
+# Diagnostic counter of traced (hence compiled) programs. It is incremented by
+# a Python side effect inside the traced function, which runs only when
+# ``jax.jit`` misses its cache. It does not influence any result.
+_TRACES = {"count": 0}
+
+
+class KalmanResult(NamedTuple):
+    """Output of :func:`kalman_filter` (numpy float64 arrays).
+
+    Attributes
+    ----------
+    innovations : ndarray, shape (T, N)
+        :math:`e_t = r_t - f_t^\\top \\hat\\beta_{t|t-1}`; NaN where the update was
+        skipped (missing return or factor).
+    innovation_variance : ndarray, shape (T, N)
+        :math:`Q_t = f_t^\\top P_{t|t-1} f_t + v_e`; NaN where ``innovations`` is.
+    betas : ndarray, shape (T, N, K)
+        Filtered betas :math:`\\hat\\beta_{t|t}` after the update at ``t``.
+    beta : ndarray, shape (N, K)
+        Final filtered state mean (equals ``betas[-1]``); pass as ``beta0`` to
+        continue the filter on the next block of data.
+    P : ndarray, shape (N, K, K)
+        Final filtered state covariance :math:`P_{T|T}`; pass as ``p0`` to
+        continue the filter.
+    """
+
+    innovations: np.ndarray
+    innovation_variance: np.ndarray
+    betas: np.ndarray
+    beta: np.ndarray
+    P: np.ndarray
+
+
+class KalmanLastResult(NamedTuple):
+    """Output of :func:`kalman_last`: the last step of a window (numpy float64).
+
+    Attributes
+    ----------
+    innovations : ndarray, shape (N,)
+        Innovation :math:`e_T` at the window's last step (NaN if missing).
+    innovation_variance : ndarray, shape (N,)
+        :math:`Q_T` at the last step (NaN where ``innovations`` is NaN).
+    standardized_innovations : ndarray, shape (N,)
+        :math:`e_T / \\sqrt{Q_T}`.
+    betas : ndarray, shape (N, K)
+        Filtered betas :math:`\\hat\\beta_{T|T}` after the last update.
+    """
+
+    innovations: np.ndarray
+    innovation_variance: np.ndarray
+    standardized_innovations: np.ndarray
+    betas: np.ndarray
+
+
+class KalmanStep(NamedTuple):
+    """Output of :func:`kalman_update` (one step of the recursion).
+
+    Attributes
+    ----------
+    beta : array, shape (N, K) or (K,)
+        Updated state mean :math:`\\hat\\beta_{t|t}`.
+    P : array, shape (N, K, K) or (K, K)
+        Updated state covariance :math:`P_{t|t}` (:math:`P_{t|t-1}` where the
+        update was skipped).
+    innovations : array, shape (N,) or ()
+        :math:`e_t`, NaN where the update was skipped.
+    innovation_variance : array, shape (N,) or ()
+        :math:`Q_t`, NaN where the update was skipped.
+    """
+
+    beta: object
+    P: object
+    innovations: object
+    innovation_variance: object
+
+
+def compilation_count():
+    """Number of Kalman programs traced (and so compiled) in this process.
+
+    Counts every ``jax.jit`` cache miss of :func:`kalman_filter` and
+    :func:`kalman_last` (one per bucketed shape, factor layout and function).
+    Useful to check that a backtest whose universe changes size does not
+    recompile every day.
+
+    Returns
+    -------
+    int
+    """
+    return _TRACES["count"]
+
+
+# --------------------------------------------------------------------------
+# parameter checks
+# --------------------------------------------------------------------------
+
+
+def _check_noise(state_noise, obs_noise):
+    delta = float(state_noise)
+    ve = float(obs_noise)
+    if not (math.isfinite(delta) and delta >= 0.0):
+        raise ValueError(f"state_noise (delta) must be finite and >= 0, got {state_noise!r}")
+    if not (math.isfinite(ve) and ve > 0.0):
+        raise ValueError(f"obs_noise (v_e) must be finite and > 0, got {obs_noise!r}")
+    return delta, ve
+
+
+def _check_inputs(returns, factors):
+    r = np.asarray(returns, dtype=np.float64)
+    if r.ndim != 2:
+        raise ValueError(f"returns must have shape (T, N), got {r.shape}")
+    T, N = r.shape
+    f = np.asarray(factors, dtype=np.float64)
+    if f.ndim == 2:
+        if f.shape[0] != T:
+            raise ValueError(
+                f"factors of shape (T, K) must have T={T} rows like returns, got {f.shape}"
+            )
+    elif f.ndim == 3:
+        if f.shape[:2] != (T, N):
+            raise ValueError(
+                f"per-asset factors must have shape (T, N, K) = ({T}, {N}, K), got {f.shape}"
+            )
+    else:
+        raise ValueError(f"factors must have shape (T, K) or (T, N, K), got {f.shape}")
+    if f.shape[-1] < 1:
+        raise ValueError("factors must have at least one column (K >= 1)")
+    return r, f
+
+
+def _pad(r, f, Tp, Np, fill):
+    """Pad returns to (Tp, Np) with ``fill``; factors asset-last.
+
+    Shared factors (T, K) are returned as (Tp, K) for the shared path
+    (``fill=0``) and as (Tp, K, 1) for the general path (``fill=NaN``);
+    per-asset factors (T, N, K) become (Tp, K, Np) (padding 0). The arrays
+    are fresh 64-byte-aligned buffers, which JAX's CPU client uses without a
+    further copy.
+    """
+    T, N = r.shape
+    K = f.shape[-1]
+    rp = aligned_full((Tp, Np))
+    rp[:T, :N] = r
+    rp[:T, N:] = fill
+    rp[T:] = fill
+    if f.ndim == 2:
+        fp = aligned_full((Tp, K), 0.0)
+        fp[:T] = f
+        if not np.isfinite(fill):
+            fp = fp[:, :, None]
+    else:
+        fp = aligned_full((Tp, K, Np), 0.0)
+        fp[:T, :, :N] = f.transpose(0, 2, 1)
+    return rp, fp
+
+
+# --------------------------------------------------------------------------
+# compiled core
+# --------------------------------------------------------------------------
+
+
+@functools.lru_cache(maxsize=None)
+def _programs():
+    """Build the jitted programs on first use (so that JAX is imported lazily).
+
+    Four programs: {general, shared} x {filter (every step), last (last step)}.
+
+    * general: one covariance per asset, ``P`` of shape ``(K, K, N)``; any
+      factor layout and any pattern of missing data.
+    * shared: the factors are shared and every asset of the group is observed
+      whenever the factors are, from a common ``P0``. Then ``P_t``, ``Q_t`` and
+      the gain ``K_t`` do not depend on the asset (only on ``f_t``,
+      ``delta``, ``v_e`` and ``P0``). A first scan runs the ``K x K``
+      covariance recursion once and returns the gains; a second scan applies
+      them to the betas of all assets, ``beta += K_t (r_t - f_t' beta)``.
+    """
+    jax, jnp, lax = import_jax()
+
+    # ---- general path: per-asset covariance, asset-last layout ----------
+    def general_step(carry, x, obs_noise):
+        beta, P = carry  # (K, N), (K, K, N)
+        r_t, f_t, ok_t, d_t = x  # (N,), (K, 1|N), (N,) 0/1, ()
+        K = beta.shape[0]
+        P_pred = P + d_t * jnp.eye(K, dtype=P.dtype)[:, :, None]
+        Pf = jnp.sum(P_pred * f_t[None, :, :], axis=1)  # P^- f_t, (K, N)
+        Q = jnp.sum(f_t * Pf, axis=0) + obs_noise  # (N,)
+        e = r_t - jnp.sum(f_t * beta, axis=0)  # (N,)
+        gain = Pf * (ok_t / Q)  # Kalman gain, zero where the update is skipped
+        beta = beta + gain * e
+        P = P_pred - gain[:, None, :] * Pf[None, :, :]
+        return (beta, P), (e, Q)
+
+    def general_masks(returns, factors):
+        finite_f = jnp.isfinite(factors)
+        ok = jnp.isfinite(returns) & jnp.all(finite_f, axis=1)  # (T, N)
+        return ok, jnp.where(ok, returns, 0.0), jnp.where(finite_f, factors, 0.0)
+
+    def general_filter(returns, factors, active, beta0, P0, state_noise, obs_noise):
+        _TRACES["count"] += 1  # Python side effect: runs only when tracing
+        ok, r0, f0 = general_masks(returns, factors)
+        ok = ok & (active > 0)[:, None]
+
+        def body(carry, x):
+            carry, (e, Q) = general_step(carry, x, obs_noise)
+            return carry, (e, Q, carry[0].T)
+
+        xs = (r0, f0, ok.astype(returns.dtype), state_noise * active)
+        (beta, P), (e, Q, betas) = lax.scan(body, (beta0, P0), xs)
+        return jnp.where(ok, e, jnp.nan), jnp.where(ok, Q, jnp.nan), betas, beta.T, P
+
+    def general_last(returns, factors, state_noise, obs_noise, p0):
+        _TRACES["count"] += 1
+        N, K, dtype = returns.shape[1], factors.shape[1], returns.dtype
+        ok, r0, f0 = general_masks(returns, factors)
+        P0 = jnp.broadcast_to(p0 * jnp.eye(K, dtype=dtype)[:, :, None], (K, K, N))
+        xs = (r0, f0, ok.astype(dtype), jnp.full(ok.shape[:1], state_noise, dtype))
+        head = jax.tree_util.tree_map(lambda a: a[:-1], xs)
+        last = jax.tree_util.tree_map(lambda a: a[-1], xs)
+
+        def body(carry, x):
+            return general_step(carry, x, obs_noise)[0], None
+
+        carry, _ = lax.scan(body, (jnp.zeros((K, N), dtype), P0), head)
+        (beta, _), (e, Q) = general_step(carry, last, obs_noise)
+        e = jnp.where(ok[-1], e, jnp.nan)
+        Q = jnp.where(ok[-1], Q, jnp.nan)
+        return e, Q, e / jnp.sqrt(Q), beta.T
+
+    # ---- shared path: one K x K covariance for the whole group ----------
+    def shared_gains(f0, okf, delta_t, P0, obs_noise):
+        """Covariance recursion alone: gains (T, K), Q (T,), final P."""
+        eye = jnp.eye(P0.shape[0], dtype=P0.dtype)
+
+        def body(P, x):
+            f_t, ok_t, d_t = x
+            P_pred = P + d_t * eye
+            Pf = jnp.sum(P_pred * f_t[None, :], axis=1)  # P^- f_t
+            Q = jnp.sum(f_t * Pf) + obs_noise
+            gain = Pf * (ok_t / Q)  # zero where the update is skipped
+            return P_pred - gain[:, None] * Pf[None, :], (gain, Q)
+
+        P, (gains, Q) = lax.scan(body, P0, (f0, okf, delta_t))
+        return gains, Q, P
+
+    def shared_beta_step(beta, x):
+        r_t, f_t, gain_t = x  # (N,), (K,), (K,)
+        e = r_t - jnp.sum(f_t[:, None] * beta, axis=0)
+        return beta + gain_t[:, None] * e[None, :], e
+
+    def shared_masks(factors):
+        # returns of a shared group are finite (padding columns are 0)
+        finite_f = jnp.isfinite(factors)
+        return jnp.all(finite_f, axis=1), jnp.where(finite_f, factors, 0.0)  # (T,)
+
+    def shared_filter(returns, factors, active, beta0, P0, state_noise, obs_noise):
+        _TRACES["count"] += 1
+        ok, f0 = shared_masks(factors)
+        ok = ok & (active > 0)
+        gains, Q, P = shared_gains(
+            f0, ok.astype(returns.dtype), state_noise * active, P0, obs_noise
+        )
+
+        def body(beta, x):
+            beta, e = shared_beta_step(beta, x)
+            return beta, (e, beta.T)
+
+        beta, (e, betas) = lax.scan(body, beta0, (returns, f0, gains))
+        return jnp.where(ok[:, None], e, jnp.nan), jnp.where(ok, Q, jnp.nan), betas, beta.T, P
+
+    def shared_last(returns, factors, state_noise, obs_noise, p0):
+        _TRACES["count"] += 1
+        W, N = returns.shape
+        K, dtype = factors.shape[1], returns.dtype
+        ok, f0 = shared_masks(factors)
+        gains, Q, _ = shared_gains(
+            f0,
+            ok.astype(dtype),
+            jnp.full((W,), state_noise, dtype),
+            p0 * jnp.eye(K, dtype=dtype),
+            obs_noise,
+        )
+
+        def body(beta, x):
+            return shared_beta_step(beta, x)[0], None
+
+        beta, _ = lax.scan(body, jnp.zeros((K, N), dtype), (returns[:-1], f0[:-1], gains[:-1]))
+        beta, e = shared_beta_step(beta, (returns[-1], f0[-1], gains[-1]))
+        e = jnp.where(ok[-1], e, jnp.nan)
+        Q = jnp.where(ok[-1], Q[-1], jnp.nan)
+        return e, Q, e / jnp.sqrt(Q), beta.T
+
+    return {
+        ("general", "filter"): jax.jit(general_filter),
+        ("shared", "filter"): jax.jit(shared_filter),
+        ("general", "last"): jax.jit(general_last),
+        ("shared", "last"): jax.jit(shared_last),
+    }
+
+
+def _shared_assets(r, f, P0):
+    """Mask of the assets that can run on the shared-covariance path.
+
+    With shared factors ``(T, K)``, assets whose returns are all finite and
+    that start from the same ``P0`` have the same ``P_t`` and gain at every
+    step: both depend only on the factors, the noises and ``P0`` (a NaN factor
+    row skips the update for all of them alike). The other assets (a missing
+    return, per-asset factors, or a different initial covariance) run on the
+    general path.
+
+    When both paths are needed, the shared path runs on *all* assets (the
+    others' returns zero-filled; their results are discarded), so that its
+    output is already in asset order, and the general path then overwrites
+    the assets it owns.
+    """
+    N = r.shape[1]
+    if f.ndim != 2:
+        return np.zeros(N, dtype=bool)
+    shared = np.isfinite(r).all(axis=0)
+    if P0 is not None and shared.any():
+        Ps = P0[shared]
+        if not (Ps == Ps[0]).all():
+            return np.zeros(N, dtype=bool)
+    return shared
+
+
+# --------------------------------------------------------------------------
+# public API
+# --------------------------------------------------------------------------
+
+
+def kalman_filter(returns, factors, state_noise, obs_noise, beta0=None, p0=1.0):
+    r"""Filter time-varying factor betas for many assets (Kalman filter).
+
+    Runs the random-walk-beta Kalman filter of the module docstring for every
+    asset over the whole history, in float64, as compiled JAX scans (the
+    shared-covariance path for fully observed assets under shared factors,
+    the general path for the others).
+
+    Parameters
+    ----------
+    returns : array_like, shape (T, N)
+        Asset returns :math:`r_t` (log or simple, as the factors). NaN marks a
+        missing return: that asset's update is skipped at that step.
+    factors : array_like, shape (T, K) or (T, N, K)
+        Factor returns :math:`f_t`, shared by all assets (``(T, K)``, e.g. PCA
+        factor scores or ETF returns) or one set per asset (``(T, N, K)``, e.g.
+        each stock's own sector ETF). A NaN factor skips the update like a NaN
+        return.
+    state_noise : float
+        :math:`\delta \ge 0`, variance of the random-walk step of each beta.
+    obs_noise : float
+        :math:`v_e > 0`, variance of the observation noise.
+    beta0 : array_like, shape (N, K), optional
+        Initial state mean :math:`\hat\beta_{0|0}`; zeros by default.
+    p0 : float or array_like, shape (N, K, K)
+        Initial state covariance: ``p0 * I`` for a scalar, or one matrix per
+        asset (e.g. ``result.P`` of a previous call, to continue the filter).
+
+    Returns
+    -------
+    KalmanResult
+        ``innovations`` (T, N), ``innovation_variance`` (T, N), ``betas``
+        (T, N, K), and the final state ``beta`` (N, K), ``P`` (N, K, K).
+
+    Notes
+    -----
+    Shapes are padded to buckets (see the module docstring), so calls whose
+    ``N`` or ``T`` differ slightly share one compiled program. JAX's global
+    ``jax_enable_x64`` option is not modified.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> rng = np.random.default_rng(0)
+    >>> f = rng.normal(0, 0.01, size=(250, 1))
+    >>> r = f @ np.array([[0.8, 1.2]]) + rng.normal(0, 0.002, size=(250, 2))
+    >>> res = kalman_filter(r, f, state_noise=1e-5, obs_noise=4e-6)
+    >>> res.innovations.shape, res.betas.shape
+    ((250, 2), (250, 2, 1))
+    >>> np.round(res.beta[:, 0], 1)
+    array([0.8, 1.2])
+    """
+    delta, ve = _check_noise(state_noise, obs_noise)
+    r, f = _check_inputs(returns, factors)
+    T, N = r.shape
+    K = f.shape[-1]
+
+    if beta0 is None:
+        b0 = np.zeros((N, K))
+    else:
+        b0 = np.array(beta0, dtype=np.float64)
+        if b0.shape != (N, K):
+            raise ValueError(f"beta0 must have shape (N, K) = ({N}, {K}), got {b0.shape}")
+    p0_arr = np.asarray(p0, dtype=np.float64)
+    if p0_arr.ndim == 0:
+        p0v = float(p0_arr)
+        if not (math.isfinite(p0v) and p0v > 0):
+            raise ValueError(f"p0 must be finite and > 0, got {p0!r}")
+        P0 = np.broadcast_to(p0v * np.eye(K), (N, K, K)).copy()
+    elif p0_arr.shape == (N, K, K):
+        P0 = p0_arr.copy()
+    else:
+        raise ValueError(f"p0 must be a scalar or have shape (N, K, K) = ({N}, {K}, {K})")
+    if not (np.all(np.isfinite(b0)) and np.all(np.isfinite(P0))):
+        raise ValueError("beta0 and p0 must be finite")
+
+    if T == 0 or N == 0:
+        return KalmanResult(
+            np.empty((T, N)), np.empty((T, N)), np.empty((T, N, K)), b0, P0
+        )
+
+    Tp = bucket_size(T, TIME_BUCKET)
+    active = np.zeros(Tp)
+    active[:T] = 1.0
+    programs = _programs()
+    d, v = np.float64(delta), np.float64(ve)
+    shared = _shared_assets(r, f, P0)
+    out_e = np.empty((T, N))
+    out_Q = np.empty((T, N))
+    out_betas = np.empty((T, N, K))
+    out_beta = np.empty((N, K))
+    out_P = np.empty((N, K, K))
+    with x64_scope():
+        if shared.any():
+            Np = bucket_size(N, ASSET_BUCKET)
+            r_sh = r if shared.all() else np.where(shared, r, 0.0)
+            rp, fp = _pad(r_sh, f, Tp, Np, 0.0)
+            b0p = np.zeros((K, Np))
+            b0p[:, :N] = b0.T
+            P0p = P0[np.argmax(shared)]
+            out = programs["shared", "filter"](rp, fp, active, b0p, P0p, d, v)
+            e, Q, betas, beta, P = (np.asarray(x) for x in out)
+            out_e[:] = e[:T, :N]
+            out_Q[:] = Q[:T, None]
+            out_betas[:] = betas[:T, :N]
+            out_beta[:] = beta[:N]
+            out_P[:] = P
+        if not shared.all():
+            idx = np.flatnonzero(~shared)
+            n = idx.size
+            sel = slice(None) if n == N else idx
+            Np = bucket_size(n, ASSET_BUCKET)
+            sub_r = r if n == N else r[:, idx]
+            sub_f = f if (n == N or f.ndim == 2) else f[:, idx]
+            rp, fp = _pad(sub_r, sub_f, Tp, Np, np.nan)
+            b0p = np.zeros((K, Np))
+            b0p[:, :n] = b0[sel].T
+            P0p = np.broadcast_to(np.eye(K)[:, :, None], (K, K, Np)).copy()
+            P0p[:, :, :n] = P0[sel].transpose(1, 2, 0)
+            out = programs["general", "filter"](rp, fp, active, b0p, P0p, d, v)
+            e, Q, betas, beta, P = (np.asarray(x) for x in out)
+            out_e[:, sel] = e[:T, :n]
+            out_Q[:, sel] = Q[:T, :n]
+            out_betas[:, sel] = betas[:T, :n]
+            out_beta[sel] = beta[:n]
+            out_P[sel] = P.transpose(2, 0, 1)[:n]
+    return KalmanResult(out_e, out_Q, out_betas, out_beta, out_P)
+
+
+def kalman_last(returns_window, factors_window, state_noise, obs_noise, p0=1.0):
+    r"""Last-step innovation of a Kalman filter run over a window from the prior.
+
+    Runs the filter of :func:`kalman_filter` over the window starting from
+    :math:`\hat\beta_0 = 0`, :math:`P_0 = p_0 I` and reports the last step
+    only. A pipeline factor calls it once per session with its look-back
+    window; the result is a pure function of the window.
+
+    Parameters
+    ----------
+    returns_window : array_like, shape (W, N)
+        Asset returns over the window (NaN = missing, update skipped).
+    factors_window : array_like, shape (W, K) or (W, N, K)
+        Factor returns over the window, shared or per asset (e.g. the
+        ``scores`` of a PCA of the window's returns).
+    state_noise : float
+        :math:`\delta \ge 0`.
+    obs_noise : float
+        :math:`v_e > 0`.
+    p0 : float
+        Prior variance of each beta (:math:`P_0 = p_0 I`).
+
+    Returns
+    -------
+    KalmanLastResult
+        ``innovations`` (N,), ``innovation_variance`` (N,),
+        ``standardized_innovations`` :math:`e_W/\sqrt{Q_W}` (N,) and ``betas``
+        (N, K), all at the window's last step. Equal to the last rows of
+        :func:`kalman_filter` on the same window.
+
+    Notes
+    -----
+    The asset axis is padded to a bucket (one compiled program for all
+    universes of, e.g., 449 to 512 assets); the window length is not padded,
+    so each distinct ``W`` compiles once.
+    """
+    delta, ve = _check_noise(state_noise, obs_noise)
+    p0v = float(p0)
+    if not (math.isfinite(p0v) and p0v > 0):
+        raise ValueError(f"p0 must be finite and > 0, got {p0!r}")
+    r, f = _check_inputs(returns_window, factors_window)
+    W, N = r.shape
+    K = f.shape[-1]
+    if W == 0:
+        raise ValueError("kalman_last needs a window of at least one row")
+    if N == 0:
+        empty = np.empty(0)
+        return KalmanLastResult(empty, empty.copy(), empty.copy(), np.empty((0, K)))
+
+    programs = _programs()
+    params = (np.float64(delta), np.float64(ve), np.float64(p0v))
+    shared = _shared_assets(r, f, None)
+    out_e = np.empty(N)
+    out_Q = np.empty(N)
+    out_z = np.empty(N)
+    out_beta = np.empty((N, K))
+    with x64_scope():
+        if shared.any():
+            r_sh = r if shared.all() else np.where(shared, r, 0.0)
+            rp, fp = _pad(r_sh, f, W, bucket_size(N, ASSET_BUCKET), 0.0)
+            e, Q, z, beta = (np.asarray(x) for x in programs["shared", "last"](rp, fp, *params))
+            out_e[:] = e[:N]
+            out_Q[:] = Q
+            out_z[:] = z[:N]
+            out_beta[:] = beta[:N]
+        if not shared.all():
+            idx = np.flatnonzero(~shared)
+            n = idx.size
+            sel = slice(None) if n == N else idx
+            sub_r = r if n == N else r[:, idx]
+            sub_f = f if (n == N or f.ndim == 2) else f[:, idx]
+            rp, fp = _pad(sub_r, sub_f, W, bucket_size(n, ASSET_BUCKET), np.nan)
+            e, Q, z, beta = (np.asarray(x) for x in programs["general", "last"](rp, fp, *params))
+            out_e[sel] = e[:n]
+            out_Q[sel] = Q[:n]
+            out_z[sel] = z[:n]
+            out_beta[sel] = beta[:n]
+    return KalmanLastResult(out_e, out_Q, out_z, out_beta)
+
+
+def _namespace(*arrays):
+    """``jax.numpy`` if any argument is a JAX array (or tracer), else numpy."""
+    import sys
+
+    jax = sys.modules.get("jax")
+    if jax is not None and any(isinstance(a, jax.Array) for a in arrays):
+        import jax.numpy as jnp
+
+        return jnp
+    return np
+
+
+def kalman_update(beta, P, r_t, f_t, state_noise, obs_noise):
+    r"""One step of the random-walk-beta Kalman filter, for one or many assets.
+
+    Pure function implementing the recursion of the module docstring:
+    predict (:math:`P^- = P + \delta I`), then update with the return
+    :math:`r_t`. Use it to run the filter step by step in research code
+    (e.g. from :math:`\beta_0 = 0, P_0 = I` over a full history).
+
+    Parameters
+    ----------
+    beta : array_like, shape (N, K) or (K,)
+        State mean :math:`\hat\beta_{t-1|t-1}` (``(K,)`` for a single asset).
+    P : array_like, shape (N, K, K) or (K, K)
+        State covariance :math:`P_{t-1|t-1}`.
+    r_t : array_like, shape (N,) or scalar
+        Returns at ``t``; NaN skips the update (predict only).
+    f_t : array_like, shape (K,) or (N, K)
+        Factor returns at ``t``, shared or per asset; NaN skips the update.
+    state_noise : float
+        :math:`\delta`.
+    obs_noise : float
+        :math:`v_e`.
+
+    Returns
+    -------
+    KalmanStep
+        ``beta``, ``P``, ``innovations`` (:math:`e_t`) and
+        ``innovation_variance`` (:math:`Q_t`), shaped like the inputs; the last
+        two are NaN where the update was skipped.
+
+    Notes
+    -----
+    numpy inputs are computed in float64 with numpy. If any input is a JAX
+    array, ``jax.numpy`` is used in the inputs' dtype, so the function can be
+    traced inside the caller's ``jax.jit`` / ``lax.scan``.
+    """
+    xp = _namespace(beta, P, r_t, f_t, state_noise, obs_noise)
+    if xp is np:
+        _check_noise(state_noise, obs_noise)
+        beta = np.asarray(beta, dtype=np.float64)
+        P = np.asarray(P, dtype=np.float64)
+        r = np.asarray(r_t, dtype=np.float64)
+        f = np.asarray(f_t, dtype=np.float64)
+    else:
+        beta, P, r, f = (xp.asarray(a) for a in (beta, P, r_t, f_t))
+    single = beta.ndim == 1
+    if single:
+        beta = beta[None, :]
+        P = P[None, :, :]
+        r = xp.reshape(r, (1,))
+    if beta.ndim != 2 or P.shape != beta.shape + beta.shape[-1:]:
+        raise ValueError(
+            f"beta must be (N, K) or (K,) and P (N, K, K) or (K, K); got {beta.shape}, {P.shape}"
+        )
+    N, K = beta.shape
+    if f.ndim == 1:
+        f = xp.broadcast_to(f[None, :], (N, K))
+    if f.shape != (N, K) or r.shape != (N,):
+        raise ValueError(f"r_t must be (N,) and f_t (K,) or (N, K); got {r.shape}, {f.shape}")
+
+    finite_f = xp.isfinite(f)
+    ok = xp.isfinite(r) & xp.all(finite_f, axis=1)
+    f0 = xp.where(finite_f, f, 0.0)
+    r0 = xp.where(ok, r, 0.0)
+    P_pred = P + state_noise * xp.eye(K, dtype=P.dtype)
+    Pf = (P_pred @ f0[:, :, None])[:, :, 0]  # P^- f, (N, K)
+    Q = xp.sum(f0 * Pf, axis=1) + obs_noise
+    e = r0 - xp.sum(f0 * beta, axis=1)
+    gain = Pf * (ok / Q)[:, None]  # zero where the update is skipped
+    beta_new = beta + gain * e[:, None]
+    P_new = P_pred - gain[:, :, None] * Pf[:, None, :]
+    e_out = xp.where(ok, e, xp.nan)
+    Q_out = xp.where(ok, Q, xp.nan)
+    if single:
+        return KalmanStep(beta_new[0], P_new[0], e_out[0], Q_out[0])
+    return KalmanStep(beta_new, P_new, e_out, Q_out)
