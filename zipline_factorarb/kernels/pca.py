@@ -1,0 +1,164 @@
+"""Statistical factors from principal components of a returns window.
+
+The principal components of the sample covariance of a trailing window of
+returns give data-driven factor loadings (Avellaneda & Lee 2010; Connor &
+Korajczyk 1988). They serve as ``Omega`` for the PCA variant of the
+weighted regression (:func:`zipline_factorarb.kernels.wls.wls_residuals`) and
+as the factor returns of the 'pca' source of the Kalman kernel.
+
+Pure numpy: arrays in, a small named tuple out, no I/O, no global state.
+
+References
+----------
+.. [1] Avellaneda, M. and Lee, J.-H. (2010). Statistical arbitrage in the US
+   equities market. Quantitative Finance, 10(7), 761-782.
+.. [2] Connor, G. and Korajczyk, R. A. (1988). Risk and return in an
+   equilibrium APT. Journal of Financial Economics, 21(2), 255-289.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import numpy as np
+
+__all__ = ["PCAResult", "pca_factors", "pca_loadings"]
+
+
+class PCAResult(NamedTuple):
+    """Result of :func:`pca_factors`.
+
+    Attributes
+    ----------
+    loadings : ndarray, shape (N, k)
+        Orthonormal eigenvectors of the sample covariance (columns), largest
+        eigenvalue first, sign-normalised so that each column sums to a
+        positive number (if the sum is zero: its first largest-magnitude
+        entry is positive). NaN rows for assets left out of the fit.
+    scores : ndarray, shape (T, k)
+        Factor returns of the components: ``(R - mean) @ loadings`` over
+        the assets in the fit.
+    explained_variance : ndarray, shape (k,)
+        Eigenvalues of the sample covariance (variance of each score).
+    explained_variance_ratio : ndarray, shape (k,)
+        ``explained_variance`` divided by the total variance of the assets
+        in the fit.
+    mean : ndarray, shape (N,)
+        Per-asset mean that was subtracted (zeros when ``demean=False``);
+        NaN for assets left out of the fit.
+    """
+
+    loadings: np.ndarray
+    scores: np.ndarray
+    explained_variance: np.ndarray
+    explained_variance_ratio: np.ndarray
+    mean: np.ndarray
+
+
+def pca_factors(returns, k, demean=True):
+    r"""Top-``k`` principal components of a ``(T, N)`` returns window.
+
+    Computes the eigen-decomposition of the sample covariance
+    ``C = X' X / (T - 1)`` with ``X = R - mean`` (``demean=True``), or of
+    the second-moment matrix ``R' R / T`` (``demean=False``), through the
+    singular value decomposition of ``X`` (which avoids forming ``C``):
+    ``X = U S V'``, ``loadings = V[:, :k]``, ``explained_variance =
+    S[:k]**2 / (T - 1)``. This matches
+    :class:`sklearn.decomposition.PCA` up to the sign of each component.
+
+    Parameters
+    ----------
+    returns : array_like, shape (T, N)
+        Returns window, one row per day and one column per asset. An asset
+        with any non-finite value in the window is left out of the fit and
+        gets NaN ``loadings`` and ``mean``.
+    k : int
+        Number of components, ``1 <= k <= min(T, N)``.
+    demean : bool, default True
+        Subtract each asset's mean over the window first.
+
+    Returns
+    -------
+    PCAResult
+        ``loadings (N, k)``, ``scores (T, k)``, ``explained_variance (k,)``,
+        ``explained_variance_ratio (k,)``, ``mean (N,)``.
+
+    Notes
+    -----
+    Sign normalisation is deterministic: each loadings column is flipped so
+    that its sum is positive (the first component, the "market" mode, then
+    has mostly positive loadings); a column whose sum is zero (to ``1e-12``
+    of its absolute sum) gets its largest-magnitude entry positive instead
+    (the first such asset where magnitudes tie to ``1e-9``).
+
+    Components that the data cannot identify (``k`` larger than the rank
+    available: ``min(T - 1, n_assets)`` with ``demean``, ``min(T,
+    n_assets)`` without) are returned as NaN columns. Avellaneda & Lee
+    (2010) apply PCA to the correlation matrix: pass returns divided by
+    their standard deviation to reproduce that.
+
+    References
+    ----------
+    .. [1] Avellaneda, M. and Lee, J.-H. (2010). Statistical arbitrage in the
+       US equities market. Quantitative Finance, 10(7), 761-782.
+    """
+    try:
+        R = np.asarray(returns, dtype=np.float64)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"returns must be an array of real numbers: {exc}") from None
+    if R.ndim != 2:
+        raise ValueError(f"returns must have shape (T, N); got shape {R.shape}")
+    T, N = R.shape
+    if isinstance(k, (bool, np.bool_)) or not isinstance(k, (int, np.integer)):
+        raise ValueError(f"k must be an integer; got {k!r}")
+    k = int(k)
+    if not 1 <= k <= min(T, N):
+        raise ValueError(
+            f"k must satisfy 1 <= k <= min(T, N) = {min(T, N)} for returns of "
+            f"shape {R.shape}; got k={k}"
+        )
+
+    complete = np.isfinite(R).all(axis=0)
+    Rc = R[:, complete]
+    n_complete = Rc.shape[1]
+    loadings = np.full((N, k), np.nan)
+    scores = np.full((T, k), np.nan)
+    explained_variance = np.full(k, np.nan)
+    explained_variance_ratio = np.full(k, np.nan)
+    mean = np.full(N, np.nan)
+
+    dof = T - 1 if demean else T
+    available = min(dof, n_complete, k)
+    centre = Rc.mean(axis=0) if demean else np.zeros(n_complete)
+    mean[complete] = centre
+    if available < 1:
+        return PCAResult(loadings, scores, explained_variance, explained_variance_ratio, mean)
+
+    X = Rc - centre
+    _, singular_values, vt = np.linalg.svd(X, full_matrices=False)
+    components = vt[:available].T.copy()  # (n_complete, available)
+
+    sums = components.sum(axis=0)
+    magnitude = np.abs(components).sum(axis=0)
+    # first asset whose |loading| is the largest (ties to 1e-9 relative)
+    size = np.abs(components)
+    first_largest = np.argmax(size >= (1 - 1e-9) * size.max(axis=0), axis=0)
+    largest = components[first_largest, np.arange(available)]
+    tiny = np.abs(sums) <= 1e-12 * magnitude
+    signs = np.where(tiny, np.sign(largest), np.sign(sums))
+    signs[signs == 0] = 1.0
+    components *= signs
+
+    variance = singular_values[:available] ** 2 / dof
+    total = (X * X).sum() / dof
+    loadings[complete, :available] = components
+    scores[:, :available] = X @ components
+    explained_variance[:available] = variance
+    if total > 0:
+        explained_variance_ratio[:available] = variance / total
+    return PCAResult(loadings, scores, explained_variance, explained_variance_ratio, mean)
+
+
+def pca_loadings(returns, k, demean=True):
+    """Only the ``loadings (N, k)`` of :func:`pca_factors` (same arguments)."""
+    return pca_factors(returns, k, demean=demean).loadings

@@ -1,0 +1,1142 @@
+"""Cross-sectional weighted least squares residuals (pure numpy).
+
+Each day the cross-section of stock returns ``R`` is regressed on a matrix of
+factor ``loadings`` Omega (intercept, sector dummies, style factors) with the
+diagonal matrix of ``weights`` ``Z = diag(z_i)``, ``z_i = 1 / sigma_i**2``
+(weighted regression mean reversion; residual returns after removing
+systematic factors as in Avellaneda & Lee 2010)::
+
+    factor_returns      f      = (Omega' Z Omega)^-1 Omega' Z R
+    residuals           eps    = R - Omega f
+    weighted_residuals  R~     = Z eps
+
+The weighted residuals are orthogonal to every factor column,
+``sum_i R~_i Omega_iA = 0`` for every factor ``A``, so a portfolio sized
+proportionally to ``-R~`` is neutral to all factors in ``Omega``; with an
+intercept column they also sum to zero.
+
+Everything here is a pure function of its arguments: numpy arrays in, numpy
+arrays (or a small named tuple) out, float64 throughout, no I/O, no pandas,
+no global state. The zipline pipeline adapters call these kernels.
+
+References
+----------
+.. [1] Avellaneda, M. and Lee, J.-H. (2010). Statistical arbitrage in the US
+   equities market. Quantitative Finance, 10(7), 761-782.
+.. [2] Hoerl, A. E. and Kennard, R. W. (1970). Ridge regression: biased
+   estimation for nonorthogonal problems. Technometrics, 12(1), 55-67.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import numpy as np
+
+__all__ = [
+    "STYLE_NAMES",
+    "SectorLoadings",
+    "StyleFactors",
+    "WLSResult",
+    "inverse_variance_weights",
+    "sector_loadings",
+    "standardize_styles",
+    "style_factors",
+    "wls_residuals",
+]
+
+# Bytes of one block of (days, assets, factors) loadings processed at a time
+# when loadings vary by day: big enough for efficient stacked BLAS calls,
+# small enough to stay in cache and keep peak memory independent of T.
+_BLOCK_BYTES = 4 * 2**20
+# With shared (N, K) loadings and at least this many days, the normal matrices
+# of all days come from one (T, N) x (N, K(K+1)/2) product; below it the
+# per-day products are cheaper.
+_SHARED_MIN_DAYS = 16
+
+STYLE_NAMES = ("beta", "size", "momentum", "reversal", "volatility")
+"""Names of the style columns that :func:`style_factors` can compute."""
+
+
+class WLSResult(NamedTuple):
+    """Result of :func:`wls_residuals`.
+
+    Shapes are given for the batched form; with ``returns`` of shape ``(N,)``
+    the leading ``T`` axis is dropped.
+
+    Attributes
+    ----------
+    factor_returns : ndarray, shape (T, K)
+        ``f``, the estimated return of each factor; NaN on days that are not
+        ``valid``.
+    residuals : ndarray, shape (T, N)
+        ``eps = R - Omega f``; NaN for assets left out of that day's
+        regression and on days that are not ``valid``.
+    weighted_residuals : ndarray, shape (T, N)
+        ``R~ = Z eps``, the trading signal (short positive, buy negative).
+    condition_number : ndarray, shape (T,)
+        2-norm condition number of the solved matrix ``Omega' Z Omega``
+        (plus the ridge penalty) after symmetric diagonal scaling to unit
+        diagonal. The scaling makes it independent of the units of each
+        loadings column and of the overall level of the weights. ``inf`` on
+        days whose system is singular by construction (fewer usable assets
+        than factors, a factor column that is zero over the usable assets, a
+        non-positive eigenvalue).
+    n_assets : ndarray of int64, shape (T,)
+        Number of assets that entered each day's regression.
+    valid : ndarray of bool, shape (T,)
+        True where the day was solved: at least ``K`` usable assets and a
+        finite ``condition_number`` not above ``max_condition``.
+    """
+
+    factor_returns: np.ndarray
+    residuals: np.ndarray
+    weighted_residuals: np.ndarray
+    condition_number: np.ndarray
+    n_assets: np.ndarray
+    valid: np.ndarray
+
+
+class SectorLoadings(NamedTuple):
+    """Result of :func:`sector_loadings`: ``loadings (N, K)`` and ``labels (K,)``."""
+
+    loadings: np.ndarray
+    labels: tuple
+
+
+class StyleFactors(NamedTuple):
+    """Result of :func:`style_factors`: raw ``styles (N, S)`` and their ``names (S,)``."""
+
+    styles: np.ndarray
+    names: tuple
+
+
+# ---------------------------------------------------------------------------
+# validation helpers
+# ---------------------------------------------------------------------------
+
+
+def _as_float(name, value):
+    try:
+        arr = np.asarray(value, dtype=np.float64)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"{name} must be an array of real numbers: {exc}") from None
+    return arr
+
+
+def _shift_by_first_finite(x, finite):
+    """Subtract each column's first finite value (along axis -2).
+
+    Moments are unchanged, but a constant column becomes exactly zero, so
+    that its variance is exactly 0 instead of rounding noise.
+    """
+    first = np.argmax(finite, axis=-2)[..., None, :]
+    reference = np.take_along_axis(x, first, axis=-2)
+    reference = np.where(np.isfinite(reference), reference, 0.0)
+    return x - reference
+
+
+def _check_positive_int(name, value, minimum=1):
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
+        raise ValueError(f"{name} must be an integer >= {minimum}; got {value!r}")
+    if value < minimum:
+        raise ValueError(f"{name} must be an integer >= {minimum}; got {value}")
+    return int(value)
+
+
+# ---------------------------------------------------------------------------
+# the regression
+# ---------------------------------------------------------------------------
+
+
+def wls_residuals(
+    returns,
+    loadings,
+    weights,
+    ridge=0.0,
+    *,
+    daily_loadings=None,
+    ridge_mask=None,
+    max_condition=1e10,
+):
+    r"""Cross-sectional weighted least squares of returns on factor loadings.
+
+    For each day ``t`` (volatility-weighted cross-sectional regression;
+    residual returns as in Avellaneda & Lee 2010)::
+
+        f_t   = (Omega_t' Z_t Omega_t + ridge * P)^-1 Omega_t' Z_t R_t
+        eps_t = R_t - Omega_t f_t
+        R~_t  = Z_t eps_t
+
+    with ``Z_t = diag(weights_t)`` and ``P`` the diagonal penalty selector
+    (zero when ``ridge == 0``). All days are solved together: the normal
+    matrices are stacked into a ``(T, K, K)`` array and solved with
+    :func:`numpy.linalg.solve` (never an explicit inverse), without a Python
+    loop over days.
+
+    Parameters
+    ----------
+    returns : array_like, shape (N,) or (T, N)
+        Cross-sections of asset returns ``R``.
+    loadings : array_like, shape (N, K) or (T, N, K)
+        Factor loadings ``Omega``. A 2-D array is used for every day.
+    daily_loadings : array_like, shape (T, N, K_d) or (N, K_d), optional
+        Further loadings columns that change from day to day (e.g. style
+        exposures), appended after ``loadings``: the regression uses
+        ``Omega = [loadings | daily_loadings]`` and ``factor_returns`` has
+        ``K + K_d`` columns in that order. The result is the same as passing
+        the concatenated ``(T, N, K + K_d)`` array, but with 2-D
+        ``loadings`` (intercept, sector dummies) the fixed columns are
+        handled with large matrix products shared by all days, which is
+        faster. With 1-D ``returns`` it has shape ``(N, K_d)``.
+    weights : array_like, shape (N,) or (T, N)
+        Regression weights ``z_i`` (typically ``1 / sigma_i**2``, see
+        :func:`inverse_variance_weights`). A 1-D array is used for every day.
+    ridge : float, default 0.0
+        Non-negative ridge penalty ``lambda`` on the factor returns (Hoerl &
+        Kennard 1970), added to the diagonal of ``Omega' Z Omega`` for the
+        penalised columns; it is in the units of ``sum_i z_i Omega_iA**2``
+        (a scale-free choice is ``lambda = c * trace(Omega' Z Omega) / K``).
+        With ``ridge > 0`` the orthogonality is no longer exact: the
+        weighted residuals satisfy ``sum_i R~_i Omega_iA = ridge * f_A`` for
+        every penalised column ``A`` (and stay exactly orthogonal to the
+        unpenalised ones, e.g. the intercept).
+    ridge_mask : array_like of bool, shape (K,) or (K + K_d,), optional
+        Which factor columns the ridge penalises. Default: every column
+        except those that are constant and non-zero over all finite loadings
+        rows (all days), i.e. the intercept is not penalised, so the
+        residuals keep summing to zero (with weights) and the market level is
+        not shrunk. A column of zeros is penalised, which makes a day with an
+        absent sector solvable (its factor return is then 0).
+    max_condition : float, default 1e10
+        Days whose ``condition_number`` exceeds this are treated as
+        ill-posed: NaN results and ``valid = False``.
+
+    Returns
+    -------
+    WLSResult
+        ``factor_returns``, ``residuals``, ``weighted_residuals``,
+        ``condition_number``, ``n_assets``, ``valid``; the ``T`` axis is
+        dropped when ``returns`` is 1-D.
+
+    Raises
+    ------
+    ValueError
+        On inconsistent shapes, a negative or non-finite ``ridge``, a bad
+        ``ridge_mask`` or ``max_condition``. Data problems never raise.
+
+    Notes
+    -----
+    Missing data. An asset whose return, weight or any loading is NaN (or
+    infinite), or whose weight is ``<= 0``, is left out of that day's
+    regression (zero weight) and gets NaN ``residuals`` and
+    ``weighted_residuals``.
+
+    Ill-posed days. A day with fewer usable assets than factors, a factor
+    column that is all zero over the usable assets (e.g. a sector with no
+    usable member), collinear columns or a condition number above
+    ``max_condition`` gets NaN ``factor_returns``, ``residuals`` and
+    ``weighted_residuals`` and ``valid = False``; it does not raise and does
+    not affect other days (the identity is solved in its place).
+
+    Numerics. The normal equations are scaled symmetrically to unit
+    diagonal before the solve, so the accuracy depends on the scaled
+    condition number reported in ``condition_number`` and not on the units
+    of the loadings or weights. Residuals are computed as ``R - Omega f``.
+
+    References
+    ----------
+    .. [1] Avellaneda, M. and Lee, J.-H. (2010). Statistical arbitrage in the
+       US equities market. Quantitative Finance, 10(7), 761-782.
+    .. [2] Hoerl, A. E. and Kennard, R. W. (1970). Ridge regression: biased
+       estimation for nonorthogonal problems. Technometrics, 12(1), 55-67.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> R = np.array([0.01, 0.02, -0.01, 0.00])
+    >>> Omega = np.array([[1.0, 0.0], [1.0, 0.0], [1.0, 1.0], [1.0, 1.0]])
+    >>> Z = np.array([1.0, 2.0, 1.0, 2.0])
+    >>> res = wls_residuals(R, Omega, Z)
+    >>> np.allclose(Omega.T @ res.weighted_residuals, 0.0)
+    True
+    """
+    returns = _as_float("returns", returns)
+    loadings = _as_float("loadings", loadings)
+    weights = _as_float("weights", weights)
+
+    if returns.ndim not in (1, 2):
+        raise ValueError(
+            f"returns must have shape (N,) or (T, N); got shape {returns.shape}"
+        )
+    single_day = returns.ndim == 1
+    R = returns[None, :] if single_day else returns
+    T, N = R.shape
+
+    if single_day and loadings.ndim != 2:
+        raise ValueError(
+            f"loadings must have shape (N, K) = ({N}, K) for returns of shape "
+            f"{returns.shape}; got shape {loadings.shape}"
+        )
+    if loadings.ndim == 2:
+        if loadings.shape[0] != N:
+            raise ValueError(
+                f"loadings must have shape (N, K) or (T, N, K) with N = {N} "
+                f"(returns shape {returns.shape}); got shape {loadings.shape}"
+            )
+    elif loadings.ndim == 3:
+        if loadings.shape[:2] != (T, N):
+            raise ValueError(
+                f"loadings must have shape (N, K) or (T, N, K) with T, N = "
+                f"{T}, {N} (returns shape {returns.shape}); got shape "
+                f"{loadings.shape}"
+            )
+    else:
+        raise ValueError(
+            f"loadings must have shape (N, K) or (T, N, K); got shape "
+            f"{loadings.shape}"
+        )
+    if daily_loadings is not None:
+        daily_loadings = _as_float("daily_loadings", daily_loadings)
+        expected = (N,) if single_day else (T, N)
+        if daily_loadings.ndim != len(expected) + 1 or daily_loadings.shape[:-1] != expected:
+            raise ValueError(
+                f"daily_loadings must have shape ({', '.join(map(str, expected))}, K_d) "
+                f"to match returns "
+                f"of shape {returns.shape}; got shape {daily_loadings.shape}"
+            )
+        if daily_loadings.shape[-1] == 0:
+            daily_loadings = None
+    K = loadings.shape[-1] + (0 if daily_loadings is None else daily_loadings.shape[-1])
+    if K < 1:
+        raise ValueError(
+            f"loadings must have at least one factor column; got shape "
+            f"{loadings.shape}"
+        )
+
+    if single_day and weights.ndim != 1:
+        raise ValueError(
+            f"weights must have shape (N,) = ({N},) for returns of shape "
+            f"{returns.shape}; got shape {weights.shape}"
+        )
+    if weights.ndim == 1:
+        if weights.shape[0] != N:
+            raise ValueError(
+                f"weights must have shape (N,) or (T, N) with N = {N} "
+                f"(returns shape {returns.shape}); got shape {weights.shape}"
+            )
+    elif weights.ndim == 2:
+        if weights.shape != (T, N):
+            raise ValueError(
+                f"weights must have shape (N,) or (T, N) = ({T}, {N}) to match "
+                f"returns; got shape {weights.shape}"
+            )
+    else:
+        raise ValueError(
+            f"weights must have shape (N,) or (T, N); got shape {weights.shape}"
+        )
+
+    try:
+        ridge = float(ridge)
+    except (TypeError, ValueError):
+        raise ValueError(f"ridge must be a non-negative number; got {ridge!r}") from None
+    if not np.isfinite(ridge) or ridge < 0:
+        raise ValueError(f"ridge must be a finite number >= 0; got {ridge!r}")
+    try:
+        max_condition = float(max_condition)
+    except (TypeError, ValueError):
+        raise ValueError(
+            f"max_condition must be a number > 1; got {max_condition!r}"
+        ) from None
+    if not max_condition > 1:  # also rejects NaN
+        raise ValueError(f"max_condition must be a number > 1; got {max_condition!r}")
+
+    penalty = None
+    if ridge > 0:
+        if ridge_mask is None:
+            penalty = _default_ridge_mask(loadings)
+            if daily_loadings is not None:
+                penalty = np.concatenate([penalty, _default_ridge_mask(daily_loadings)])
+        else:
+            penalty = np.asarray(ridge_mask)
+            if penalty.shape != (K,) or penalty.dtype != np.bool_:
+                raise ValueError(
+                    f"ridge_mask must be a boolean array of shape (K,) = ({K},); "
+                    f"got dtype {penalty.dtype} and shape {penalty.shape}"
+                )
+        penalty = ridge * penalty.astype(np.float64)
+    elif ridge_mask is not None:
+        mask = np.asarray(ridge_mask)
+        if mask.shape != (K,) or mask.dtype != np.bool_:
+            raise ValueError(
+                f"ridge_mask must be a boolean array of shape (K,) = ({K},); "
+                f"got dtype {mask.dtype} and shape {mask.shape}"
+            )
+
+    if daily_loadings is not None:
+        if single_day:
+            daily_loadings = daily_loadings[None]
+        if loadings.ndim == 3 or T < _SHARED_MIN_DAYS:
+            fixed = np.broadcast_to(loadings, (T, N, loadings.shape[-1]))
+            loadings = np.concatenate([fixed, daily_loadings], axis=2)
+            daily_loadings = None
+
+    # Overflow or NaN inside a day's products is reported through `valid`.
+    with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+        if daily_loadings is not None:
+            out = _wls_fixed_and_daily_loadings(
+                R, loadings, daily_loadings, weights, penalty, max_condition
+            )
+        elif loadings.ndim == 2 and T >= _SHARED_MIN_DAYS:
+            out = _wls_shared_loadings(R, loadings, weights, penalty, max_condition)
+        else:
+            if loadings.ndim == 2:  # few days: per-day products on a broadcast view
+                loadings = np.broadcast_to(loadings, (T, N, K))
+            out = _wls_daily_loadings(R, loadings, weights, penalty, max_condition)
+
+    if single_day:
+        out = WLSResult(*(a[0] for a in out))
+    return out
+
+
+def _default_ridge_mask(loadings):
+    """Penalise every column except constant non-zero ones (the intercept)."""
+    K = loadings.shape[-1]
+    flat = loadings.reshape(-1, K)
+    rows = np.isfinite(flat).all(axis=1)
+    if not rows.any():
+        return np.ones(K, dtype=bool)
+    finite = flat[rows]
+    first = finite[0]
+    constant = np.all(finite == first, axis=0) & (first != 0)
+    return ~constant
+
+
+def _usable(R, w, rowfinite):
+    with np.errstate(invalid="ignore"):
+        return np.isfinite(R) & np.isfinite(w) & (w > 0) & rowfinite
+
+
+def _fixed_gram(X0, wz, gram):
+    """Omega' Z Omega of shared (N, Kf) loadings for every day in one product.
+
+    ``z (T, N) @ [x_k x_l] (N, pairs)`` over the upper triangle, mirrored into
+    the leading ``Kf x Kf`` block of ``gram`` (exactly symmetric).
+    """
+    T, K = gram.shape[:2]
+    Kf = X0.shape[1]
+    upper, lower = np.triu_indices(Kf)
+    X0_t = np.ascontiguousarray(X0.T)
+    pairs = X0_t[upper] * X0_t[lower]  # (Kf(Kf+1)/2, N)
+    gram_upper = wz @ pairs.T
+    flat = gram.reshape(T, K * K)
+    flat[:, upper * K + lower] = gram_upper
+    flat[:, lower * K + upper] = gram_upper
+
+
+def _finite_rows(loadings, axis):
+    """Rows with finite loadings: a cheap row sum, checked exactly where not."""
+    rowfinite = np.isfinite(loadings.sum(axis=axis))
+    if not rowfinite.all():
+        suspect = np.nonzero(~rowfinite)
+        moved = np.moveaxis(loadings, axis, -1)
+        rowfinite[suspect] = np.isfinite(moved[suspect]).all(axis=-1)
+    return rowfinite
+
+
+def _wls_shared_loadings(R, X, w, penalty, max_condition):
+    """All days share one (N, K) loadings matrix: large 2-D matrix products."""
+    T, N = R.shape
+    K = X.shape[1]
+    rowfinite = np.isfinite(X).all(axis=1)
+    X0 = X if rowfinite.all() else np.where(rowfinite[:, None], X, 0.0)
+    usable = _usable(R, w, rowfinite)  # (T, N)
+    wz = np.where(usable, w, 0.0)
+    wR = wz * np.where(usable, R, 0.0)
+    gram = np.empty((T, K, K))
+    _fixed_gram(X0, wz, gram)
+    rhs = wR @ X0
+    n_assets = usable.sum(axis=1)
+    f, cond, valid = _solve_stack(gram, rhs, n_assets, penalty, max_condition)
+    residuals = f @ X0.T  # fitted, then in place:
+    np.subtract(R, residuals, out=residuals)
+    residuals[~usable] = np.nan
+    weighted = wz * residuals  # NaN wherever the residual is NaN
+    return WLSResult(f, residuals, weighted, cond, n_assets.astype(np.int64), valid)
+
+
+def _wls_fixed_and_daily_loadings(R, S, D, w, penalty, max_condition):
+    """Shared (N, Kf) loadings plus day-varying (T, N, Kd) ones.
+
+    The blocks of ``Omega' Z Omega`` are: fixed x fixed from one
+    ``(T, N) x (N, pairs)`` product, fixed x daily from one
+    ``(Kf, N) x (N, T * Kd)`` product, and daily x daily from stacked
+    ``(Kd, N) x (N, Kd)`` products; the daily loadings are transposed once to
+    ``(T, Kd, N)`` so that every pass runs along the assets.
+    """
+    T, N = R.shape
+    Kf = S.shape[1]
+    Kd = D.shape[2]
+    K = Kf + Kd
+    rowfinite_s = np.isfinite(S).all(axis=1)
+    S0 = S if rowfinite_s.all() else np.where(rowfinite_s[:, None], S, 0.0)
+    Dt = D.transpose(0, 2, 1).copy()  # (T, Kd, N), C order, our own copy
+    rowfinite_d = _finite_rows(Dt, axis=1)  # (T, N)
+    if not rowfinite_d.all():
+        Dt[np.broadcast_to(~rowfinite_d[:, None, :], Dt.shape)] = 0.0
+    usable = _usable(R, w, rowfinite_s & rowfinite_d)
+    wz = np.where(usable, w, 0.0)
+    wR = wz * np.where(usable, R, 0.0)
+
+    gram = np.empty((T, K, K))
+    rhs = np.empty((T, K))
+    _fixed_gram(S0, wz, gram)
+    rhs[:, :Kf] = wR @ S0
+    Dw = Dt * wz[:, None, :]
+    cross = (S0.T @ Dw.reshape(T * Kd, N).T).reshape(Kf, T, Kd).transpose(1, 0, 2)
+    gram[:, :Kf, Kf:] = cross
+    gram[:, Kf:, :Kf] = cross.transpose(0, 2, 1)
+    block = np.matmul(Dw, Dt.transpose(0, 2, 1))
+    gram[:, Kf:, Kf:] = 0.5 * (block + block.transpose(0, 2, 1))
+    rhs[:, Kf:] = np.matmul(Dt, wR[:, :, None])[:, :, 0]
+    del Dw
+
+    n_assets = usable.sum(axis=1)
+    f, cond, valid = _solve_stack(gram, rhs, n_assets, penalty, max_condition)
+    residuals = f[:, :Kf] @ S0.T  # fitted, then in place:
+    for k in range(Kd):
+        residuals += f[:, Kf + k, None] * Dt[:, k]
+    np.subtract(R, residuals, out=residuals)
+    residuals[~usable] = np.nan
+    weighted = wz * residuals  # NaN wherever the residual is NaN
+    return WLSResult(f, residuals, weighted, cond, n_assets.astype(np.int64), valid)
+
+
+def _wls_daily_loadings(R, X, w, penalty, max_condition):
+    """Loadings vary by day: stacked per-day products, in blocks of days.
+
+    The normal equations of all days are formed block by block (to keep the
+    weighted copy of the loadings small and in cache), then solved together.
+    """
+    T, N = R.shape
+    K = X.shape[2]
+    gram = np.empty((T, K, K))
+    rhs = np.empty((T, K))
+    usable = np.empty((T, N), dtype=bool)
+    block = max(1, min(T, _BLOCK_BYTES // max(1, 8 * N * K)))
+    buffer = np.empty((block, N, K))  # reused: sqrt(z) Omega of one block
+    ones = np.ones(K)
+    for start in range(0, T, block):
+        stop = min(start + block, T)
+        Xb = X[start:stop]
+        Rb = R[start:stop]
+        wb = w[start:stop] if w.ndim == 2 else w
+        # A row sum is finite iff every loading is (checked exactly where not).
+        rowfinite = np.isfinite(np.matmul(Xb, ones))
+        if not rowfinite.all():
+            suspect = ~rowfinite
+            rowfinite[suspect] = np.isfinite(Xb[suspect]).all(axis=-1)
+        ub = usable[start:stop]
+        ub[...] = _usable(Rb, wb, rowfinite)
+        # Whitened system sqrt(z) Omega, sqrt(z) R; zero for left-out assets.
+        sw = np.sqrt(np.where(ub, wb, 0.0))
+        Xs = np.multiply(Xb, sw[:, :, None], out=buffer[: stop - start])
+        if not rowfinite.all():
+            Xs[~rowfinite] = 0.0  # 0 * NaN: other left-out rows are already 0
+        Rs = np.where(ub, Rb * sw, 0.0)
+        Xs_t = Xs.transpose(0, 2, 1)
+        np.matmul(Xs_t, Xs, out=gram[start:stop])  # A'A: a symmetric rank-k update
+        rhs[start:stop] = np.matmul(Xs_t, Rs[:, :, None])[:, :, 0]
+    n_assets = usable.sum(axis=1)
+    f, cond, valid = _solve_stack(gram, rhs, n_assets, penalty, max_condition)
+    residuals = np.matmul(X, f[:, :, None])[:, :, 0]  # fitted, then in place:
+    np.subtract(R, residuals, out=residuals)
+    residuals[~usable] = np.nan
+    weighted = w * residuals  # NaN wherever the residual is NaN
+    return WLSResult(f, residuals, weighted, cond, n_assets.astype(np.int64), valid)
+
+
+def _solve_stack(gram, rhs, n_assets, penalty, max_condition):
+    """Solve a stack of (K, K) normal equations; ill-posed days become NaN.
+
+    The matrices are scaled to unit diagonal (``D^-1/2 A D^-1/2``), their
+    condition number is taken from :func:`numpy.linalg.eigvalsh`, and days
+    that are singular or too ill-conditioned get the identity substituted
+    before one stacked :func:`numpy.linalg.solve`, then NaN results.
+    """
+    T, K = rhs.shape
+    if penalty is not None:
+        gram = gram + np.diag(penalty)[None, :, :]
+    diag = np.diagonal(gram, axis1=1, axis2=2)
+    with np.errstate(invalid="ignore"):
+        ok = (
+            (n_assets >= K)
+            & np.all(diag > 0, axis=1)
+            & np.isfinite(gram).all(axis=(1, 2))
+            & np.isfinite(rhs).all(axis=1)
+        )
+    scale = np.sqrt(np.where(ok[:, None], diag, 1.0))
+    with np.errstate(all="ignore"):
+        corr = gram / scale[:, :, None] / scale[:, None, :]
+    eye = np.eye(K)
+    if not ok.all():
+        corr[~ok] = eye
+    eigenvalues = _stacked_eigvalsh(corr)
+    lowest = eigenvalues[:, 0]
+    highest = eigenvalues[:, -1]
+    positive = ok & (lowest > 0) & np.isfinite(lowest)
+    cond = np.full(T, np.inf)
+    cond[positive] = highest[positive] / lowest[positive]
+    valid = positive & (cond <= max_condition)
+    if not valid.all():
+        corr[~valid] = eye
+    scaled_rhs = np.where(valid[:, None], rhs / scale, 0.0)
+    solution, solved = _stacked_solve(corr, scaled_rhs)
+    valid &= solved
+    f = solution / scale
+    f[~valid] = np.nan
+    return f, cond, valid
+
+
+def _stacked_eigvalsh(corr):
+    try:
+        return np.linalg.eigvalsh(corr)
+    except np.linalg.LinAlgError:  # pragma: no cover - LAPACK non-convergence
+        out = np.empty(corr.shape[:2])
+        for t in range(corr.shape[0]):
+            try:
+                out[t] = np.linalg.eigvalsh(corr[t])
+            except np.linalg.LinAlgError:
+                out[t] = np.nan
+        return out
+
+
+def _stacked_solve(corr, rhs):
+    """One stacked solve; should a day still be singular, solve day by day."""
+    try:
+        return np.linalg.solve(corr, rhs[:, :, None])[:, :, 0], np.ones(len(rhs), bool)
+    except np.linalg.LinAlgError:
+        out = np.full(rhs.shape, np.nan)
+        solved = np.zeros(len(rhs), dtype=bool)
+        for t in range(len(rhs)):
+            try:
+                out[t] = np.linalg.solve(corr[t], rhs[t])
+                solved[t] = True
+            except np.linalg.LinAlgError:
+                pass
+        return out, solved
+
+
+# ---------------------------------------------------------------------------
+# weights
+# ---------------------------------------------------------------------------
+
+
+def inverse_variance_weights(
+    returns_window,
+    lookback=None,
+    halflife=None,
+    cap_quantile=0.95,
+    min_periods=None,
+):
+    r"""Regression weights ``z_i = 1 / sigma_i**2`` from a trailing window.
+
+    The volatility ``sigma_i`` is either the sample standard deviation
+    (``ddof=1``) of the last ``lookback`` rows, or the exponentially weighted
+    standard deviation with the given ``halflife`` over all rows (the
+    bias-corrected estimator of ``pandas.DataFrame.ewm(halflife=...).std()``
+    with ``adjust=True``, ``ignore_na=False``: the weight of a row is
+    ``(1 - alpha)**age`` with ``alpha = 1 - exp(-ln 2 / halflife)`` and
+    ``age`` counted in rows from the last one, missing rows included).
+    The weights are then capped at the cross-sectional ``cap_quantile``
+    quantile of ``z`` (linear interpolation, as :func:`numpy.nanquantile`),
+    so that very quiet stocks cannot dominate the regression (capping at
+    the 95th percentile is the usual safeguard).
+
+    Parameters
+    ----------
+    returns_window : array_like, shape (W, N) or (..., W, N)
+        Trailing returns, oldest row first. Leading axes are independent
+        windows (e.g. one per day), so the batched form ``(T, W, N)`` gives
+        ``(T, N)``; the pipeline adapter can also call it once per day.
+    lookback : int, optional
+        Number of trailing rows for a plain standard deviation.
+    halflife : float, optional
+        Half-life in rows of the exponential weighting. Exactly one of
+        ``lookback`` and ``halflife`` must be given.
+    cap_quantile : float or None, default 0.95
+        Quantile in ``(0, 1]`` of the cross-section of ``z`` at which
+        weights are capped; ``None`` for no cap.
+    min_periods : int, optional
+        Minimum number of finite returns for an asset to get a weight
+        (at least 2). Default: half the rows used (``lookback`` or ``W``),
+        at least 2.
+
+    Returns
+    -------
+    ndarray, shape (N,) or (..., N)
+        Weights ``z_i``; NaN for assets with fewer than ``min_periods``
+        finite returns or zero volatility (constant prices).
+
+    References
+    ----------
+    .. [1] Avellaneda, M. and Lee, J.-H. (2010). Statistical arbitrage in the
+       US equities market. Quantitative Finance, 10(7), 761-782.
+    """
+    x = _as_float("returns_window", returns_window)
+    if x.ndim < 2:
+        raise ValueError(
+            f"returns_window must have shape (W, N) or (..., W, N); got shape {x.shape}"
+        )
+    W = x.shape[-2]
+    if (lookback is None) == (halflife is None):
+        raise ValueError(
+            "exactly one of lookback and halflife must be given; got "
+            f"lookback={lookback!r}, halflife={halflife!r}"
+        )
+    if lookback is not None:
+        lookback = _check_positive_int("lookback", lookback, minimum=2)
+        if lookback > W:
+            raise ValueError(
+                f"lookback ({lookback}) exceeds the number of rows W = {W} of "
+                f"returns_window with shape {x.shape}"
+            )
+        n_rows = lookback
+    else:
+        try:
+            halflife = float(halflife)
+        except (TypeError, ValueError):
+            raise ValueError(f"halflife must be a positive number; got {halflife!r}") from None
+        if not (np.isfinite(halflife) and halflife > 0):
+            raise ValueError(f"halflife must be a positive number; got {halflife!r}")
+        n_rows = W
+    if min_periods is None:
+        min_periods = max(2, n_rows // 2)
+    else:
+        min_periods = _check_positive_int("min_periods", min_periods, minimum=2)
+    if cap_quantile is not None:
+        try:
+            cap_quantile = float(cap_quantile)
+        except (TypeError, ValueError):
+            raise ValueError(
+                f"cap_quantile must be a number in (0, 1] or None; got {cap_quantile!r}"
+            ) from None
+        if not (0 < cap_quantile <= 1):
+            raise ValueError(
+                f"cap_quantile must be a number in (0, 1] or None; got {cap_quantile!r}"
+            )
+
+    if lookback is not None:
+        window = x[..., W - lookback :, :]
+        finite = np.isfinite(window)
+        window = _shift_by_first_finite(window, finite)
+        count = finite.sum(axis=-2)
+        values = np.where(finite, window, 0.0)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            mean = values.sum(axis=-2) / count
+            dev = np.where(finite, window - mean[..., None, :], 0.0)
+            variance = (dev * dev).sum(axis=-2) / (count - 1)
+    else:
+        finite = np.isfinite(x)
+        x = _shift_by_first_finite(x, finite)
+        count = finite.sum(axis=-2)
+        decay = np.exp(-np.log(2.0) / halflife)
+        age = np.arange(W - 1, -1, -1, dtype=np.float64)
+        row_weight = (decay**age)[:, None]
+        v = np.where(finite, row_weight, 0.0)
+        values = np.where(finite, x, 0.0)
+        s1 = v.sum(axis=-2)
+        s2 = (v * v).sum(axis=-2)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            mean = (v * values).sum(axis=-2) / s1
+            dev = np.where(finite, x - mean[..., None, :], 0.0)
+            biased = (v * dev * dev).sum(axis=-2) / s1
+            variance = biased * (s1 * s1) / (s1 * s1 - s2)
+
+    with np.errstate(divide="ignore", invalid="ignore"):
+        z = np.where((count >= min_periods) & (variance > 0), 1.0 / variance, np.nan)
+    z = np.where(np.isfinite(z), z, np.nan)
+    if cap_quantile is not None:
+        has_any = np.isfinite(z).any(axis=-1, keepdims=True)
+        filled = np.where(has_any, z, 0.0)  # avoid all-NaN slice warnings
+        cap = np.nanquantile(filled, cap_quantile, axis=-1, keepdims=True)
+        z = np.minimum(z, np.where(has_any, cap, np.nan))
+    return z
+
+
+# ---------------------------------------------------------------------------
+# loadings
+# ---------------------------------------------------------------------------
+
+
+def sector_loadings(sector_codes, intercept=True, reference="largest", mask=None):
+    """Intercept and sector dummy loadings without perfect collinearity.
+
+    With ``intercept=True`` the columns are ``[1, d_s1, d_s2, ...]``: one
+    dummy per sector present that day except a reference sector, whose
+    stocks load on the intercept only. The intercept is then the return of
+    the reference sector and each dummy's factor return the spread of its
+    sector over the reference. The residuals do not depend on which sector
+    is the reference (the column space is the same). With
+    ``intercept=False`` every present sector gets a dummy and no column is
+    dropped (the dummies sum to one, so do not add another intercept).
+
+    Only sectors with at least one member that day get a column: a sector
+    with no member would give an all-zero column and a singular regression.
+
+    Parameters
+    ----------
+    sector_codes : array_like of int, shape (N,)
+        Sector code of each asset; negative codes (zipline's missing value
+        ``-1``) or NaN mean unknown. Such assets get a NaN row, which
+        :func:`wls_residuals` leaves out of the regression.
+    intercept : bool, default True
+        Whether to include the intercept column and drop a reference sector.
+    reference : {"largest", "first"} or int, default "largest"
+        Reference sector (only with ``intercept=True``): the one with the
+        most members that day (ties: the lowest code), which usually gives
+        the best-conditioned regression; the lowest code present; or a given
+        code (if absent that day, the largest sector is used).
+    mask : array_like of bool, shape (N,), optional
+        Assets to consider; others are treated as missing. Pass the assets
+        with usable returns and weights so that a sector whose members are
+        all missing that day gets no (all-zero) column.
+
+    Returns
+    -------
+    SectorLoadings
+        ``loadings`` (N, K) float64 and ``labels``, a tuple of K strings:
+        ``"intercept"`` then ``"sector_<code>"`` in increasing code order.
+    """
+    codes = np.asarray(sector_codes)
+    if codes.ndim != 1:
+        raise ValueError(f"sector_codes must have shape (N,); got shape {codes.shape}")
+    N = codes.shape[0]
+    if codes.dtype.kind == "f":
+        known = np.isfinite(codes)
+        if not np.all(codes[known] == np.round(codes[known])):
+            raise ValueError("sector_codes must hold integer codes (or NaN for unknown)")
+        codes = np.where(known, codes, -1).astype(np.int64)
+    elif codes.dtype.kind in "iu":
+        codes = codes.astype(np.int64)
+    else:
+        raise ValueError(
+            f"sector_codes must be integer codes; got dtype {codes.dtype}"
+        )
+    named = isinstance(reference, str) and reference in ("largest", "first")
+    code = isinstance(reference, (int, np.integer)) and not isinstance(reference, bool)
+    if not (named or code):
+        raise ValueError(
+            f"reference must be 'largest', 'first' or a sector code; got {reference!r}"
+        )
+    known = codes >= 0
+    if mask is not None:
+        mask = np.asarray(mask)
+        if mask.shape != (N,) or mask.dtype != np.bool_:
+            raise ValueError(
+                f"mask must be a boolean array of shape (N,) = ({N},); got dtype "
+                f"{mask.dtype} and shape {mask.shape}"
+            )
+        known &= mask
+    present, counts = np.unique(codes[known], return_counts=True)
+
+    if intercept and present.size:
+        largest = present[np.argmax(counts)]  # argmax: first (lowest code) on ties
+        if named and reference == "first":
+            ref = present[0]
+        elif code and reference in present:
+            ref = reference
+        else:
+            ref = largest
+        dummies = present[present != ref]
+    else:
+        dummies = present
+
+    columns = [np.ones(N)] if intercept else []
+    columns += [(codes == s).astype(np.float64) for s in dummies]
+    loadings = np.column_stack(columns) if columns else np.empty((N, 0))
+    loadings[~known] = np.nan
+    labels = (("intercept",) if intercept else ()) + tuple(f"sector_{int(s)}" for s in dummies)
+    return SectorLoadings(loadings, labels)
+
+
+def standardize_styles(raw_styles, weights=None, winsor=3.0):
+    """Cross-sectional z-scores of style exposures, winsorised.
+
+    Each column is centred on its (optionally weighted) cross-sectional
+    mean and divided by the equal-weighted root mean square deviation from
+    that mean (``ddof=0``), the usual risk-model convention (e.g.
+    capitalisation-weighted mean, equal-weighted standard deviation).
+    Values beyond ``+-winsor`` are then clipped and the column centred and
+    scaled again, repeatedly until no value exceeds ``+-winsor`` (to
+    ``1e-8``; at most 50 rounds, which converge geometrically). The result
+    has (weighted) mean 0 and standard deviation 1 exactly and stays within
+    ``+-winsor``: one pass would not do, since an outlier inflates the first
+    standard deviation and lands far beyond ``winsor`` after re-scaling.
+
+    Parameters
+    ----------
+    raw_styles : array_like, shape (N, S) or (..., N, S)
+        Raw style exposures, one column per style; leading axes (days) are
+        independent.
+    weights : array_like, shape (N,) or (..., N), optional
+        Weights of the cross-sectional mean (e.g. market capitalisation);
+        non-finite or non-positive weights count as zero. Default: equal.
+    winsor : float or None, default 3.0
+        Clip at this many standard deviations (must exceed 1); ``None`` for
+        no clipping.
+
+    Returns
+    -------
+    ndarray, same shape as ``raw_styles``
+        Standardised exposures; NaN where the input is NaN, and an all-NaN
+        column where fewer than two values are finite or all are equal.
+    """
+    x = _as_float("raw_styles", raw_styles)
+    if x.ndim < 2:
+        raise ValueError(
+            f"raw_styles must have shape (N, S) or (..., N, S); got shape {x.shape}"
+        )
+    if weights is not None:
+        weights = _as_float("weights", weights)
+        if weights.shape != x.shape[:-1]:
+            raise ValueError(
+                f"weights must have shape {x.shape[:-1]} to match raw_styles of "
+                f"shape {x.shape}; got shape {weights.shape}"
+            )
+        with np.errstate(invalid="ignore"):
+            weights = np.where(np.isfinite(weights) & (weights > 0), weights, 0.0)
+        weights = weights[..., None]
+    if winsor is not None:
+        try:
+            winsor = float(winsor)
+        except (TypeError, ValueError):
+            raise ValueError(f"winsor must be a number > 1 or None; got {winsor!r}") from None
+        if not winsor > 1:
+            raise ValueError(f"winsor must be a number > 1 or None; got {winsor!r}")
+
+    finite = np.isfinite(x)
+    count = finite.sum(axis=-2, keepdims=True)
+
+    def _standardise(values):
+        filled = np.where(finite, values, 0.0)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            if weights is None:
+                mean = filled.sum(axis=-2, keepdims=True) / count
+            else:
+                wf = np.where(finite, weights, 0.0)
+                mean = (wf * filled).sum(axis=-2, keepdims=True) / wf.sum(
+                    axis=-2, keepdims=True
+                )
+            dev = np.where(finite, values - mean, 0.0)
+            scale = np.sqrt((dev * dev).sum(axis=-2, keepdims=True) / count)
+            good = (count >= 2) & (scale > 0) & np.isfinite(scale)
+            return np.where(finite & good, dev / np.where(good, scale, 1.0), np.nan)
+
+    z = _standardise(_shift_by_first_finite(x, finite))
+    if winsor is not None:
+        for _ in range(50):
+            with np.errstate(invalid="ignore"):
+                if not np.any(np.abs(z) > winsor + 1e-8):
+                    break
+            z = _standardise(np.clip(z, -winsor, winsor))
+    return z
+
+
+def style_factors(
+    returns_window,
+    market_returns=None,
+    dollar_volume=None,
+    market_cap=None,
+    *,
+    styles=None,
+    beta_window=252,
+    momentum_window=252,
+    momentum_skip=21,
+    reversal_window=21,
+    volatility_window=63,
+    min_coverage=0.5,
+):
+    """Raw style exposures from a trailing window of returns.
+
+    Columns (by name, see :data:`STYLE_NAMES`):
+
+    ``beta``
+        Slope of each asset's returns on ``market_returns`` (default: the
+        cross-sectional equal-weighted mean return of each row) over the last
+        ``beta_window`` rows, ``cov(r_i, m) / var(m)`` on the rows where
+        both are finite.
+    ``size``
+        ``log(market_cap)`` if given, else the log of the average daily
+        ``dollar_volume`` over the window.
+    ``momentum``
+        12-1 momentum: the cumulative return from ``t - momentum_window`` to
+        ``t - momentum_skip``, i.e. ``P[t - 21] / P[t - 252] - 1`` with the
+        defaults, the product of ``1 + r`` over rows
+        ``[W - momentum_window, W - momentum_skip)``. Needs
+        ``W >= momentum_window``.
+    ``reversal``
+        Short-term reversal: the cumulative return over the last
+        ``reversal_window`` rows.
+    ``volatility``
+        Standard deviation (``ddof=1``) of the last ``volatility_window``
+        rows.
+
+    Windows longer than the data use all ``W`` rows (except momentum). Each
+    value is NaN where fewer than ``min_coverage`` of its rows (at least 2
+    for beta and volatility) are finite; missing returns count as zero in the
+    cumulative returns. Feed the result to :func:`standardize_styles` before
+    using it as loadings.
+
+    Parameters
+    ----------
+    returns_window : array_like, shape (W, N)
+        Daily simple returns, oldest row first; the last row is day ``t``.
+    market_returns : array_like, shape (W,), optional
+        Market returns aligned with the rows.
+    dollar_volume : array_like, shape (W, N) or (N,), optional
+        Daily dollar volume (price x shares) or its average per asset.
+    market_cap : array_like, shape (N,), optional
+        Market capitalisation; takes precedence over ``dollar_volume``.
+    styles : sequence of str, optional
+        Subset and order of the columns. Default: every style the inputs
+        allow (``size`` needs ``market_cap`` or ``dollar_volume``,
+        ``momentum`` needs ``W >= momentum_window``). Asking for a style the
+        inputs cannot give raises ``ValueError``.
+    beta_window, momentum_window, momentum_skip, reversal_window, volatility_window : int
+        Window lengths in rows.
+    min_coverage : float, default 0.5
+        Fraction in ``(0, 1]`` of finite rows a value needs.
+
+    Returns
+    -------
+    StyleFactors
+        ``styles`` (N, S) float64 and ``names`` (tuple of S str).
+    """
+    r = _as_float("returns_window", returns_window)
+    if r.ndim != 2:
+        raise ValueError(f"returns_window must have shape (W, N); got shape {r.shape}")
+    W, N = r.shape
+    beta_window = _check_positive_int("beta_window", beta_window, minimum=2)
+    momentum_window = _check_positive_int("momentum_window", momentum_window, minimum=2)
+    momentum_skip = _check_positive_int("momentum_skip", momentum_skip, minimum=0)
+    reversal_window = _check_positive_int("reversal_window", reversal_window, minimum=1)
+    volatility_window = _check_positive_int("volatility_window", volatility_window, minimum=2)
+    if momentum_skip >= momentum_window:
+        raise ValueError(
+            f"momentum_skip ({momentum_skip}) must be smaller than momentum_window "
+            f"({momentum_window})"
+        )
+    try:
+        min_coverage = float(min_coverage)
+    except (TypeError, ValueError):
+        raise ValueError(f"min_coverage must be in (0, 1]; got {min_coverage!r}") from None
+    if not 0 < min_coverage <= 1:
+        raise ValueError(f"min_coverage must be in (0, 1]; got {min_coverage!r}")
+
+    if market_returns is not None:
+        market_returns = _as_float("market_returns", market_returns)
+        if market_returns.shape != (W,):
+            raise ValueError(
+                f"market_returns must have shape (W,) = ({W},) to match returns_window "
+                f"of shape {r.shape}; got shape {market_returns.shape}"
+            )
+    if market_cap is not None:
+        market_cap = _as_float("market_cap", market_cap)
+        if market_cap.shape != (N,):
+            raise ValueError(
+                f"market_cap must have shape (N,) = ({N},); got shape {market_cap.shape}"
+            )
+    if dollar_volume is not None:
+        dollar_volume = _as_float("dollar_volume", dollar_volume)
+        if dollar_volume.shape not in ((W, N), (N,)):
+            raise ValueError(
+                f"dollar_volume must have shape (W, N) = ({W}, {N}) or (N,) = ({N},); "
+                f"got shape {dollar_volume.shape}"
+            )
+
+    has_size = market_cap is not None or dollar_volume is not None
+    has_momentum = W >= momentum_window
+    if styles is None:
+        names = tuple(
+            s
+            for s in STYLE_NAMES
+            if (s != "size" or has_size) and (s != "momentum" or has_momentum)
+        )
+    else:
+        if isinstance(styles, str):
+            styles = (styles,)
+        names = tuple(styles)
+        unknown = [s for s in names if s not in STYLE_NAMES]
+        if unknown:
+            raise ValueError(f"unknown style name(s) {unknown}; choose from {STYLE_NAMES}")
+        if len(set(names)) != len(names):
+            raise ValueError(f"styles must not repeat a name; got {names}")
+        if "size" in names and not has_size:
+            raise ValueError("style 'size' needs market_cap or dollar_volume")
+        if "momentum" in names and not has_momentum:
+            raise ValueError(
+                f"style 'momentum' needs at least momentum_window = {momentum_window} "
+                f"rows; returns_window has W = {W}"
+            )
+
+    def _need(n_rows, minimum=1):
+        return max(minimum, int(np.ceil(min_coverage * n_rows)))
+
+    def _cumulative(rows):
+        finite = np.isfinite(rows)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            total = np.expm1(np.where(finite, np.log1p(rows), 0.0).sum(axis=0))
+        return np.where(finite.sum(axis=0) >= _need(rows.shape[0]), total, np.nan)
+
+    columns = []
+    for name in names:
+        if name == "beta":
+            rows = r[W - min(beta_window, W) :]
+            if market_returns is None:  # equal-weighted cross-sectional mean
+                finite = np.isfinite(rows)
+                with np.errstate(invalid="ignore", divide="ignore"):
+                    m = np.where(finite, rows, 0.0).sum(axis=1) / finite.sum(axis=1)
+            else:
+                m = market_returns[W - rows.shape[0] :]
+            pair = np.isfinite(rows) & np.isfinite(m)[:, None]
+            n = pair.sum(axis=0)
+            mm = np.where(pair, m[:, None], 0.0)
+            rr = np.where(pair, rows, 0.0)
+            with np.errstate(invalid="ignore", divide="ignore"):
+                m_bar = mm.sum(axis=0) / n
+                r_bar = rr.sum(axis=0) / n
+                dm = np.where(pair, mm - m_bar, 0.0)
+                dr = np.where(pair, rr - r_bar, 0.0)
+                var_m = (dm * dm).sum(axis=0)
+                beta = (dm * dr).sum(axis=0) / var_m
+            ok = (n >= _need(rows.shape[0], 2)) & (var_m > 0)
+            columns.append(np.where(ok, beta, np.nan))
+        elif name == "size":
+            if market_cap is not None:
+                base = market_cap
+            elif dollar_volume.ndim == 2:
+                finite = np.isfinite(dollar_volume)
+                with np.errstate(invalid="ignore", divide="ignore"):
+                    base = np.where(finite, dollar_volume, 0.0).sum(axis=0) / finite.sum(axis=0)
+                base = np.where(finite.sum(axis=0) >= _need(W), base, np.nan)
+            else:
+                base = dollar_volume
+            with np.errstate(invalid="ignore", divide="ignore"):
+                columns.append(np.where(base > 0, np.log(np.where(base > 0, base, 1.0)), np.nan))
+        elif name == "momentum":
+            columns.append(_cumulative(r[W - momentum_window : W - momentum_skip]))
+        elif name == "reversal":
+            columns.append(_cumulative(r[W - min(reversal_window, W) :]))
+        else:  # volatility
+            rows = r[W - min(volatility_window, W) :]
+            finite = np.isfinite(rows)
+            rows = _shift_by_first_finite(rows, finite)
+            n = finite.sum(axis=0)
+            with np.errstate(invalid="ignore", divide="ignore"):
+                mean = np.where(finite, rows, 0.0).sum(axis=0) / n
+                dev = np.where(finite, rows - mean, 0.0)
+                vol = np.sqrt((dev * dev).sum(axis=0) / (n - 1))
+            columns.append(np.where(n >= _need(rows.shape[0], 2), vol, np.nan))
+    values = np.column_stack(columns) if columns else np.empty((N, 0))
+    return StyleFactors(values, names)
