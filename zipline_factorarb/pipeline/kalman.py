@@ -1,0 +1,545 @@
+r"""Pipeline factor: Kalman-filter innovations against PCA or ETF factor returns.
+
+:class:`KalmanInnovation` adapts the random-walk-beta Kalman filter of
+:mod:`zipline_factorarb.kernels.kalman` (a time-varying-parameter regression
+in state-space form; Kalman 1960; Durbin & Koopman 2012, ch. 4) to zipline's
+Pipeline, following the pattern of zipline's own ``SimpleBeta``: arguments
+are validated in ``__new__``, inputs are wired there (including single
+factor assets through ``returns[asset]`` slices), and ``compute`` hands the
+window to the module-level function :func:`kalman_innovation_window`, which
+is tested without an engine.
+
+For every asset, over the ``window_length`` daily returns that end on the
+previous session,
+
+.. math::
+
+    \beta_t = \beta_{t-1} + w_t, \quad w_t \sim N(0, \delta I_K), \qquad
+    r_t = f_t^\top \beta_t + v_t, \quad v_t \sim N(0, v_e),
+
+is filtered from the prior :math:`\beta_0 = 0, P_0 = p_0 I` and the last
+step is reported: the innovation :math:`e_t = r_t - f_t^\top\hat\beta_{t|t-1}`,
+its variance :math:`Q_t`, :math:`e_t/\sqrt{Q_t}` and the filtered betas
+:math:`\hat\beta_{t|t}`. A session's value is therefore a pure function of
+its window: it does not depend on when the backtest started or how the
+pipeline was chunked. This is the residual signal of the dynamic
+factor-arbitrage study of the SPDR sector ETFs (residual momentum), whose
+factors :math:`f_t` are the scores of the top ``k`` principal components.
+
+Returns
+-------
+Daily returns come from :class:`DailyReturns`: the adjusted
+``EquityPricing.close`` of two consecutive sessions, so dividends and splits
+of the bundle are accounted for (total returns). Log returns
+:math:`\ln(p_t/p_{t-1})` by default, as in the study; ``log_returns=False``
+gives simple returns :math:`p_t/p_{t-1} - 1`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import numbers
+from typing import NamedTuple
+
+import numpy as np
+from zipline.assets import Asset
+from zipline.pipeline import CustomFactor
+from zipline.pipeline.data import EquityPricing
+from zipline.pipeline.filters import Filter
+from zipline.pipeline.sentinels import NotSpecified
+from zipline.utils.numpy_utils import float64_dtype
+
+from ..kernels.kalman import kalman_last
+from ..kernels.pca import pca_factors
+
+__all__ = [
+    "DailyReturns",
+    "KalmanInnovation",
+    "KalmanWindowResult",
+    "kalman_innovation_window",
+    "one_blas_thread",
+    "pca_factor_returns",
+]
+
+#: default number of principal components of the 'pca' factor source
+DEFAULT_K = 3
+
+
+# --------------------------------------------------------------------------
+# daily returns (the window-safe input)
+# --------------------------------------------------------------------------
+
+
+class DailyReturns(CustomFactor):
+    r"""One-session return from the adjusted close: log or simple.
+
+    The value on session ``D`` is the return from the close of ``D-2`` to
+    the close of ``D-1``, both adjusted as of ``D`` (so a dividend or split
+    on ``D-1`` does not show up as a price jump). The factor is window safe:
+    a window of it holds the same numbers as the returns of an adjusted
+    close window one session longer.
+
+    Parameters
+    ----------
+    log_returns : bool, default True
+        :math:`\ln(p_t/p_{t-1})` if True, :math:`p_t/p_{t-1} - 1` otherwise.
+    mask : zipline.pipeline.Filter, optional
+        Assets to compute (default: all assets that exist).
+    """
+
+    inputs = (EquityPricing.close,)
+    window_length = 2
+    window_safe = True
+    dtype = float64_dtype
+    params = {"log_returns": True}
+
+    def compute(self, today, assets, out, close, log_returns):
+        with np.errstate(divide="ignore", invalid="ignore"):
+            ratio = close[-1] / close[0]
+            out[:] = np.log(ratio) if log_returns else ratio - 1.0
+
+
+# --------------------------------------------------------------------------
+# vectorised window functions (no engine)
+# --------------------------------------------------------------------------
+
+
+_BLAS = {}
+
+
+def one_blas_thread():
+    """Context manager: BLAS/LAPACK limited to one thread inside the block.
+
+    The PCA of one window (a 252 x 500 SVD) is a small LAPACK problem that
+    gains little from threads, while a multi-threaded BLAS on a busy machine
+    (several backtests or Dask workers per host) can be a hundred times
+    slower than one thread. Uses ``threadpoolctl`` (installed with
+    scikit-learn) and restores the previous setting on exit; a no-op when
+    it is not installed.
+    """
+    controller = _BLAS.get("controller", False)
+    if controller is False:
+        try:
+            from threadpoolctl import ThreadpoolController
+
+            controller = ThreadpoolController()
+        except Exception:  # not installed, or no BLAS found
+            controller = None
+        _BLAS["controller"] = controller
+    if controller is None:
+        return contextlib.nullcontext()
+    return controller.limit(limits=1, user_api="blas")
+
+
+def pca_factor_returns(returns, k):
+    """Factor returns of the top ``k`` principal components of a window.
+
+    The scores ``(R - mean) @ loadings`` of
+    :func:`~zipline_factorarb.kernels.pca.pca_factors` fitted on the
+    window's cross-section (assets with a missing return in the window are
+    left out of the fit), computed with one BLAS thread
+    (:func:`one_blas_thread`). When fewer than ``k`` components can be
+    fitted (too few complete assets) the missing columns are NaN.
+
+    Parameters
+    ----------
+    returns : ndarray, shape (W, N)
+    k : int
+
+    Returns
+    -------
+    ndarray, shape (W, k)
+    """
+    W, N = returns.shape
+    if N < k or W < 2:
+        return np.full((W, k), np.nan)
+    with one_blas_thread():
+        return pca_factors(returns, k).scores
+
+
+class KalmanWindowResult(NamedTuple):
+    """Output of :func:`kalman_innovation_window`, arrays of shape (N,) / (N, K).
+
+    Attributes
+    ----------
+    innovations : ndarray (N,)
+        :math:`e_t` at the window's last step.
+    standardized_innovations : ndarray (N,)
+        :math:`e_t / \\sqrt{Q_t}`.
+    innovation_variance : ndarray (N,)
+        :math:`Q_t`.
+    betas : ndarray (N, K)
+        Filtered betas :math:`\\hat\\beta_{t|t}` after the last update.
+    n_observations : ndarray (N,)
+        Steps of the window where the asset's return and every factor
+        return were observed (updates of the filter).
+    """
+
+    innovations: np.ndarray
+    standardized_innovations: np.ndarray
+    innovation_variance: np.ndarray
+    betas: np.ndarray
+    n_observations: np.ndarray
+
+
+def kalman_innovation_window(
+    returns,
+    factor_returns=None,
+    k=DEFAULT_K,
+    state_noise=1e-5,
+    obs_noise=1e-4,
+    p0=1.0,
+    min_observations=1,
+):
+    r"""Last-step Kalman innovation of every asset over one returns window.
+
+    What :class:`KalmanInnovation` computes for one session: the factor
+    returns are the given ones or, when ``factor_returns`` is None, the
+    scores of the top ``k`` principal components of ``returns``
+    (:func:`pca_factor_returns`); the random-walk-beta filter
+    (:func:`~zipline_factorarb.kernels.kalman.kalman_last`) then runs over
+    the window from :math:`\beta_0 = 0, P_0 = p_0 I`.
+
+    Parameters
+    ----------
+    returns : array_like, shape (W, N)
+        Asset returns, oldest first; NaN = missing (that step is skipped).
+    factor_returns : array_like, shape (W, K), optional
+        Factor returns (e.g. ETF returns). NaN rows skip the step for all
+        assets. None: PCA of ``returns`` with ``k`` components.
+    k : int
+        Number of principal components when ``factor_returns`` is None.
+    state_noise, obs_noise, p0 : float
+        :math:`\delta`, :math:`v_e` and :math:`p_0` of the filter.
+    min_observations : int
+        Assets with fewer observed steps in the window get NaN outputs.
+
+    Returns
+    -------
+    KalmanWindowResult
+    """
+    r = np.asarray(returns, dtype=np.float64)
+    if factor_returns is None:
+        f = pca_factor_returns(r, int(k))
+    else:
+        f = np.asarray(factor_returns, dtype=np.float64)
+    W, N = r.shape
+    K = f.shape[1]
+    observed = np.isfinite(r) & np.isfinite(f).all(axis=1)[:, None]
+    n_obs = observed.sum(axis=0).astype(np.float64)
+    if N == 0:
+        empty = np.empty(0)
+        return KalmanWindowResult(empty, empty, empty, np.empty((0, K)), empty)
+    res = kalman_last(r, f, state_noise, obs_noise, p0)
+    e = res.innovations
+    z = res.standardized_innovations
+    Q = res.innovation_variance
+    betas = res.betas
+    short = n_obs < min_observations
+    if short.any():
+        e, z, Q, betas = e.copy(), z.copy(), Q.copy(), betas.copy()
+        e[short] = z[short] = Q[short] = np.nan
+        betas[short] = np.nan
+    return KalmanWindowResult(e, z, Q, betas, n_obs)
+
+
+# --------------------------------------------------------------------------
+# parameter checks shared with the s-score factor
+# --------------------------------------------------------------------------
+
+
+def _check_int(name, value, low, high=None):
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{name} must be an integer, got {value!r}")
+    value = int(value)
+    if value < low or (high is not None and value > high):
+        bound = f">= {low}" if high is None else f"between {low} and {high}"
+        raise ValueError(f"{name} must be {bound}, got {value}")
+    return value
+
+
+def _check_float(name, value, positive=True, allow_zero=False):
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be a number, got {value!r}")
+    value = float(value)
+    if not math.isfinite(value):
+        raise ValueError(f"{name} must be finite, got {value}")
+    if positive and (value < 0 or (value == 0 and not allow_zero)):
+        raise ValueError(f"{name} must be {'>= 0' if allow_zero else '> 0'}, got {value}")
+    return value
+
+
+def _check_mask(mask):
+    if mask is NotSpecified or mask is None:
+        return NotSpecified
+    if not isinstance(mask, Filter):
+        raise TypeError(f"mask must be a zipline Filter, got {type(mask).__name__}")
+    return mask
+
+
+def _resolve_symbols(names, bundle):
+    """Assets for symbols: from the running algorithm, else from ``bundle``."""
+    from zipline.utils.algo_instance import get_algo_instance
+
+    algo = get_algo_instance()
+    if algo is not None:
+        return [algo.symbol(name) for name in names]
+    if bundle is None:
+        raise ValueError(
+            f"factor assets {names} are symbols, but no algorithm is running to look them "
+            "up: pass zipline Asset objects (e.g. from symbol() in initialize, or "
+            "asset_finder.lookup_symbol) or bundle='BUNDLE' to look symbols up there"
+        )
+    from zipline.data.bundles import load
+
+    from ..data.register import register_bundles
+
+    register_bundles()
+    data = load(bundle)
+    try:
+        assets = []
+        for name in names:
+            try:
+                assets.append(data.asset_finder.lookup_symbol(name, as_of_date=None))
+            except Exception as exc:  # SymbolNotFound, MultipleSymbolsFound
+                raise ValueError(
+                    f"factor asset {name!r} not found in bundle {bundle!r}: {exc}"
+                ) from None
+        return assets
+    finally:
+        data.close()
+
+
+def resolve_factor_source(factors, k, bundle=None, default_k=DEFAULT_K):
+    """Validate the factor source; return ``(assets or None, K)``.
+
+    ``factors`` is ``'pca'`` (then ``k`` principal components) or a non-empty
+    sequence of distinct zipline Assets (or symbols, see ``bundle``) whose
+    daily returns are the factors (then ``k`` must be None or their count).
+    """
+    if isinstance(factors, str):
+        if factors.lower() != "pca":
+            raise ValueError(
+                f"factors must be 'pca' or a list of factor assets (e.g. ETFs), got {factors!r}"
+            )
+        k = default_k if k is None else _check_int("k", k, 1)
+        return None, k
+    try:
+        items = list(factors)
+    except TypeError:
+        raise TypeError(
+            f"factors must be 'pca' or a list of factor assets, got {type(factors).__name__}"
+        ) from None
+    if not items:
+        raise ValueError("factors is an empty list: give at least one factor asset, or 'pca'")
+    for item in items:
+        if not isinstance(item, (Asset, str)):
+            raise TypeError(
+                f"factor assets must be zipline Assets or symbols, got {type(item).__name__} "
+                f"{item!r}"
+            )
+    names = [item for item in items if isinstance(item, str)]
+    found = iter(_resolve_symbols(names, bundle) if names else [])
+    assets = [item if isinstance(item, Asset) else next(found) for item in items]
+    sids = [a.sid for a in assets]
+    if len(set(sids)) != len(sids):
+        raise ValueError(f"factor assets must be distinct, got {[a.symbol for a in assets]}")
+    if k is not None and _check_int("k", k, 1) != len(assets):
+        raise ValueError(
+            f"k={k} does not match the {len(assets)} factor assets; leave k out with "
+            "factor assets (k is the number of principal components for factors='pca')"
+        )
+    return tuple(assets), len(assets)
+
+
+def factor_inputs(returns, assets):
+    """Inputs of a factor: the returns term, then one slice per factor asset."""
+    inputs = [returns]
+    if assets:
+        inputs.extend(returns[asset] for asset in assets)
+    return inputs
+
+
+# --------------------------------------------------------------------------
+# the pipeline factor
+# --------------------------------------------------------------------------
+
+
+class KalmanInnovation(CustomFactor):
+    r"""Kalman-filter innovation of each asset's return against factor returns.
+
+    Runs the random-walk-beta Kalman filter (Kalman 1960; Durbin & Koopman
+    2012) over the trailing ``window_length`` daily returns of every asset,
+    from the prior :math:`\beta_0 = 0, P_0 = p_0 I`, against factor returns
+    that are either the top ``k`` principal components of the window's
+    cross-section or the returns of given factor assets (ETFs), and reports
+    the last step (:func:`kalman_innovation_window`). The innovation
+    :math:`e_t` is the residual-momentum signal of the dynamic
+    factor-arbitrage study of the sector ETFs.
+
+    Parameters
+    ----------
+    factors : 'pca' or sequence of zipline.assets.Asset or str
+        ``'pca'`` (default): the factor returns are the scores of the top
+        ``k`` principal components fitted on the window's returns of the
+        assets in ``mask`` (assets with a missing return in the window are
+        left out of the fit). A sequence of assets: their daily returns,
+        wired as ``returns[asset]`` slices (like ``SimpleBeta``'s target), so
+        they need not be in ``mask``. Symbols (str) are looked up in the
+        running algorithm or, outside one, in ``bundle``.
+    k : int, optional
+        Number of principal components (``factors='pca'``, default 3). With
+        factor assets leave it out (or give their number).
+    window_length : int, default 252
+        Number of daily returns in the window (``window_length + 1``
+        closes).
+    state_noise : float, default 1e-5
+        :math:`\delta \ge 0`, variance of each beta's daily random-walk step
+        (small: slowly moving betas; large: fast adaptation).
+    obs_noise : float, default 1e-4
+        :math:`v_e > 0`, observation noise variance (a daily return
+        variance).
+    p0 : float, default 1.0
+        Prior variance of each beta.
+    min_observations : int, optional
+        Assets with fewer observed returns in the window (e.g. listed
+        mid-window) get NaN. Default ``window_length // 4``.
+    log_returns : bool, default True
+        Log returns (as the study) or simple returns.
+    mask : zipline.pipeline.Filter, optional
+        The assets to compute and, with ``'pca'``, the cross-section the
+        components are fitted on (e.g. ``IsStock()`` or a fixed ETF list).
+    bundle : str, optional
+        Bundle to look factor symbols up in outside an algorithm.
+
+    Outputs
+    -------
+    innovation : :math:`e_t`
+    standardized_innovation : :math:`e_t / \sqrt{Q_t}`
+    innovation_variance : :math:`Q_t`
+    n_observations : observed steps in the window
+    beta_0 ... beta_{K-1} : filtered betas :math:`\hat\beta_{t|t}` on each
+        factor (factor assets in the order given; principal components by
+        decreasing variance).
+
+    Notes
+    -----
+    The value on session ``D`` uses returns up to the close of ``D - 1``.
+    It is a pure function of that window, so the same session gives the same
+    number whatever the backtest start or the pipeline chunk size. A missing
+    return (or factor return) skips that update; an asset with fewer than
+    ``min_observations`` updates gets NaN. Factor assets must exist somewhere
+    in every pipeline chunk's date range (zipline's ``Slice`` raises
+    ``NonExistentAssetInTimeFrame`` otherwise); before a factor asset is
+    listed its returns are NaN and the filter skips those steps.
+
+    Examples
+    --------
+    >>> from zipline_factorarb.pipeline.classifiers import IsStock
+    >>> kf = KalmanInnovation(factors="pca", k=3, mask=IsStock())  # doctest: +SKIP
+    >>> Pipeline({"signal": kf.standardized_innovation, "beta_mkt": kf.beta_0})  # doctest: +SKIP
+
+    References
+    ----------
+    Kalman, R. E. (1960). A new approach to linear filtering and prediction
+    problems. Journal of Basic Engineering, 82(1), 35-45.
+    Durbin, J. and Koopman, S. J. (2012). Time Series Analysis by State
+    Space Methods, 2nd ed., Oxford University Press, ch. 4.
+    """
+
+    dtype = float64_dtype
+    window_safe = True
+    params = ("k", "state_noise", "obs_noise", "p0", "min_observations")
+
+    def __new__(
+        cls,
+        factors="pca",
+        k=None,
+        window_length=252,
+        state_noise=1e-5,
+        obs_noise=1e-4,
+        p0=1.0,
+        min_observations=None,
+        log_returns=True,
+        mask=NotSpecified,
+        bundle=None,
+    ):
+        window_length = _check_int("window_length", window_length, 2)
+        assets, K = resolve_factor_source(factors, k, bundle)
+        if assets is None and K >= window_length:
+            raise ValueError(
+                f"k={K} principal components need a window longer than k; got "
+                f"window_length={window_length}"
+            )
+        state_noise = _check_float("state_noise", state_noise, allow_zero=True)
+        obs_noise = _check_float("obs_noise", obs_noise)
+        p0 = _check_float("p0", p0)
+        if min_observations is None:
+            min_observations = max(1, window_length // 4)
+        min_observations = _check_int("min_observations", min_observations, 1, window_length)
+        if not isinstance(log_returns, (bool, np.bool_)):
+            raise TypeError(f"log_returns must be True or False, got {log_returns!r}")
+        mask = _check_mask(mask)
+        outputs = (
+            "innovation",
+            "standardized_innovation",
+            "innovation_variance",
+            "n_observations",
+        ) + tuple(f"beta_{j}" for j in range(K))
+        returns = DailyReturns(log_returns=bool(log_returns))
+        return super().__new__(
+            cls,
+            inputs=factor_inputs(returns, assets),
+            outputs=outputs,
+            window_length=window_length,
+            mask=mask,
+            k=K if assets is None else None,
+            state_noise=state_noise,
+            obs_noise=obs_noise,
+            p0=p0,
+            min_observations=min_observations,
+        )
+
+    def compute(self, today, assets, out, returns, *factor_returns, k,
+                state_noise, obs_noise, p0, min_observations):
+        factors = np.hstack(factor_returns) if factor_returns else None
+        res = kalman_innovation_window(
+            returns, factors, k=k, state_noise=state_noise, obs_noise=obs_noise,
+            p0=p0, min_observations=min_observations,
+        )
+        out.innovation[:] = res.innovations
+        out.standardized_innovation[:] = res.standardized_innovations
+        out.innovation_variance[:] = res.innovation_variance
+        out.n_observations[:] = res.n_observations
+        for j in range(res.betas.shape[1]):
+            out[f"beta_{j}"][:] = res.betas[:, j]
+
+    @property
+    def factor_assets(self):
+        """The factor assets (empty for the 'pca' source)."""
+        return tuple(term.asset for term in self.inputs[1:])
+
+    @property
+    def n_factors(self):
+        """K, the number of factors (and of ``beta_j`` outputs)."""
+        return len(self.outputs) - 4
+
+    @property
+    def betas(self):
+        """The ``beta_j`` outputs, in factor order."""
+        return [getattr(self, f"beta_{j}") for j in range(self.n_factors)]
+
+    def __repr__(self):
+        source = (
+            "pca(k={})".format(self.params["k"]) if not self.factor_assets
+            else "[" + ", ".join(str(a.symbol) for a in self.factor_assets) + "]"
+        )
+        return (
+            f"{type(self).__name__}(factors={source}, window_length={self.window_length}, "
+            f"state_noise={self.params['state_noise']}, obs_noise={self.params['obs_noise']}, "
+            f"p0={self.params['p0']})"
+        )
+
+    def graph_repr(self):
+        return repr(self)
