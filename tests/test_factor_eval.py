@@ -44,3 +44,18 @@ def test_unknown_factor_is_named(sample_root, tmp_path):
         "evaluate-factor", "nosuch", "--start", "2019-01-02", "--end", "2019-02-01",
         "--out", str(tmp_path)])
     assert result.exit_code == 1 and "unknown factor 'nosuch'" in result.output
+
+
+@pytest.mark.parametrize("factor, extra", [
+    ("sscore", ["--param", 'factors=["MTUM","QUAL","USMV"]', "--param", "bundle=factorarb-sample"]),
+    ("kalman_innovation", []),
+])
+def test_project_factors_evaluate(sample_root, tmp_path, factor, extra):
+    out = tmp_path / factor
+    result = CliRunner(env={"ZIPLINE_ROOT": str(sample_root)}).invoke(main, [
+        "evaluate-factor", factor, "--start", "2019-01-02", "--end", "2019-04-30",
+        "--out", str(out), "--horizons", "1,5", *extra])
+    assert result.exit_code == 0, result.output
+    summary = pd.read_csv(out / "ic_summary.csv", index_col=0)
+    assert summary.loc["1D", "days"] > 60
+    assert np.isfinite(summary.loc["1D", "mean_ic"]) and abs(summary.loc["1D", "mean_ic"]) < 1
