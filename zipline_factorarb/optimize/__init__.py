@@ -47,6 +47,7 @@ _LAZY = {
     "RiskModel": "zipline_factorarb.optimize.risk_model",
     "RiskDecomposition": "zipline_factorarb.optimize.risk_model",
     "make_benchmark_weights": "zipline_factorarb.optimize.risk_model",
+    "proxy_benchmark_weights": "zipline_factorarb.optimize.risk_model",
     "SectorRotationModel": "zipline_factorarb.optimize.sectors",
     "sector_rotation_model": "zipline_factorarb.optimize.sectors",
     "expand_sector_weights": "zipline_factorarb.optimize.sectors",
@@ -64,6 +65,10 @@ _LAZY = {
     "current_portfolio_weights": "zipline_factorarb.optimize.orders",
     "PlannedOrder": "zipline_factorarb.optimize.orders",
     "OrderResult": "zipline_factorarb.optimize.orders",
+    # records for the crisis report
+    "risk_records": "zipline_factorarb.optimize.records",
+    "sector_weights": "zipline_factorarb.optimize.records",
+    "BenchmarkTracker": "zipline_factorarb.optimize.records",
     # errors
     "OptimizationError": "zipline_factorarb.optimize.errors",
     "InfeasibleConstraints": "zipline_factorarb.optimize.errors",

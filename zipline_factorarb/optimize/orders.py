@@ -82,7 +82,8 @@ class OrderResult:
     skipped: list = field(default_factory=list)
 
 
-def plan_orders(current_weights, target_weights, open_order_assets=(), min_weight_change=1e-6):
+def plan_orders(current_weights, target_weights, open_order_assets=(), min_weight_change=1e-6,
+                prices=None, portfolio_value=None):
     """The orders that move ``current_weights`` to ``target_weights``.
 
     Assets held (or with open orders) but absent from the target are closed (target
@@ -99,6 +100,13 @@ def plan_orders(current_weights, target_weights, open_order_assets=(), min_weigh
     min_weight_change : float, default 1e-6
         Changes at most this small are skipped, except that a position whose target
         is zero is always closed.
+    prices : pandas.Series, optional
+        Current prices by asset. With ``portfolio_value``, a change worth less than
+        one share (``|delta| * portfolio_value < price``) is skipped too, unless it
+        closes the position: zipline would round it to zero shares anyway, and
+        without this a second call in the same bar would re-send the rounding
+        remainders of the first.
+    portfolio_value : float, optional
 
     Returns
     -------
@@ -110,14 +118,20 @@ def plan_orders(current_weights, target_weights, open_order_assets=(), min_weigh
     assets = list(dict.fromkeys([*target.index, *current.index, *open_set]))
     cur = current.reindex(assets, fill_value=0.0).to_numpy()
     tgt = target.reindex(assets, fill_value=0.0).to_numpy()
+    px = None
+    if prices is not None and portfolio_value is not None:
+        px = pd.Series(prices, dtype=float).reindex(assets).to_numpy()
     orders = []
-    for asset, c, t in zip(assets, cur, tgt):
+    for i, (asset, c, t) in enumerate(zip(assets, cur, tgt)):
         delta = float(t - c)
         closing = t == 0 and (c != 0 or asset in open_set)
         if not closing and abs(delta) <= min_weight_change:
             continue
         if closing and c == 0 and asset in open_set:
             # only open orders that net to nothing: nothing to send
+            continue
+        if (not closing and px is not None and np.isfinite(px[i]) and px[i] > 0
+                and abs(delta) * portfolio_value < px[i]):
             continue
         method = "value" if asset in open_set else "target_percent"
         orders.append(PlannedOrder(asset, float(c), float(t), delta, method))
@@ -217,9 +231,11 @@ def order_optimal_portfolio(objective, constraints=(), on_failure="raise", *, co
     context : TradingAlgorithm, optional
         The algorithm (``context`` of ``handle_data``); default: the running one.
     data : BarData, optional
-        Recommended. Prices open orders without a position, and orders for assets
+        Recommended. Prices open orders without a position; orders for assets
         that ``data.can_trade`` rejects (delisted, not yet listed, no price) are
-        skipped and logged instead of sent.
+        skipped and logged instead of sent; changes worth less than one share are
+        not sent (zipline would round them to nothing), so that a second call in the
+        same bar sends nothing.
     min_weight_change : float, default 1e-6
         Skip smaller weight changes (see :func:`plan_orders`).
     record_failures : bool, default True
@@ -282,7 +298,13 @@ def order_optimal_portfolio(objective, constraints=(), on_failure="raise", *, co
     if result.success and record_failures:
         api.record(optimizer_failure=0)
 
-    plan = plan_orders(current, target, open_orders.keys(), min_weight_change)
+    pv = float(portfolio.portfolio_value)
+    plan_prices = None
+    if data is not None:
+        candidates = list(dict.fromkeys([*target.index, *current.index, *open_orders]))
+        plan_prices = pd.Series(data.current(candidates, "price"), dtype=float)
+    plan = plan_orders(current, target, open_orders.keys(), min_weight_change,
+                       prices=plan_prices, portfolio_value=pv)
     skipped = []
     if data is not None:
         skipped = [o for o in plan if not data.can_trade(o.asset)]
@@ -290,7 +312,6 @@ def order_optimal_portfolio(objective, constraints=(), on_failure="raise", *, co
             log.warning("skipping orders for %d assets that cannot trade now: %s", len(skipped),
                         ", ".join(repr(o.asset) for o in skipped[:10]))
             plan = [o for o in plan if o not in skipped]
-    pv = float(portfolio.portfolio_value)
     ids = []
     for o in plan:
         if o.method == "target_percent":

@@ -12,7 +12,7 @@ import pandas as pd
 from ..kernels import risk as kr
 from ._base import as_frame, as_series, check_finite, short_list
 
-__all__ = ["RiskModel", "RiskDecomposition", "make_benchmark_weights"]
+__all__ = ["RiskModel", "RiskDecomposition", "make_benchmark_weights", "proxy_benchmark_weights"]
 
 #: name of the intercept factor added by :meth:`RiskModel.from_returns`
 CONSTANT = "const"
@@ -371,3 +371,50 @@ def make_benchmark_weights(market_caps=None, *, shares_outstanding=None, prices=
     out.attrs["source"] = "equal"
     return out
 
+
+#: weightings understood by :func:`proxy_benchmark_weights`
+BENCHMARK_WEIGHTINGS = ("auto", "dollar_volume", "equal")
+
+
+def proxy_benchmark_weights(assets, dollar_volume=None, volume=None, weighting="auto"):
+    """Benchmark weights when market caps are unknown (no shares outstanding in the bundle).
+
+    Parameters
+    ----------
+    assets : sequence
+        The benchmark's universe.
+    dollar_volume : pandas.Series, optional
+        Trailing average of price x volume by asset (a liquidity proxy for size),
+        e.g. zipline's ``AverageDollarVolume``.
+    volume : pandas.Series, optional
+        Latest volume by asset. With ``weighting="auto"``, a volume that is the same
+        for every asset (a stand-in, such as the sample bundle's) carries no size
+        information, and equal weights are used instead.
+    weighting : {"auto", "dollar_volume", "equal"}, default "auto"
+        ``"auto"``: dollar-volume weights when they are informative and known for
+        every asset, else equal weights.
+
+    Returns
+    -------
+    pandas.Series
+        Weights summing to one; ``attrs["source"]`` is ``"dollar_volume"`` or
+        ``"equal"``.
+    """
+    if weighting not in BENCHMARK_WEIGHTINGS:
+        raise ValueError(f"weighting must be one of {BENCHMARK_WEIGHTINGS}, got {weighting!r}")
+    index = pd.Index(assets)
+    if len(index) == 0:
+        raise ValueError("the benchmark universe is empty")
+    if weighting == "auto":
+        informative = dollar_volume is not None
+        if informative and volume is not None:
+            v = pd.Series(volume).reindex(index).to_numpy(dtype=float)
+            v = v[np.isfinite(v)]
+            informative = len(v) > 1 and np.ptp(v) > 0
+        weighting = "dollar_volume" if informative else "equal"
+    if weighting == "dollar_volume":
+        if dollar_volume is None:
+            raise ValueError("weighting='dollar_volume' needs dollar_volume")
+        return make_benchmark_weights(dollar_volume=pd.Series(dollar_volume).reindex(index),
+                                      assets=index)
+    return make_benchmark_weights(assets=index)

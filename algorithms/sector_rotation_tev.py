@@ -1,0 +1,354 @@
+"""Sector rotation under a tracking-error budget.
+
+Once a month, choose k sector weights x (long-only, summing to one) that maximise
+the expected active factor return under an ex-ante tracking error of at most
+``tev_budget`` (6% a year). Two modes (``mode``):
+
+``"stocks"``
+    The research's sector rotation on single names: a mapping W (assets x
+    sectors, each column the within-sector size weights) turns sector weights into
+    stock weights ``W x``. The sector problem is an ordinary factor risk model whose
+    "assets" are the sectors, with loadings ``B = F W`` and specific variances
+    ``diag(W' E W)`` (:func:`~zipline_factorarb.optimize.sector_rotation_model`):
+
+        maximise    mu_f' B (x - x_b)
+        subject to  252 [(x - x_b)' B' Sigma_f B (x - x_b) + ||sqrt(E) W (x - x_b)||^2]
+                        <= tev_budget^2,   sum(x) = 1,   x >= 0
+
+    with the benchmark ``x_b`` the sectors' size weights (so ``W x_b`` is the
+    size-weighted stock benchmark). Sizes are market caps where known; no bundle
+    here has shares outstanding, so the documented proxy is used
+    (``benchmark_weighting``): 63-session average dollar volume where volumes are
+    real, equal weights where they are a stand-in (the sample bundle). The stock
+    weights ``W x`` are then ordered with ``order_optimal_portfolio(TargetWeights(...))``.
+
+``"etfs"``
+    Directly on the sector ETFs (e.g. the SPDR Select Sector funds of a
+    ``factorarb-csv`` bundle) against SPY: benchmark weights ``b = {SPY: 1}``, SPY
+    itself cannot be held (``CannotHold``), every sector ETF maps to its own sector.
+
+``"auto"`` picks ``"stocks"`` when the bundle has stocks with a GICS sector, else
+``"etfs"``.
+
+The risk model comes from one pipeline
+(:class:`~zipline_factorarb.pipeline.risk.FactorRiskModel`), trailing ``window``
+sessions. Factors (``factor_source="auto"``): in stock mode as in
+``tev_factor_tilt.py`` (the factor ETFs plus the market index on the sample; an
+equal-weighted market and sector-minus-market factors on a stock-only bundle); in
+ETF mode the market (SPY) plus every sector ETF that trades through the whole
+backtest, in excess of SPY (so the trailing factor means are the sectors'
+relative performance and the risk model captures the sectors' co-movement).
+
+Recorded at each rebalance: ``ex_ante_tev``, ``factor_exposure_<factor>``,
+``sector_weight_<GICS sector>``, ``benchmark_sector_weight_<GICS sector>`` (in ETF
+mode estimated by a returns-based style analysis of SPY on the sector ETFs over the
+window: non-negative weights summing to one), ``risk_contribution_<factor>`` /
+``risk_contribution_specific``, ``n_holdings``, ``optimizer_failure`` and the daily
+``tracked_benchmark_return`` (the benchmark weights of the last rebalance held
+until the next).
+
+Run::
+
+    zipline run -f algorithms/sector_rotation_tev.py -b factorarb-sample \\
+        -s 2019-01-02 -e 2021-12-31 -o rotation.pickle
+    FACTORARB_CSV_DIR=~/data/etfs zipline ingest -b factorarb-csv
+    zipline run -f algorithms/sector_rotation_tev.py -b factorarb-csv \\
+        -s 2016-01-04 -e 2018-12-31 -o rotation_etfs.pickle
+"""
+
+import logging
+
+import numpy as np
+import pandas as pd
+from scipy.optimize import nnls
+from zipline.api import (
+    attach_pipeline,
+    get_datetime,
+    pipeline_output,
+    record,
+    set_commission,
+    set_slippage,
+    symbol,
+)
+from zipline.errors import SymbolNotFound
+from zipline.finance import commission, slippage
+from zipline.pipeline import Pipeline
+from zipline.pipeline.data import EquityPricing
+from zipline.pipeline.factors import AverageDollarVolume
+
+from zipline_factorarb.algo import (
+    algorithm_params,
+    assets_of_type,
+    forbid_trading_indexes,
+    set_benchmark_from,
+)
+from zipline_factorarb.optimize import (
+    BenchmarkTracker,
+    CannotHold,
+    LongOnly,
+    MaximizeFactorTilt,
+    MeanVariance,
+    NetExposure,
+    OptimizationError,
+    TargetWeights,
+    TrackingError,
+    calibrate_risk_aversion,
+    order_optimal_portfolio,
+    proxy_benchmark_weights,
+    risk_records,
+    run_optimization,
+    sector_rotation_model,
+)
+from zipline_factorarb.pipeline.classifiers import IsETF, IsStock, Sector
+from zipline_factorarb.pipeline.risk import factor_risk_model_for_algorithm
+
+PARAMS = algorithm_params(
+    {
+        "mode": "auto",  # "auto", "stocks" (stocks mapped to sectors) or "etfs" (sector ETFs)
+        "tev_budget": 0.06,  # annualised ex-ante tracking-error budget
+        "objective": "tev_budget",  # "tev_budget" or "risk_aversion"
+        "risk_aversion": 10.0,  # gamma (per-day variance units) when not calibrated
+        "calibrate": True,  # risk_aversion form: calibrate gamma to tev_budget each rebalance
+        "include_alpha": False,  # count the regression intercepts (alphas) in the expected return
+        "factor_source": "auto",  # "auto", "assets", "market", "market_sector"
+        "factor_symbols": ["MTUM", "QUAL", "SIZE", "USMV", "VLUE"],  # stock mode, "assets"
+        "market_symbols": ["SP500", "SPY"],  # first found: market factor (and ETF benchmark)
+        "benchmark_symbols": ["SP500", "SPY"],  # zipline's benchmark (first found)
+        "benchmark_weighting": "auto",  # stock mode sizes: "auto", "dollar_volume", "equal"
+        "window": 252,  # sessions of returns in the risk-model regression
+        "halflife": None,  # exponential weighting of covariances (sessions), None: equal
+        "on_failure": "hold",  # "hold", "benchmark" or "raise" when the problem is infeasible
+        "commission_per_share": 0.005,
+        "slippage_bps": 5.0,
+    }
+)
+
+log = logging.getLogger(__name__)
+
+_MODES = ("auto", "stocks", "etfs")
+_OBJECTIVES = ("tev_budget", "risk_aversion")
+
+
+def _check_params():
+    if PARAMS["mode"] not in _MODES:
+        raise ValueError(f"mode must be one of {_MODES}, got {PARAMS['mode']!r}")
+    if PARAMS["objective"] not in _OBJECTIVES:
+        raise ValueError(f"objective must be one of {_OBJECTIVES}, got {PARAMS['objective']!r}")
+    if not 0 < PARAMS["tev_budget"] < 1:
+        raise ValueError(f"tev_budget is annualised (0.06 for 6%), got {PARAMS['tev_budget']!r}")
+
+
+def _resolve_mode():
+    if PARAMS["mode"] != "auto":
+        return PARAMS["mode"]
+    from zipline_factorarb.data.sectors import UNKNOWN_SECTOR
+    from zipline_factorarb.pipeline.classifiers import _encode_sector, supplementary_codes
+    from zipline.utils.algo_instance import get_algo_instance
+
+    finder = get_algo_instance().asset_finder
+    codes = supplementary_codes(finder, "sector", _encode_sector)
+    stocks = assets_of_type("stock")
+    with_sector = [a for a in stocks if a.sid < len(codes) and codes[a.sid] != UNKNOWN_SECTOR]
+    return "stocks" if with_sector else "etfs"
+
+
+def _market_etf():
+    for name in PARAMS["market_symbols"]:
+        try:
+            return symbol(name)
+        except SymbolNotFound:
+            continue
+    raise LookupError(
+        f"mode 'etfs' needs the market fund as benchmark: none of market_symbols "
+        f"{PARAMS['market_symbols']} is in this bundle; add SPY to the bundle or set "
+        "market_symbols")
+
+
+def initialize(context):
+    _check_params()
+    try:
+        context.benchmark = set_benchmark_from(PARAMS["benchmark_symbols"])
+    except LookupError:
+        context.benchmark = None  # pass --no-benchmark (or --benchmark-file) to zipline run
+    context.indexes = forbid_trading_indexes()
+    set_commission(commission.PerShare(cost=PARAMS["commission_per_share"], min_trade_cost=1.0))
+    set_slippage(slippage.FixedBasisPointsSlippage(basis_points=PARAMS["slippage_bps"],
+                                                   volume_limit=1.0))
+    context.mode = _resolve_mode()
+    sector = Sector()
+    if context.mode == "stocks":
+        universe = IsStock() & sector.notnull()
+        factor_symbols = PARAMS["factor_symbols"]
+        market_symbols = PARAMS["market_symbols"]
+        context.market = None
+    else:
+        context.market = _market_etf()
+        universe = IsETF()
+        etfs = [a for a in assets_of_type("etf") if a != context.market]
+        factor_symbols = [a.symbol for a in etfs]
+        market_symbols = [context.market.symbol]
+    risk, info = factor_risk_model_for_algorithm(
+        PARAMS["factor_source"], factor_symbols, market_symbols, window_length=PARAMS["window"],
+        mask=universe, halflife=PARAMS["halflife"])
+    for name, reason in info["left_out"].items():
+        log.info("factor or market symbol %s not used: %s", name, reason)
+    if context.mode == "etfs" and info["market"] != context.market:
+        raise ValueError(
+            f"mode 'etfs': the market fund {context.market.symbol} must trade through the "
+            "whole backtest and its risk-model window; start the backtest later")
+    context.risk = risk
+    context.factor_info = info
+    columns = risk.pipeline_columns()
+    columns.update(
+        sector=sector,
+        dollar_volume=AverageDollarVolume(window_length=63, mask=universe),
+        volume=EquityPricing.volume.latest,
+    )
+    attach_pipeline(Pipeline(columns, screen=universe), "sector_rotation")
+    context.rebalanced_month = None
+    context.benchmark_tracker = BenchmarkTracker()
+
+
+def _frame(context, data):
+    out = pipeline_output("sector_rotation")
+    if len(out):
+        market = context.market
+        out = out[[bool(data.can_trade(a)) or (market is not None and a == market)
+                   for a in out.index]]
+    if not len(out):
+        return out
+    return out.loc[context.risk.loadings(out).index]
+
+
+def _objective(mu_f, model, benchmark, constraints):
+    """The objective of the chosen form, and extra values to record."""
+    if PARAMS["objective"] == "tev_budget":
+        return (MaximizeFactorTilt(mu_f, model, benchmark),
+                [TrackingError(PARAMS["tev_budget"], model, benchmark), *constraints], {})
+    gamma = PARAMS["risk_aversion"]
+    if PARAMS["calibrate"]:
+        try:
+            gamma = calibrate_risk_aversion(PARAMS["tev_budget"], model, benchmark,
+                                            expected_factor_returns=mu_f,
+                                            constraints=constraints).risk_aversion
+        except (ValueError, OptimizationError) as exc:
+            if PARAMS["on_failure"] == "raise":
+                raise
+            log.warning("%s: risk aversion not calibrated (%s); using risk_aversion=%s",
+                        get_datetime().date(), str(exc).splitlines()[0], gamma)
+    return (MeanVariance(expected_factor_returns=mu_f, risk_model=model, risk_aversion=gamma,
+                         benchmark_weights=benchmark),
+            list(constraints), {"risk_aversion": gamma})
+
+
+def rebalance(context, data):
+    out = _frame(context, data)
+    if len(out) < 2:
+        log.info("%s: fewer than two assets with a risk-model estimate; not rebalancing",
+                 get_datetime().date())
+        return
+    risk = context.risk
+    model = risk.risk_model(out)
+    mu_f = risk.expected_factor_returns(out, include_alpha=PARAMS["include_alpha"])
+    sectors = out["sector"].map(Sector.name_of)
+    if context.mode == "stocks":
+        rebalance_stocks(context, data, out, model, mu_f, sectors)
+    else:
+        rebalance_etfs(context, data, out, model, mu_f, sectors)
+
+
+def rebalance_stocks(context, data, out, model, mu_f, sectors):
+    sizes = proxy_benchmark_weights(model.assets, out["dollar_volume"], out["volume"],
+                                    PARAMS["benchmark_weighting"])
+    rotation = sector_rotation_model(model, sectors, sizes)
+    objective, constraints, extra = _objective(
+        mu_f, rotation.risk_model, rotation.benchmark_weights, [LongOnly(), NetExposure(1.0, 1.0)])
+    result = run_optimization(objective, constraints)
+    if not result.success:
+        if PARAMS["on_failure"] == "raise":
+            result.raise_for_status()
+        log.warning("%s: sector optimisation failed (%s); %s", get_datetime().date(),
+                    result.status, "holding" if PARAMS["on_failure"] == "hold"
+                    else "moving to the benchmark")
+        record(optimizer_failure=1)
+        if PARAMS["on_failure"] == "hold":
+            return
+        sector_target = rotation.benchmark_weights
+    else:
+        record(optimizer_failure=0)
+        sector_target = result.new_weights
+    target = rotation.asset_weights(sector_target.clip(lower=0.0))
+    benchmark = rotation.asset_weights(rotation.benchmark_weights)
+    placed = order_optimal_portfolio(TargetWeights(target), [LongOnly(), NetExposure(1.0, 1.0)],
+                                     on_failure="raise", data=data, record_failures=False)
+    context.benchmark_tracker.reset(benchmark)
+    record(**risk_records(placed.result.new_weights, benchmark, model, sectors=sectors,
+                          sector_names=sorted(set(sectors))),
+           **extra)
+
+
+def style_weights(asset_returns, target_returns):
+    """Returns-based style analysis (Sharpe 1992): non-negative weights summing to one
+    whose portfolio best tracks ``target_returns`` in least squares."""
+    X = np.asarray(asset_returns, dtype=float)
+    y = np.asarray(target_returns, dtype=float)
+    ok = np.isfinite(X).all(axis=1) & np.isfinite(y)
+    X, y = X[ok], y[ok]
+    # the budget constraint enters as a heavily weighted extra row
+    scale = 1e3 * max(np.abs(X).max(initial=0.0), 1e-6)
+    A = np.vstack([X, np.full((1, X.shape[1]), scale)])
+    rhs = np.append(y, scale)
+    w, _ = nnls(A, rhs)
+    total = w.sum()
+    return w / total if total > 0 else np.full(X.shape[1], 1.0 / X.shape[1])
+
+
+def rebalance_etfs(context, data, out, model, mu_f, sectors):
+    market = context.market
+    if market not in model.assets:
+        log.info("%s: the market fund has no risk-model estimate; not rebalancing",
+                 get_datetime().date())
+        return
+    funds = [a for a in model.assets if a != market and sectors.get(a, "Unknown") != "Unknown"]
+    no_sector = [a for a in model.assets if a != market and a not in funds]
+    benchmark = pd.Series({market: 1.0})
+    objective, constraints, extra = _objective(
+        mu_f, model, benchmark,
+        [LongOnly(), NetExposure(1.0, 1.0), CannotHold([market, *no_sector])])
+    result = order_optimal_portfolio(objective, constraints, on_failure=PARAMS["on_failure"],
+                                     data=data)
+    context.benchmark_tracker.reset(benchmark)
+    if result.action != "rebalance":
+        return
+    history = data.history([*funds, market], "price", PARAMS["window"] + 1, "1d").pct_change()
+    style = pd.Series(style_weights(history[funds].to_numpy(), history[market].to_numpy()),
+                      index=funds)
+    fund_sectors = sectors.reindex(funds)
+    names = sorted(set(fund_sectors))
+    records = risk_records(result.result.new_weights, benchmark, model, sectors=fund_sectors,
+                           sector_names=names)
+    for name, value in style.groupby(fund_sectors.to_numpy()).sum().items():
+        records[f"benchmark_sector_weight_{name}"] = float(value)
+    record(**records, **extra)
+
+
+def handle_data(context, data):
+    """Rebalance on the first session of each month, then track the benchmark.
+
+    Both run from ``handle_data`` rather than ``schedule_function``: in daily mode
+    zipline 3 runs no scheduled function on early-close sessions (e.g. 2018-07-03),
+    which would skip a rebalance and a day of the benchmark's return.
+    """
+    today = get_datetime()
+    if context.rebalanced_month != (today.year, today.month):
+        context.rebalanced_month = (today.year, today.month)
+        rebalance(context, data)
+    track_benchmark(context, data)
+
+
+def track_benchmark(context, data):
+    """Record ``tracked_benchmark_return``: the daily total return of the benchmark
+    weights set at the last rebalance (held until the next), the TEV's benchmark."""
+    value = context.benchmark_tracker.update(data)
+    if value is not None:
+        record(tracked_benchmark_return=value)

@@ -1,0 +1,151 @@
+"""The risk diagnostics an algorithm records at each rebalance.
+
+:func:`risk_records` returns the ``record()`` names the crisis report reads
+(:mod:`zipline_factorarb.analysis`): ``ex_ante_tev``, ``factor_exposure_<factor>``,
+``sector_weight_<sector>``, ``benchmark_sector_weight_<sector>``,
+``risk_contribution_<factor>`` (plus ``risk_contribution_specific``) and
+``n_holdings``::
+
+    from zipline.api import record
+    record(**risk_records(target, benchmark, risk_model, sectors=labels))
+"""
+
+from __future__ import annotations
+
+from ._base import as_series
+from .risk_model import CONSTANT, RiskModel
+
+__all__ = ["risk_records", "sector_weights", "BenchmarkTracker"]
+
+
+def sector_weights(weights, sectors, names=None):
+    """Weights summed by sector.
+
+    Parameters
+    ----------
+    weights : pandas.Series
+        By asset.
+    sectors : pandas.Series
+        Sector label of each asset; assets without one count as ``"Unknown"``.
+    names : sequence, optional
+        Sectors to report (zero where nothing is held); default: those of ``sectors``.
+
+    Returns
+    -------
+    pandas.Series
+    """
+    w = as_series(weights, "weights")
+    labels = sectors.reindex(w.index).fillna("Unknown")
+    out = w.groupby(labels.to_numpy()).sum()
+    if names is not None:
+        out = out.reindex(list(names), fill_value=0.0)
+    return out
+
+
+def risk_records(weights, benchmark_weights, risk_model, sectors=None, periods_per_year=252,
+                 holding_threshold=1e-4, sector_names=None):
+    """Rebalance diagnostics as ``{record name: value}``.
+
+    Parameters
+    ----------
+    weights : pandas.Series
+        Target (or current) weights by asset.
+    benchmark_weights : pandas.Series
+        The benchmark the tracking error is measured against.
+    risk_model : RiskModel
+        Per-period model covering every asset with a non-zero weight in either.
+    sectors : pandas.Series, optional
+        Sector label (e.g. GICS name) by asset, for ``sector_weight_*`` and
+        ``benchmark_sector_weight_*``.
+    periods_per_year : float, default 252
+        Annualisation of the risk model's variances.
+    holding_threshold : float, default 1e-4
+        Weights above this count towards ``n_holdings``.
+    sector_names : sequence, optional
+        Sectors always reported (zeros included), so that the recorded columns stay
+        the same from one rebalance to the next. Default: the labels in ``sectors``.
+
+    Returns
+    -------
+    dict
+        ``ex_ante_tev`` (annualised), ``factor_exposure_<f>`` (active exposure
+        ``F (w - b)``, the intercept left out), ``risk_contribution_<f>`` and
+        ``risk_contribution_specific`` (Euler shares of the active variance, summing
+        to one; absent when the active variance is zero), ``n_holdings``, and the
+        sector weights when ``sectors`` is given.
+    """
+    if not isinstance(risk_model, RiskModel):
+        raise TypeError(f"risk_model must be a RiskModel, got {type(risk_model).__name__}")
+    w = as_series(weights, "weights")
+    b = as_series(benchmark_weights, "benchmark_weights")
+    decomposition = risk_model.risk_contributions(w, b, periods_per_year)
+    out = {"ex_ante_tev": decomposition.volatility}
+    index = w.index.union(b.index, sort=False)
+    index = index[(w.reindex(index, fill_value=0.0) != 0).to_numpy()
+                  | (b.reindex(index, fill_value=0.0) != 0).to_numpy()]
+    active = (w.reindex(index, fill_value=0.0) - b.reindex(index, fill_value=0.0))
+    exposures = risk_model.loadings.reindex(index).T.to_numpy() @ active.to_numpy()
+    for name, value in zip(risk_model.factors, exposures):
+        if name != CONSTANT:
+            out[f"factor_exposure_{name}"] = float(value)
+    total = decomposition.total
+    if total > 0:
+        for name, value in decomposition.by_factor.items():
+            if name != CONSTANT:
+                out[f"risk_contribution_{name}"] = float(value / total)
+    out["n_holdings"] = int((w > holding_threshold).sum())
+    if sectors is not None:
+        names = sector_names
+        if names is None:
+            names = sorted(set(sectors.dropna().astype(str)))
+        for name, value in sector_weights(w, sectors, names).items():
+            out[f"sector_weight_{name}"] = float(value)
+        for name, value in sector_weights(b, sectors, names).items():
+            out[f"benchmark_sector_weight_{name}"] = float(value)
+    return out
+
+
+
+class BenchmarkTracker:
+    """Daily total return of benchmark weights held from one rebalance to the next.
+
+    The tracking-error budget refers to the optimiser's benchmark weights (for
+    example a size-weighted proxy of the stock universe), which zipline's own
+    benchmark asset need not match. Call :meth:`reset` with the new weights at each
+    rebalance and :meth:`update` once a day after the close (e.g. from a function
+    scheduled with ``time_rules.market_close()``); record what it returns to
+    measure the ex-post tracking error against the right benchmark::
+
+        tracker = BenchmarkTracker()
+        ...
+        value = tracker.update(data)
+        if value is not None:
+            record(tracked_benchmark_return=value)
+
+    Returns come from ``data.history(..., "price", 2, "1d")``, which zipline adjusts
+    for splits and dividends, so they are total returns like the portfolio's.
+    """
+
+    def __init__(self):
+        self.values = None
+        self._pending = None
+
+    def reset(self, weights):
+        """New benchmark weights, taking effect at the next :meth:`update`'s close."""
+        self._pending = as_series(weights, "weights")
+
+    def update(self, data):
+        """Advance one session; returns the day's return (None before the first reset)."""
+        out = None
+        if self.values is not None and len(self.values):
+            prices = data.history(list(self.values.index), "price", 2, "1d")
+            growth = (prices.iloc[-1] / prices.iloc[0]).reindex(self.values.index)
+            growth = growth.where(growth.notna() & (growth > 0), 1.0)
+            new = self.values * growth
+            out = float(new.sum() / self.values.sum() - 1.0)
+            self.values = new
+        if self._pending is not None:
+            pending = self._pending
+            self.values = pending[pending != 0]
+            self._pending = None
+        return out

@@ -1,0 +1,840 @@
+"""A factor risk model estimated inside a zipline Pipeline.
+
+:class:`FactorRiskModel` is a multi-output ``CustomFactor``: for every asset of its
+mask it regresses the asset's trailing daily returns on the returns of a set of
+factors (time-series OLS with an intercept) and outputs the loadings, the
+intercept (``alpha``) and the specific (residual) variance. Companion terms output
+the factor moments of the same window (mean and covariance of the factor returns,
+the same value for every asset), so that a single pipeline gives an algorithm
+everything it needs to build a :class:`~zipline_factorarb.optimize.RiskModel` and
+the expected factor returns for the optimiser::
+
+    risk = FactorRiskModel(factor_assets=[symbol("MTUM"), symbol("VLUE")],
+                           market=symbol("SP500"), window_length=252, mask=IsStock())
+    attach_pipeline(Pipeline(risk.pipeline_columns(), screen=IsStock()), "risk")
+    ...
+    frame = pipeline_output("risk")
+    model = risk.risk_model(frame)                 # RiskModel, per-day variances
+    mu_f = risk.expected_factor_returns(frame)     # trailing daily factor means
+
+Factors can be
+
+* the returns of given assets (``factor_assets``: e.g. the MSCI factor ETFs),
+  optionally in excess of the market;
+* the market: an asset's returns (``market=symbol("SPY")``) or the equal-weighted
+  mean return of the mask's assets (``market="equal_weight"``);
+* sector factors (``sectors=Sector()``): the equal-weighted mean return of each
+  sector's assets in the mask, optionally in excess of the market.
+
+Every factor's daily return is a one-column pipeline term (an asset's
+``Returns(window_length=2)[asset]`` slice, or a :class:`CrossSectionMeanReturn`), so
+it is computed once per day and read as a window by the terms that need it. The
+math is in module-level functions (:func:`stack_factor_returns`,
+:func:`estimate_factor_model`, :func:`factor_moments`) that call the kernels of
+:mod:`zipline_factorarb.kernels.risk` and are tested without an engine (the pattern
+of zipline's ``SimpleBeta`` / ``vectorized_beta``).
+"""
+
+from __future__ import annotations
+
+import numbers
+import re
+from contextlib import nullcontext
+
+import numpy as np
+import pandas as pd
+from zipline.assets import Asset
+from zipline.pipeline import CustomFactor
+from zipline.pipeline.classifiers import Classifier
+from zipline.pipeline.factors import Returns
+from zipline.pipeline.filters import StaticAssets
+from zipline.pipeline.filters.filter import Filter
+from zipline.pipeline.term import AssetExists
+from zipline.utils.numpy_utils import float64_dtype
+
+from ..data.sectors import GICS_SECTORS
+from ..kernels import risk as kr
+
+__all__ = [
+    "FactorRiskModel",
+    "FactorMoments",
+    "CrossSectionMeanReturn",
+    "FactorModelEstimate",
+    "cross_section_mean",
+    "stack_factor_returns",
+    "usable_factor_rows",
+    "factor_moments",
+    "estimate_factor_model",
+    "factor_risk_model_for_algorithm",
+    "FACTOR_SOURCES",
+    "MARKET",
+    "EQUAL_WEIGHT",
+]
+
+#: name of the market factor, whatever its source
+MARKET = "market"
+#: ``market=EQUAL_WEIGHT``: the equal-weighted mean return of the mask's assets
+EQUAL_WEIGHT = "equal_weight"
+#: name of the intercept in the risk model (as in ``RiskModel.from_returns``)
+CONSTANT = "const"
+#: factor moments per companion term (zipline copies a multi-output term's whole
+#: output once per extra output read, so the cost grows with the square of the count)
+_MOMENTS_PER_TERM = 12
+
+
+# ----------------------------------------------------------------------------- pure math
+def cross_section_mean(returns, labels=None, code=None):
+    """Equal-weighted mean of the finite ``returns`` (of one day), optionally of one sector.
+
+    Parameters
+    ----------
+    returns : ndarray, shape (n,)
+    labels : ndarray of int, shape (n,), optional
+        Sector code of each asset.
+    code : int, optional
+        Average only the assets with this label.
+
+    Returns
+    -------
+    float
+        NaN when no asset qualifies.
+    """
+    r = np.asarray(returns, dtype=float).reshape(-1)
+    keep = np.isfinite(r)
+    if code is not None:
+        keep &= np.asarray(labels).reshape(-1) == code
+    return float(r[keep].mean()) if keep.any() else np.nan
+
+
+def stack_factor_returns(market_returns=None, other_returns=(), excess_of_market=True):
+    """Factor returns as a ``(T, m)`` matrix: the market first, then the others.
+
+    Parameters
+    ----------
+    market_returns : ndarray, shape (T,) or (T, 1), optional
+    other_returns : sequence of ndarray, each shape (T,) or (T, 1)
+        Factor-asset and sector returns.
+    excess_of_market : bool, default True
+        Subtract the market return from the others (long-short style and
+        sector-relative factors). Needs ``market_returns``.
+
+    Returns
+    -------
+    ndarray, shape (T, m)
+    """
+    columns = []
+    market = None
+    if market_returns is not None:
+        market = np.asarray(market_returns, dtype=float).reshape(-1)
+        columns.append(market)
+    if excess_of_market and market is None and len(other_returns):
+        raise ValueError("excess_of_market needs market_returns")
+    for x in other_returns:
+        x = np.asarray(x, dtype=float).reshape(-1)
+        columns.append(x - market if excess_of_market else x)
+    if not columns:
+        raise ValueError("no factor returns given")
+    return np.column_stack(columns)
+
+
+def usable_factor_rows(factor_returns, min_factor_coverage=0.9):
+    """Factors with enough data in the window, and the rows where all of them are finite.
+
+    A factor with finite returns on fewer than ``min_factor_coverage`` of the rows (a
+    fund listed inside the window, a sector without assets) is left out, so that it
+    does not cost every asset the rows it lacks.
+
+    Returns
+    -------
+    usable : ndarray of bool, shape (m,)
+    rows : ndarray of bool, shape (T,)
+    """
+    X = np.asarray(factor_returns, dtype=float)
+    T = X.shape[0]
+    finite = np.isfinite(X)
+    usable = finite.sum(axis=0) >= min_factor_coverage * T
+    rows = finite[:, usable].all(axis=1) if usable.any() else np.zeros(T, dtype=bool)
+    return usable, rows
+
+
+def factor_moments(factor_returns, halflife=None, shrinkage="ledoit_wolf",
+                   min_factor_coverage=0.9):
+    """Mean and covariance of the factor returns of a window.
+
+    Computed on the rows of :func:`usable_factor_rows`; an unusable factor gets mean 0
+    and a zero row and column. The covariance is
+    :func:`~zipline_factorarb.kernels.risk.factor_covariance` (Ledoit-Wolf shrunk by
+    default); the mean is the plain average.
+
+    Returns
+    -------
+    mean : ndarray, shape (m,)
+    covariance : ndarray, shape (m, m)
+        Both NaN when fewer than two rows are usable.
+    """
+    X = np.asarray(factor_returns, dtype=float)
+    m = X.shape[1]
+    usable, rows = usable_factor_rows(X, min_factor_coverage)
+    if rows.sum() < 2:
+        return np.full(m, np.nan), np.full((m, m), np.nan)
+    mean = np.zeros(m)
+    cov = np.zeros((m, m))
+    Xu = X[rows][:, usable]
+    mean[usable] = Xu.mean(axis=0)
+    cov[np.ix_(usable, usable)] = kr.factor_covariance(Xu, halflife=halflife, shrinkage=shrinkage)
+    return mean, cov
+
+
+class FactorModelEstimate:
+    """Output of :func:`estimate_factor_model` (arrays, no labels).
+
+    Attributes
+    ----------
+    alpha : ndarray, shape (n,)
+        Regression intercepts (NaN without a constant or with too few rows).
+    loadings : ndarray, shape (m, n)
+        Loadings on every factor; 0 on an unusable factor, NaN for assets with too
+        few observations.
+    specific_variance : ndarray, shape (n,)
+    n_observations : ndarray, shape (n,)
+        Rows used for each asset.
+    usable : ndarray of bool, shape (m,)
+        Factors with enough data in the window to enter the regression.
+    """
+
+    __slots__ = ("alpha", "loadings", "specific_variance", "n_observations", "usable")
+
+    def __init__(self, alpha, loadings, specific_variance, n_observations, usable):
+        self.alpha = alpha
+        self.loadings = loadings
+        self.specific_variance = specific_variance
+        self.n_observations = n_observations
+        self.usable = usable
+
+
+def estimate_factor_model(asset_returns, factor_returns, add_constant=True, min_observations=None,
+                          halflife=None, min_factor_coverage=0.9, specific_variance_floor=0.0):
+    """Time-series factor regressions of a window of returns, vectorised over assets.
+
+    ``r_it = alpha_i + F_i' x_t + eps_it`` on the rows of :func:`usable_factor_rows`
+    (:func:`~zipline_factorarb.kernels.risk.regression_loadings`); specific variances
+    are the residual variances with a degrees-of-freedom correction
+    (:func:`~zipline_factorarb.kernels.risk.specific_variance`).
+
+    Parameters
+    ----------
+    asset_returns : ndarray, shape (T, n)
+    factor_returns : ndarray, shape (T, m)
+    add_constant : bool, default True
+    min_observations : int, optional
+        Assets with fewer usable rows get NaN; default: parameters + 1.
+    halflife : float, optional
+        Exponential weighting (rows) of the specific variances.
+    min_factor_coverage : float, default 0.9
+    specific_variance_floor : float, default 0.0
+
+    Returns
+    -------
+    FactorModelEstimate
+    """
+    R = np.asarray(asset_returns, dtype=float)
+    X = np.asarray(factor_returns, dtype=float)
+    n = R.shape[1]
+    m = X.shape[1]
+    usable, rows = usable_factor_rows(X, min_factor_coverage)
+    n_params = int(usable.sum()) + (1 if add_constant else 0)
+    alpha = np.full(n, np.nan)
+    loadings = np.full((m, n), np.nan)
+    if n_params == 0 or rows.sum() < n_params + 1:
+        return FactorModelEstimate(alpha, loadings, np.full(n, np.nan), np.zeros(n), usable)
+    reg = kr.regression_loadings(R[rows], X[rows][:, usable], add_constant=add_constant,
+                                 min_observations=min_observations)
+    coef = reg.loadings
+    ok = np.isfinite(coef).all(axis=0)
+    if add_constant:
+        alpha = np.where(ok, coef[0], np.nan)
+        coef = coef[1:]
+    loadings = np.zeros((m, n))
+    loadings[usable] = np.where(np.isfinite(coef), coef, 0.0)
+    loadings[:, ~ok] = np.nan
+    spec = kr.specific_variance(reg.residuals, halflife=halflife, n_parameters=n_params,
+                                floor=specific_variance_floor)
+    return FactorModelEstimate(alpha, loadings, spec, reg.n_observations.astype(float), usable)
+
+
+# ----------------------------------------------------------------------------- pipeline terms
+def _blas_single_thread():
+    """Run the small per-day least squares on one BLAS thread.
+
+    The matrices are tiny (window x factors); multi-threaded BLAS only adds overhead,
+    and on a busy machine its threads can make a backtest several times slower.
+    """
+    global _BLAS
+    if _BLAS is None:
+        try:
+            from threadpoolctl import ThreadpoolController  # noqa: PLC0415
+
+            _BLAS = ThreadpoolController()
+        except Exception:  # threadpoolctl is optional  # noqa: BLE001
+            _BLAS = False
+    return _BLAS.limit(limits=1, user_api="blas") if _BLAS else nullcontext()
+
+
+_BLAS = None
+
+
+def _output_name(text):
+    """A valid pipeline output name from a factor name ("Health Care" -> "Health_Care")."""
+    return re.sub(r"\W+", "_", str(text)).strip("_") or "factor"
+
+
+def _check_asset(value, what):
+    if not isinstance(value, Asset):
+        raise TypeError(
+            f"{what} must be a zipline Asset (e.g. symbol('SPY') inside initialize), "
+            f"got {type(value).__name__}: {value!r}"
+        )
+    return value
+
+
+class CrossSectionMeanReturn(CustomFactor):
+    """One-column term: the day's equal-weighted mean return of the mask's assets.
+
+    With ``sectors`` and ``code``, only the assets of that sector. Used as the
+    equal-weighted market and the sector factors of :class:`FactorRiskModel`; each
+    day is computed once and later read as a window.
+
+    Parameters
+    ----------
+    mask : Filter, optional
+    sectors : Classifier, optional
+    code : int, optional
+        Needs ``sectors``.
+    """
+
+    window_safe = True
+    dtype = float64_dtype
+    window_length = 1
+    params = ("code",)
+
+    def __new__(cls, mask=None, sectors=None, code=None):
+        if (sectors is None) != (code is None):
+            raise ValueError("give sectors and code together (or neither)")
+        if sectors is not None and not isinstance(sectors, Classifier):
+            raise TypeError(f"sectors must be a Classifier such as Sector(), got {type(sectors).__name__}")
+        inputs = [Returns(window_length=2)] + ([sectors] if sectors is not None else [])
+        kwargs = {} if mask is None else {"mask": mask}
+        return super().__new__(cls, inputs=inputs, window_length=1, ndim=1,
+                               code=None if code is None else int(code), **kwargs)
+
+    def compute(self, today, assets, out, returns, *labels, code):
+        out[:] = cross_section_mean(returns[-1], labels[0][-1] if labels else None, code)
+
+
+def _factor_inputs(factor_assets, market, sectors, codes, mask):
+    """The one-column factor-return terms, market first, and the returns input."""
+    slice_assets = ([market] if isinstance(market, Asset) else []) + list(factor_assets)
+    if slice_assets:
+        daily_returns = Returns(window_length=2, mask=AssetExists() | StaticAssets(slice_assets))
+    else:
+        daily_returns = Returns(window_length=2)
+    terms = []
+    if isinstance(market, Asset):
+        terms.append(daily_returns[market])
+    elif market == EQUAL_WEIGHT:
+        terms.append(CrossSectionMeanReturn(mask=mask))
+    terms.extend(daily_returns[a] for a in factor_assets)
+    terms.extend(CrossSectionMeanReturn(mask=mask, sectors=sectors, code=c) for c in codes)
+    return daily_returns, terms
+
+
+class FactorMoments(CustomFactor):
+    """Companion of :class:`FactorRiskModel`: some of its factor means and covariances.
+
+    Built by :attr:`FactorRiskModel.moment_terms`; each output is the same number for
+    every asset. Not meant to be constructed directly.
+    """
+
+    dtype = float64_dtype
+    params = ("has_market", "excess_of_market", "halflife", "shrinkage",
+              "min_factor_coverage", "fields")
+
+    def compute(self, today, assets, out, *factors, has_market, excess_of_market, halflife,
+                shrinkage, min_factor_coverage, fields):
+        X = stack_factor_returns(factors[0] if has_market else None,
+                                 factors[1:] if has_market else factors, excess_of_market)
+        mean, cov = factor_moments(X, halflife, shrinkage, min_factor_coverage)
+        for name, i, j in fields:
+            out[name][:] = mean[i] if j < 0 else cov[i, j]
+
+
+class FactorRiskModel(CustomFactor):
+    """Per-asset factor loadings, alpha and specific variance (plus factor moments).
+
+    Each day, for every asset of ``mask``, regresses its trailing ``window_length``
+    daily returns on the factor returns of the same rows,
+    ``r_it = alpha_i + sum_k F_ik x_kt + eps_it`` (OLS: the time-series regressions
+    of a factor model with observed factor returns), and outputs
+
+    ``alpha``
+        The intercept (only with ``add_constant=True``).
+    ``loading_<factor>``
+        One output per factor (names from :attr:`factors`, made identifier-safe).
+    ``specific_variance``
+        Residual variance per day, ``sum eps^2 / (T_i - p)``.
+    ``n_observations``
+        Rows used.
+
+    Its :attr:`moment_terms` output ``mean_<factor>`` and ``cov_<i>_<j>``: mean and
+    covariance (Ledoit-Wolf shrunk by default) of the factor returns over the same
+    rows, the same number in every row. :meth:`pipeline_columns` gives all of them
+    for a Pipeline; :meth:`risk_model` and :meth:`expected_factor_returns` read one
+    day's output back as a :class:`~zipline_factorarb.optimize.RiskModel` and a Series.
+
+    Parameters
+    ----------
+    factor_assets : sequence of Asset, optional
+        Assets whose returns are factors (e.g. factor ETFs), named by symbol. Each must
+        have prices throughout the pipeline's date range and look-back window
+        (zipline raises ``NonExistentAssetInTimeFrame`` otherwise; see
+        :func:`factor_risk_model_for_algorithm`, which checks this).
+    market : Asset or "equal_weight" or None, default None
+        The market factor (named ``"market"``): an asset's returns (an index or a
+        broad ETF), or the equal-weighted mean return of the mask's assets.
+    sectors : Classifier, optional
+        E.g. ``Sector()``: adds one factor per code of ``sector_codes``, the
+        equal-weighted mean return of that day's mask assets in the sector, named by
+        GICS sector name.
+    sector_codes : sequence of int, optional
+        Default: the eleven GICS sector codes.
+    excess_of_market : bool, default True
+        Factor-asset and sector factors in excess of the market (needs ``market``).
+    window_length : int, default 252
+        Daily returns in the regression window (at least 3).
+    add_constant : bool, default True
+        Regress with an intercept (the ``alpha`` output).
+    min_observations : int, optional
+        Fewer usable rows give NaN for that asset. Default: three quarters of the
+        window.
+    halflife : float, optional
+        Exponential weighting (in rows) of specific variances and factor covariance.
+    shrinkage : {"ledoit_wolf"} or float or None, default "ledoit_wolf"
+        Factor covariance shrinkage (see :func:`~zipline_factorarb.kernels.risk.factor_covariance`).
+    min_factor_coverage : float, default 0.9
+        Share of the window's rows on which a factor needs a return to be used (see
+        :func:`usable_factor_rows`).
+    specific_variance_floor : float, default 0.0
+    mask : Filter, optional
+        The universe: the assets regressed, and those averaged into the
+        equal-weighted market and sector factors.
+
+    Notes
+    -----
+    Follows the pattern of zipline's ``SimpleBeta``: arguments are validated here
+    (errors at construction, not mid-backtest), factor assets enter as
+    ``Returns(window_length=2)[asset]`` slices, and :meth:`compute` hands the
+    window to :func:`stack_factor_returns` and :func:`estimate_factor_model`.
+    """
+
+    dtype = float64_dtype
+    params = (
+        "factor_names",
+        "has_market",
+        "excess_of_market",
+        "add_constant",
+        "min_observations",
+        "halflife",
+        "shrinkage",
+        "min_factor_coverage",
+        "specific_variance_floor",
+    )
+
+    def __new__(cls, factor_assets=(), market=None, sectors=None, sector_codes=None,
+                excess_of_market=True, window_length=252, add_constant=True,
+                min_observations=None, halflife=None, shrinkage="ledoit_wolf",
+                min_factor_coverage=0.9, specific_variance_floor=0.0, mask=None):
+        factor_assets = tuple(_check_asset(a, "each of factor_assets") for a in factor_assets)
+        if len(set(factor_assets)) != len(factor_assets):
+            raise ValueError("factor_assets lists an asset twice; give each factor once")
+        if market is not None and not isinstance(market, Asset):
+            if market != EQUAL_WEIGHT:
+                raise ValueError(
+                    f"market must be an Asset, {EQUAL_WEIGHT!r} or None, got {market!r}")
+        if isinstance(market, Asset) and market in factor_assets:
+            raise ValueError(f"{market!r} is both the market and a factor asset; drop it "
+                             "from factor_assets")
+        if sectors is not None and not isinstance(sectors, Classifier):
+            raise TypeError(f"sectors must be a Classifier such as Sector(), got {type(sectors).__name__}")
+        if sectors is None:
+            if sector_codes is not None:
+                raise ValueError("sector_codes needs sectors (e.g. sectors=Sector())")
+            codes = ()
+        else:
+            codes = tuple(int(c) for c in (GICS_SECTORS if sector_codes is None else sector_codes))
+            if not codes:
+                raise ValueError("sector_codes is empty; give at least one code or drop sectors")
+            if len(set(codes)) != len(codes):
+                raise ValueError("sector_codes lists a code twice")
+        excess_of_market = bool(excess_of_market)
+        if excess_of_market and market is None and (factor_assets or codes):
+            raise ValueError(
+                "excess_of_market=True needs a market factor: pass market=<asset> or "
+                f"market={EQUAL_WEIGHT!r}, or set excess_of_market=False")
+        if not isinstance(window_length, numbers.Integral) or isinstance(window_length, bool) \
+                or window_length < 3:
+            raise ValueError(f"window_length must be an integer of at least 3, got {window_length!r}")
+        names = ([MARKET] if market is not None else []) \
+            + [str(a.symbol) for a in factor_assets] \
+            + [GICS_SECTORS.get(c, f"sector_{c}") for c in codes]
+        if not names:
+            raise ValueError("no factors: give factor_assets, a market or sectors")
+        if len(set(names)) != len(names):
+            raise ValueError(f"factor names collide: {names}; a factor asset may not be "
+                             f"called {MARKET!r}")
+        safe = [_output_name(n) for n in names]
+        if len(set(safe)) != len(safe):
+            raise ValueError(f"factor names {names} collide once made identifier-safe ({safe})")
+        n_params = len(names) + (1 if add_constant else 0)
+        if min_observations is None:
+            min_observations = max(n_params + 1, int(0.75 * window_length))
+        if not isinstance(min_observations, numbers.Integral) or min_observations < n_params + 1:
+            raise ValueError(
+                f"min_observations must be an integer of at least {n_params + 1} (the "
+                f"{n_params} regression parameters plus one), got {min_observations!r}")
+        if min_observations > window_length:
+            raise ValueError(f"min_observations {min_observations} exceeds window_length "
+                             f"{window_length}; lower it or lengthen the window")
+        if halflife is not None and not (isinstance(halflife, numbers.Real) and halflife > 0):
+            raise ValueError(f"halflife must be a positive number of rows or None, got {halflife!r}")
+        if shrinkage is not None and not (isinstance(shrinkage, str) and shrinkage == "ledoit_wolf"):
+            if not isinstance(shrinkage, numbers.Real) or not 0 <= shrinkage <= 1:
+                raise ValueError(f"shrinkage must be 'ledoit_wolf', a number in [0, 1] or None, "
+                                 f"got {shrinkage!r}")
+            shrinkage = float(shrinkage)
+        if not 0 < float(min_factor_coverage) <= 1:
+            raise ValueError(f"min_factor_coverage must lie in (0, 1], got {min_factor_coverage!r}")
+        if float(specific_variance_floor) < 0:
+            raise ValueError("specific_variance_floor must be non-negative")
+        if mask is not None and not isinstance(mask, Filter):
+            raise TypeError(f"mask must be a Filter such as IsStock(), got {type(mask).__name__}")
+
+        daily_returns, factor_terms = _factor_inputs(factor_assets, market, sectors, codes, mask)
+        outputs = (["alpha"] if add_constant else []) + [f"loading_{s}" for s in safe] \
+            + ["specific_variance", "n_observations"]
+        kwargs = {} if mask is None else {"mask": mask}
+        return super().__new__(
+            cls,
+            inputs=[daily_returns, *factor_terms],
+            outputs=outputs,
+            window_length=int(window_length),
+            factor_names=tuple(names),
+            has_market=market is not None,
+            excess_of_market=excess_of_market,
+            add_constant=bool(add_constant),
+            min_observations=int(min_observations),
+            halflife=None if halflife is None else float(halflife),
+            shrinkage=shrinkage,
+            min_factor_coverage=float(min_factor_coverage),
+            specific_variance_floor=float(specific_variance_floor),
+            **kwargs,
+        )
+
+    def compute(self, today, assets, out, returns, *factors, factor_names, has_market,
+                excess_of_market, add_constant, min_observations, halflife, shrinkage,
+                min_factor_coverage, specific_variance_floor):
+        X = stack_factor_returns(factors[0] if has_market else None,
+                                 factors[1:] if has_market else factors, excess_of_market)
+        with _blas_single_thread():
+            est = estimate_factor_model(returns, X, add_constant=add_constant,
+                                        min_observations=min_observations, halflife=halflife,
+                                        min_factor_coverage=min_factor_coverage,
+                                        specific_variance_floor=specific_variance_floor)
+        if add_constant:
+            out["alpha"][:] = est.alpha
+        for k, name in enumerate(factor_names):
+            out[f"loading_{_output_name(name)}"][:] = est.loadings[k]
+        out["specific_variance"][:] = est.specific_variance
+        out["n_observations"][:] = est.n_observations
+
+    # ------------------------------------------------------------------ outputs
+    @property
+    def factors(self):
+        """The factors, in output order (``"market"``, asset symbols, sector names)."""
+        return self.params["factor_names"]
+
+    @property
+    def moment_terms(self):
+        """The :class:`FactorMoments` terms holding ``mean_<factor>`` and ``cov_<i>_<j>``."""
+        safe = [_output_name(n) for n in self.factors]
+        m = len(safe)
+        fields = [(f"mean_{s}", k, -1) for k, s in enumerate(safe)]
+        fields += [(f"cov_{i}_{j}", i, j) for i in range(m) for j in range(i, m)]
+        p = self.params
+        terms = []
+        for start in range(0, len(fields), _MOMENTS_PER_TERM):
+            chunk = tuple(fields[start:start + _MOMENTS_PER_TERM])
+            terms.append(FactorMoments(
+                inputs=self.inputs[1:],
+                outputs=[name for name, _, _ in chunk],
+                window_length=self.window_length,
+                mask=self.mask,
+                has_market=p["has_market"],
+                excess_of_market=p["excess_of_market"],
+                halflife=p["halflife"],
+                shrinkage=p["shrinkage"],
+                min_factor_coverage=p["min_factor_coverage"],
+                fields=chunk,
+            ))
+        return terms
+
+    def pipeline_columns(self, prefix="", moments=True):
+        """``{prefix + output: term}`` for every output, for ``Pipeline(columns=...)``.
+
+        Parameters
+        ----------
+        prefix : str, default ""
+        moments : bool, default True
+            Include the factor means and covariances (:attr:`moment_terms`).
+        """
+        columns = {prefix + name: getattr(self, name) for name in self.outputs}
+        if moments:
+            for term in self.moment_terms:
+                columns.update({prefix + name: getattr(term, name) for name in term.outputs})
+        return columns
+
+    # ------------------------------------------------------------------ read back
+    @staticmethod
+    def _day(frame):
+        if isinstance(frame.index, pd.MultiIndex):
+            dates = frame.index.get_level_values(0).unique()
+            if len(dates) != 1:
+                raise ValueError(
+                    f"the frame holds {len(dates)} dates; pass one day's output "
+                    "(pipeline_output(name), or frame.xs(date))")
+            frame = frame.xs(dates[0])
+        return frame
+
+    @staticmethod
+    def _column(frame, name, prefix):
+        col = prefix + name
+        if col not in frame.columns:
+            raise KeyError(f"column {col!r} is missing from the pipeline output; add the "
+                           "columns with FactorRiskModel.pipeline_columns(prefix)")
+        return frame[col]
+
+    def _scalar(self, frame, name, prefix):
+        v = self._column(frame, name, prefix).to_numpy(dtype=float)
+        v = v[np.isfinite(v)]
+        return float(v[0]) if len(v) else np.nan
+
+    def factor_covariance(self, frame, prefix=""):
+        """The factor covariance of one day's output (a DataFrame, per-day units)."""
+        frame = self._day(frame)
+        names = list(self.factors)
+        m = len(names)
+        cov = np.zeros((m, m))
+        for i in range(m):
+            for j in range(i, m):
+                cov[i, j] = cov[j, i] = self._scalar(frame, f"cov_{i}_{j}", prefix)
+        return pd.DataFrame(cov, index=names, columns=names)
+
+    def expected_factor_returns(self, frame, prefix="", include_alpha=False):
+        """Trailing mean daily factor returns of one day's output (a Series).
+
+        Parameters
+        ----------
+        frame : pandas.DataFrame
+            One day's pipeline output (``pipeline_output(name)``).
+        prefix : str, default ""
+            As given to :meth:`pipeline_columns`.
+        include_alpha : bool, default False
+            Add ``"const": 1.0``, so that a risk model with intercepts counts the
+            assets' alphas in the expected return (the research's formulation).
+        """
+        frame = self._day(frame)
+        out = pd.Series([self._scalar(frame, f"mean_{_output_name(n)}", prefix)
+                         for n in self.factors], index=list(self.factors), dtype=float)
+        if include_alpha:
+            if not self.params["add_constant"]:
+                raise ValueError("include_alpha needs add_constant=True")
+            out = pd.concat([pd.Series({CONSTANT: 1.0}), out])
+        return out
+
+    def loadings(self, frame, prefix="", dropna=True):
+        """Loadings (assets x factors, with ``"const"`` first when there is an intercept).
+
+        With ``dropna`` (default), assets without a complete estimate are left out.
+        """
+        frame = self._day(frame)
+        cols = {}
+        if self.params["add_constant"]:
+            cols[CONSTANT] = self._column(frame, "alpha", prefix)
+        for name in self.factors:
+            cols[name] = self._column(frame, f"loading_{_output_name(name)}", prefix)
+        out = pd.DataFrame(cols, index=frame.index)
+        if dropna:
+            spec = self._column(frame, "specific_variance", prefix)
+            keep = np.isfinite(out.to_numpy(dtype=float)).all(axis=1) & np.isfinite(spec.to_numpy())
+            out = out[keep]
+        return out
+
+    def risk_model(self, frame, prefix="", factor_covariance=None):
+        """A :class:`~zipline_factorarb.optimize.RiskModel` from one day's output.
+
+        Assets with NaN loadings or specific variance (too short a history) are left
+        out. With an intercept the model has a first factor ``"const"`` of zero
+        variance whose loadings are the alphas (as ``RiskModel.from_returns``).
+
+        Parameters
+        ----------
+        frame : pandas.DataFrame
+            One day's pipeline output.
+        prefix : str, default ""
+        factor_covariance : pandas.DataFrame, optional
+            Use this instead of the ``cov_*`` outputs (needed when the pipeline was
+            built with ``pipeline_columns(moments=False)``).
+
+        Returns
+        -------
+        RiskModel
+        """
+        from ..optimize.risk_model import RiskModel  # noqa: PLC0415
+
+        frame = self._day(frame)
+        load = self.loadings(frame, prefix)
+        if load.empty:
+            raise ValueError(
+                "no asset has a complete factor-model estimate on this day (too little "
+                "history in the window?): start the backtest later or lower window_length "
+                "/ min_observations")
+        if factor_covariance is None:
+            factor_covariance = self.factor_covariance(frame, prefix)
+        names = list(self.factors)
+        cov = pd.DataFrame(factor_covariance).reindex(index=names, columns=names)
+        if not np.isfinite(cov.to_numpy(dtype=float)).all():
+            raise ValueError("the factor covariance has missing values on this day (too little "
+                             "factor history in the window)")
+        if self.params["add_constant"]:
+            full = pd.DataFrame(0.0, index=[CONSTANT, *names], columns=[CONSTANT, *names])
+            full.loc[names, names] = cov.to_numpy(dtype=float)
+            cov = full
+        spec = self._column(frame, "specific_variance", prefix).reindex(load.index)
+        return RiskModel(load, cov, spec)
+
+
+# ----------------------------------------------------------------------------- in an algorithm
+#: factor sources understood by :func:`factor_risk_model_for_algorithm`
+FACTOR_SOURCES = ("auto", "assets", "market", "market_sector")
+
+
+def _covers(asset, first_needed, last_needed):
+    start = pd.Timestamp(asset.start_date).tz_localize(None).normalize()
+    end = pd.Timestamp(asset.end_date).tz_localize(None).normalize()
+    return start <= first_needed and end >= last_needed
+
+
+def factor_risk_model_for_algorithm(factor_source="auto", factor_symbols=(), market_symbols=(),
+                                    window_length=252, mask=None, sectors=None, **kwargs):
+    """Build a :class:`FactorRiskModel` from symbols, inside a running algorithm.
+
+    Call it from ``initialize``. Symbols are looked up in the algorithm's bundle; a
+    factor asset is used only if it has prices from ``window_length + 1`` sessions
+    before the simulation's start to its end (a pipeline slice of an asset that does
+    not exist fails), and the ones left out are reported.
+
+    Parameters
+    ----------
+    factor_source : {"auto", "assets", "market", "market_sector"}, default "auto"
+        ``"assets"``: the market plus the returns of ``factor_symbols`` (e.g. factor
+        ETFs); ``"market"``: the market only; ``"market_sector"``: the market plus
+        one factor per GICS sector (the sector's mean return); ``"auto"``:
+        ``"assets"`` when at least one factor symbol is usable, else
+        ``"market_sector"``.
+    factor_symbols : sequence of str
+        Factor assets for ``"assets"``.
+    market_symbols : sequence of str
+        The first one found in the bundle (and alive throughout) is the market
+        factor; when none is, the market is the equal-weighted mean return of the
+        mask's assets.
+    window_length : int, default 252
+    mask : Filter, optional
+        The universe.
+    sectors : Classifier, optional
+        For ``"market_sector"``; default ``Sector()``.
+    **kwargs
+        Passed to :class:`FactorRiskModel` (e.g. ``halflife``, ``excess_of_market``).
+
+    Returns
+    -------
+    term : FactorRiskModel
+    info : dict
+        ``source`` (the resolved source), ``market`` (an Asset or ``"equal_weight"``),
+        ``factor_assets`` and ``left_out`` (``{symbol: reason}``).
+    """
+    from zipline.api import symbol  # noqa: PLC0415
+    from zipline.errors import SymbolNotFound  # noqa: PLC0415
+    from zipline.utils.algo_instance import get_algo_instance  # noqa: PLC0415
+
+    if factor_source not in FACTOR_SOURCES:
+        raise ValueError(f"factor_source must be one of {FACTOR_SOURCES}, got {factor_source!r}")
+    algo = get_algo_instance()
+    if algo is None:
+        raise RuntimeError("factor_risk_model_for_algorithm must be called from initialize")
+    calendar = algo.trading_calendar
+    sessions = calendar.sessions
+    start = pd.Timestamp(algo.sim_params.start_session).tz_localize(None).normalize()
+    end = pd.Timestamp(algo.sim_params.end_session).tz_localize(None).normalize()
+    pos = max(int(sessions.searchsorted(start)) - int(window_length) - 1, 0)
+    first_needed = pd.Timestamp(sessions[pos]).tz_localize(None).normalize()
+
+    left_out = {}
+
+    def usable(name):
+        try:
+            asset = symbol(name)
+        except SymbolNotFound:
+            left_out[name] = "not in this bundle"
+            return None
+        if not _covers(asset, first_needed, end):
+            left_out[name] = (f"prices {pd.Timestamp(asset.start_date).date()}.."
+                              f"{pd.Timestamp(asset.end_date).date()} do not cover "
+                              f"{first_needed.date()}..{end.date()} (the backtest and its "
+                              f"{window_length}-session window)")
+            return None
+        return asset
+
+    market = None
+    for name in market_symbols:
+        market = usable(name)
+        if market is not None:
+            break
+    if market is None:
+        market = EQUAL_WEIGHT
+    factor_assets = [a for a in (usable(s) for s in factor_symbols) if a is not None]
+    factor_assets = [a for a in factor_assets if isinstance(market, str) or a.sid != market.sid]
+    source = factor_source
+    if source == "auto":
+        source = "assets" if factor_assets else "market_sector"
+    if source == "assets" and not factor_assets:
+        reasons = "; ".join(f"{k}: {v}" for k, v in left_out.items()) or "none given"
+        raise ValueError(
+            f"factor_source='assets' but no factor symbol is usable ({reasons}). Give "
+            "factor_symbols that the bundle holds over the whole backtest, start the "
+            "backtest later, or use factor_source='market_sector'")
+    if source != "assets":
+        factor_assets = []
+    if source == "market_sector" and sectors is None:
+        from .classifiers import Sector  # noqa: PLC0415
+
+        sectors = Sector()
+    term = FactorRiskModel(
+        factor_assets=factor_assets,
+        market=market,
+        sectors=sectors if source == "market_sector" else None,
+        window_length=window_length,
+        mask=mask,
+        **kwargs,
+    )
+    info = {"source": source, "market": market, "factor_assets": factor_assets,
+            "left_out": left_out}
+    return term, info
