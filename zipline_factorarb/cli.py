@@ -9,7 +9,9 @@ Sub-commands:
 - ``factorarb demo``: the main job: ingest the sample if needed, run the
   main algorithm on it with ``zipline run`` and write its crisis report;
 - ``factorarb tearsheet PERF.pickle --out DIR``: the crisis report of any
-  zipline perf pickle.
+  zipline perf pickle;
+- ``factorarb evaluate-factor FACTOR ...``: alphalens-style factor evaluation;
+- ``factorarb sweep SPEC``: parameter grids and walk-forward folds on Dask.
 """
 
 from __future__ import annotations
@@ -285,6 +287,15 @@ def evaluate_factor_cmd(factor, bundle, start, end, out_dir, horizons, quantiles
     written = write_evaluation(evaluation, out_dir)
     click.echo(evaluation.tables["ic_summary"].to_string())
     click.echo(f"wrote {len(written)} files to {Path(out_dir).resolve()}")
+
+
+def _attach_research_commands():
+    from .research.cli import sweep
+
+    main.add_command(sweep)
+
+
+_attach_research_commands()
 
 
 if __name__ == "__main__":  # pragma: no cover
