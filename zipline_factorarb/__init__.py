@@ -5,7 +5,7 @@ The top-level names are loaded lazily so that ``import zipline_factorarb`` (or
 JAX and cvxpy are imported only when the object that needs them is used.
 """
 
-from importlib import import_module
+from zipline_factorarb._lazy import lazy_namespace
 
 __version__ = "0.1.0"
 
@@ -23,18 +23,4 @@ _LAZY = {
     "SScore": "zipline_factorarb.pipeline.sscore",
 }
 
-__all__ = sorted(_LAZY) + ["__version__"]
-
-
-def __getattr__(name):
-    try:
-        module = _LAZY[name]
-    except KeyError:
-        raise AttributeError(f"module 'zipline_factorarb' has no attribute {name!r}") from None
-    value = getattr(import_module(module), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__():
-    return __all__
+__getattr__, __dir__, __all__ = lazy_namespace(__name__, _LAZY, extra=["__version__"])

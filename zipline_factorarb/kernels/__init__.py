@@ -5,7 +5,7 @@ global state. The zipline adapters in :mod:`zipline_factorarb.pipeline` and
 :mod:`zipline_factorarb.optimize` call these functions.
 """
 
-from importlib import import_module
+from zipline_factorarb._lazy import lazy_namespace
 
 _LAZY = {
     "wls_residuals": "zipline_factorarb.kernels.wls",
@@ -31,20 +31,4 @@ _LAZY = {
     "PCAResult": "zipline_factorarb.kernels.pca",
 }
 
-__all__ = sorted(_LAZY)
-
-
-def __getattr__(name):
-    try:
-        module = _LAZY[name]
-    except KeyError:
-        raise AttributeError(
-            f"module 'zipline_factorarb.kernels' has no attribute {name!r}"
-        ) from None
-    value = getattr(import_module(module), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__():
-    return __all__
+__getattr__, __dir__, __all__ = lazy_namespace(__name__, _LAZY)

@@ -20,7 +20,7 @@ Example
 Names are loaded lazily: importing this package does not import cvxpy or zipline.
 """
 
-from importlib import import_module
+from zipline_factorarb._lazy import lazy_namespace
 
 # public name -> module that defines it
 _LAZY = {
@@ -78,20 +78,4 @@ _LAZY = {
     "OptimizationWarning": "zipline_factorarb.optimize.errors",
 }
 
-__all__ = sorted(_LAZY)
-
-
-def __getattr__(name):
-    try:
-        module = _LAZY[name]
-    except KeyError:
-        raise AttributeError(
-            f"module 'zipline_factorarb.optimize' has no attribute {name!r}"
-        ) from None
-    value = getattr(import_module(module), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__():
-    return __all__
+__getattr__, __dir__, __all__ = lazy_namespace(__name__, _LAZY)

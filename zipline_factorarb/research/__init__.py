@@ -8,7 +8,7 @@ The names below load lazily: importing this package imports neither zipline
 nor Dask, and changes nothing.
 """
 
-from importlib import import_module
+from zipline_factorarb._lazy import lazy_namespace
 
 _LAZY = {
     "run_sweep": ".sweep",
@@ -32,19 +32,4 @@ _LAZY = {
     "BundleNotVisibleError": ".errors",
 }
 
-__all__ = sorted(_LAZY)
-
-
-def __getattr__(name):
-    try:
-        module = _LAZY[name]
-    except KeyError:
-        raise AttributeError(
-            f"module 'zipline_factorarb.research' has no attribute {name!r}") from None
-    value = getattr(import_module(module, __name__), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__():
-    return __all__
+__getattr__, __dir__, __all__ = lazy_namespace(__name__, _LAZY)
