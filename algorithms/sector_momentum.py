@@ -31,7 +31,12 @@ from zipline.finance import commission, slippage
 from zipline.pipeline import Pipeline
 from zipline.pipeline.factors import Returns
 
-from zipline_factorarb.algo import algorithm_params, forbid_trading_indexes, set_benchmark_from
+from zipline_factorarb.algo import (
+    algorithm_params,
+    book_exposures,
+    forbid_trading_indexes,
+    set_benchmark_from,
+)
 from zipline_factorarb.pipeline.classifiers import IsStock, Sector
 
 PARAMS = algorithm_params(
@@ -88,11 +93,6 @@ def rebalance(context, data):
 
 
 def record_book(context, data):
-    positions = context.portfolio.positions
-    value = context.portfolio.portfolio_value
-    exposures = [p.amount * p.last_sale_price / value for p in positions.values()]
-    record(
-        n_holdings=len(positions),
-        gross_exposure=sum(abs(x) for x in exposures),
-        net_exposure=sum(exposures),
-    )
+    book = book_exposures(context.portfolio)
+    record(n_holdings=book["n_holdings"], gross_exposure=book["gross_exposure"],
+           net_exposure=book["net_exposure"])

@@ -53,7 +53,12 @@ from zipline.finance import commission, slippage
 from zipline.pipeline import Pipeline
 from zipline.pipeline.filters import StaticAssets
 
-from zipline_factorarb.algo import algorithm_params, forbid_trading_indexes, set_benchmark_from
+from zipline_factorarb.algo import (
+    algorithm_params,
+    book_exposures,
+    forbid_trading_indexes,
+    set_benchmark_from,
+)
 from zipline_factorarb.pipeline.classifiers import IsETF, IsStock
 from zipline_factorarb.pipeline.sscore import SScore
 
@@ -167,14 +172,4 @@ def trade(context, data):
 
 
 def record_book(context, data):
-    positions = context.portfolio.positions
-    value = context.portfolio.portfolio_value
-    exposures = [p.amount * p.last_sale_price / value for p in positions.values()]
-    record(
-        n_holdings=len(positions),
-        n_long=sum(1 for x in exposures if x > 0),
-        n_short=sum(1 for x in exposures if x < 0),
-        gross_exposure=sum(abs(x) for x in exposures),
-        net_exposure=sum(exposures),
-        n_valid=context.n_valid,
-    )
+    record(**book_exposures(context.portfolio), n_valid=context.n_valid)

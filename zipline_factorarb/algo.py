@@ -99,3 +99,21 @@ def forbid_trading_indexes():
     if indexes:
         set_do_not_order_list(indexes)
     return indexes
+
+
+def book_exposures(portfolio):
+    """Holdings and exposures of a zipline portfolio, as fractions of its value.
+
+    Returns a dict with ``n_holdings``, ``n_long``, ``n_short``,
+    ``gross_exposure`` and ``net_exposure``: the names the crisis report and
+    the sweeps read when an algorithm passes them to ``record``.
+    """
+    value = portfolio.portfolio_value
+    exposures = [p.amount * p.last_sale_price / value for p in portfolio.positions.values()]
+    return {
+        "n_holdings": len(exposures),
+        "n_long": sum(1 for x in exposures if x > 0),
+        "n_short": sum(1 for x in exposures if x < 0),
+        "gross_exposure": float(sum(abs(x) for x in exposures)),
+        "net_exposure": float(sum(exposures)),
+    }
