@@ -27,10 +27,30 @@ On the sample bundle, its 20 stocks against the five MSCI factor ETFs
 Timing: the pipeline value of session D uses closes up to D-1; orders placed
 on D are filled by zipline's daily simulation at the close of D+1.
 
+Factor sources and signals (the three strategies of the study's table):
+
+- ``factors="pca"`` (default), ``signal="innovation"``: Kalman innovations
+  against the principal components of the trailing ``window_length`` days,
+  refitted every session (:class:`~zipline_factorarb.KalmanInnovation`);
+- ``factors="fixed_pca"``: loadings ``W`` and mean ``mu`` fitted once, on the
+  daily log returns of the universe over the fold's training window
+  ``[train_start, train_end]`` only (the sweep sets both per fold; without
+  them the algorithm stops with an error), and applied unchanged to the test
+  period: factor returns ``F_t = (R_t - mu) W``. With ``signal="innovation"``
+  (or ``"kalman"``) the Kalman filter runs on these ``F_t`` over the trailing
+  ``window_length`` days; with ``signal="pca_residual"`` the signal is the
+  static residual ``eps_t = R_t - (F_t W' + mu)`` of the latest day;
+- ``factors="pca"``, ``signal="pca_residual"``: the residual of the latest
+  day against the PCA of the trailing ``window_length`` days
+  (:class:`~zipline_factorarb.pipeline.pca_residual.PCAResidual`; the study's
+  rolling PCA uses 60 days and trades mean reversion).
+
 Records ``n_holdings``, ``gross_exposure``, ``net_exposure``, ``n_long``
 and ``n_short`` every session.
 """
 
+import numpy as np
+import pandas as pd
 from zipline.api import (
     attach_pipeline,
     get_open_orders,
@@ -47,7 +67,13 @@ from zipline.pipeline.filters import StaticAssets
 
 from zipline_factorarb.algo import algorithm_params, forbid_trading_indexes, set_benchmark_from
 from zipline_factorarb.pipeline.classifiers import IsETF, IsStock
-from zipline_factorarb.pipeline.kalman import KalmanInnovation
+from zipline_factorarb.pipeline.kalman import KalmanInnovation, kalman_innovation_window
+from zipline_factorarb.pipeline.pca_residual import (
+    PCAResidual,
+    fit_fixed_pca,
+    fixed_pca_residuals,
+)
+from zipline_factorarb.research.walkforward import training_history
 
 SECTOR_ETFS = ["XLB", "XLE", "XLF", "XLI", "XLK", "XLP", "XLU", "XLV", "XLY"]
 
@@ -55,7 +81,8 @@ PARAMS = algorithm_params(
     {
         # traded assets: a list of symbols, or "stocks" / "etfs" (every such asset)
         "universe": SECTOR_ETFS,
-        # "pca" (k components of the universe's returns) or a list of factor symbols
+        # "pca" (k components of the trailing window, refitted every session),
+        # "fixed_pca" (fitted once on [train_start, train_end]) or a list of factor symbols
         "factors": "pca",
         "k": 3,
         "window_length": 252,  # daily returns in the filter window
@@ -63,12 +90,17 @@ PARAMS = algorithm_params(
         "obs_noise": 1e-4,  # v_e: observation noise variance
         "p0": 1.0,  # prior variance of each beta
         "log_returns": True,
-        "signal": "innovation",  # or "standardized_innovation" (e / sqrt(Q))
+        # "innovation" (= "kalman"), "standardized_innovation" (e / sqrt(Q)),
+        # or "pca_residual" (static PCA residual of the latest day, no filter)
+        "signal": "innovation",
         "cut": 0.1,  # fraction of the ranked universe per side (at least one name)
         "mean_reversion": False,  # True: long the lowest innovations, short the highest
         "gross_exposure": 1.0,  # long + short, as a fraction of the portfolio value
         "cost_bps": 2.0,  # per side, on the traded notional
         "benchmarks": ["SPY", "SP500"],  # first one found in the bundle
+        # training window of the fold (set by the sweep); needed by "fixed_pca"
+        "train_start": "",
+        "train_end": "",
     }
 )
 
@@ -85,14 +117,44 @@ def _universe_filter(universe):
     return StaticAssets([symbol(s) for s in universe])
 
 
+SIGNALS = ("innovation", "kalman", "standardized_innovation", "pca_residual")
+
+
+def _check_params():
+    if not 0.0 < PARAMS["cut"] <= 0.5:
+        raise ValueError(f"cut must be in (0, 0.5], got {PARAMS['cut']!r}")
+    if PARAMS["signal"] not in SIGNALS:
+        raise ValueError(f"signal must be one of {', '.join(map(repr, SIGNALS))}, "
+                         f"got {PARAMS['signal']!r}")
+    if PARAMS["factors"] == "fixed_pca":
+        if not PARAMS["train_start"] or not PARAMS["train_end"]:
+            raise ValueError(
+                "factors='fixed_pca' fits its loadings on the training window: set "
+                "train_start and train_end (a walk-forward sweep sets them per fold), got "
+                f"train_start={PARAMS['train_start']!r}, train_end={PARAMS['train_end']!r}"
+            )
+        universe = PARAMS["universe"]
+        if isinstance(universe, str) or not universe:
+            raise ValueError(f"factors='fixed_pca' needs a list of symbols as universe, "
+                             f"got {universe!r}")
+        if pd.Timestamp(PARAMS["train_end"]) < pd.Timestamp(PARAMS["train_start"]):
+            raise ValueError(f"train_end {PARAMS['train_end']} is before train_start "
+                             f"{PARAMS['train_start']}")
+    elif PARAMS["signal"] == "pca_residual" and PARAMS["factors"] != "pca":
+        raise ValueError("signal='pca_residual' needs factors 'pca' or 'fixed_pca', "
+                         f"got {PARAMS['factors']!r}")
+
+
 def make_pipeline():
+    """The pipeline of the ``"pca"`` and factor-asset sources (one column, ``signal``)."""
     universe = _universe_filter(PARAMS["universe"])
     factors = PARAMS["factors"]
     if not isinstance(factors, str):
         factors = [symbol(s) for s in factors]
-    if PARAMS["signal"] not in ("innovation", "standardized_innovation"):
-        raise ValueError(f"signal must be 'innovation' or 'standardized_innovation', "
-                         f"got {PARAMS['signal']!r}")
+    if PARAMS["signal"] == "pca_residual":
+        signal = PCAResidual(k=PARAMS["k"], window_length=PARAMS["window_length"],
+                             log_returns=PARAMS["log_returns"], mask=universe)
+        return Pipeline({"signal": signal}, screen=universe & signal.notnull())
     kalman = KalmanInnovation(
         factors=factors,
         k=PARAMS["k"] if factors == "pca" else None,
@@ -103,18 +165,95 @@ def make_pipeline():
         log_returns=PARAMS["log_returns"],
         mask=universe,
     )
-    signal = getattr(kalman, PARAMS["signal"])
+    output = "innovation" if PARAMS["signal"] == "kalman" else PARAMS["signal"]
+    signal = getattr(kalman, output)
     return Pipeline({"signal": signal}, screen=universe & signal.notnull())
 
 
 def initialize(context):
-    if not 0.0 < PARAMS["cut"] <= 0.5:
-        raise ValueError(f"cut must be in (0, 0.5], got {PARAMS['cut']!r}")
+    _check_params()
     set_benchmark_from(PARAMS["benchmarks"])
     context.indexes = forbid_trading_indexes()
     set_commission(commission.PerDollar(cost=PARAMS["cost_bps"] / 1e4))
     set_slippage(slippage.FixedSlippage(spread=0.0))
-    attach_pipeline(make_pipeline(), "kalman")
+    context.fixed = None
+    if PARAMS["factors"] == "fixed_pca":
+        context.assets = [symbol(s) for s in PARAMS["universe"]]
+    else:
+        attach_pipeline(make_pipeline(), "kalman")
+
+
+def before_trading_start(context, data):
+    if PARAMS["factors"] == "fixed_pca" and context.fixed is None:
+        # read through zipline's data portal, restricted to the training window
+        prices = training_history(data, context.assets, PARAMS["train_start"],
+                                  PARAMS["train_end"], fields="close")
+        context.fixed = fit_fixed_pca(prices, PARAMS["train_start"], PARAMS["train_end"],
+                                      k=PARAMS["k"], log_returns=PARAMS["log_returns"])
+
+
+def _returns(closes, log_returns):
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ratio = closes / closes.shift(1)
+        return (np.log(ratio) if log_returns else ratio - 1.0).iloc[1:]
+
+
+def fixed_pca_signal(closes, fixed, signal="innovation", state_noise=1e-5, obs_noise=1e-4,
+                     p0=1.0, log_returns=True, min_observations=1):
+    """One session's signal against fixed PCA loadings, from a window of closes.
+
+    Parameters
+    ----------
+    closes : pandas.DataFrame
+        Adjusted closes of the universe, oldest first, ending on the last
+        close the signal may use (the previous session's).
+    fixed : zipline_factorarb.pipeline.pca_residual.FixedPCA
+        Loadings ``W`` and mean ``mu`` fitted on the training window.
+    signal : str
+        ``"pca_residual"``: the residual ``eps_t = R_t - (F_t W' + mu)`` of
+        the last day. ``"innovation"`` / ``"kalman"`` /
+        ``"standardized_innovation"``: the Kalman filter on the factor
+        returns ``F_t = (R_t - mu) W`` over the window's returns.
+    state_noise, obs_noise, p0, min_observations : float, int
+        The filter's settings.
+    log_returns : bool
+        Log or simple returns (as the loadings were fitted).
+
+    Returns
+    -------
+    pandas.Series
+        The signal per asset (the columns of ``closes``).
+    """
+    closes = closes[list(fixed.loadings.index)]
+    returns = _returns(closes.astype(np.float64), log_returns)
+    scores, residuals = fixed_pca_residuals(returns.to_numpy(), fixed.loadings.to_numpy(),
+                                            fixed.mean.to_numpy())
+    if signal == "pca_residual":
+        values = residuals[-1]
+    else:
+        res = kalman_innovation_window(returns.to_numpy(), scores, state_noise=state_noise,
+                                       obs_noise=obs_noise, p0=p0,
+                                       min_observations=min_observations)
+        values = (res.standardized_innovations if signal == "standardized_innovation"
+                  else res.innovations)
+    return pd.Series(values, index=closes.columns)
+
+
+def current_signal(context, data):
+    """This session's signal per asset: the pipeline's, or the fixed-PCA one.
+
+    Both use closes up to the previous session (the current bar is left
+    out of the fixed-PCA window so that the timing is the pipeline's).
+    """
+    if PARAMS["factors"] != "fixed_pca":
+        return pipeline_output("kalman")["signal"]
+    length = 1 if PARAMS["signal"] == "pca_residual" else PARAMS["window_length"]
+    closes = data.history(context.assets, "close", length + 2, "1d").iloc[:-1]
+    return fixed_pca_signal(
+        closes, context.fixed, PARAMS["signal"], state_noise=PARAMS["state_noise"],
+        obs_noise=PARAMS["obs_noise"], p0=PARAMS["p0"], log_returns=PARAMS["log_returns"],
+        min_observations=max(1, length // 4),
+    )
 
 
 def handle_data(context, data):
@@ -140,8 +279,7 @@ def target_weights(signal, cut, gross, mean_reversion=False):
 
 
 def rebalance(context, data):
-    out = pipeline_output("kalman")
-    targets = target_weights(out["signal"], PARAMS["cut"], PARAMS["gross_exposure"],
+    targets = target_weights(current_signal(context, data), PARAMS["cut"], PARAMS["gross_exposure"],
                              PARAMS["mean_reversion"])
     for asset, weight in targets.items():
         if data.can_trade(asset) and not get_open_orders(asset):
