@@ -289,7 +289,7 @@ def main(argv=None):
         svd_one, _ = timed(lambda: pca_factors(r_stocks, K), reps)
     p_med, _ = timed(lambda: compute_call(ours_pca, r_stocks, []), reps)
     e_pca, days_pca = engine_per_session(engine, ours_pca, universe, start, end_numpy, 1)
-    print(f"  pca_factors alone (numpy SVD of 252 x 500): {ms(svd_one)} with one BLAS thread "
+    print(f"  pca_factors alone (252 x 500 window): {ms(svd_one)} with one BLAS thread "
           f"(as the factor runs it), {ms(svd_default)} with the default BLAS threads")
     print(f"  compute() {ms(p_med)}; engine {ms(e_pca)} per session ({days_pca} sessions); "
           f"the Kalman part is the same as with ETF factors")

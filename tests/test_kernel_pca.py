@@ -186,3 +186,14 @@ def test_pca_loadings_as_omega_give_neutral_residuals():
     assert np.all(np.abs(exposure) <= 1e-10 * size)
     # the first component is the market mode, signed to load mostly positively
     assert np.mean(loadings[:, 0] > 0) > 0.75
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_wide_window_gram_path_matches_sklearn(seed):
+    """252 days x 500 assets takes the Gram-matrix path; same answer as a full SVD."""
+    returns = factor_returns_window(seed, T=252, N=500)
+    result = pca_factors(returns, 3)
+    assert_matches_sklearn(result, returns, 3)
+    # pure noise (no dominant factors) still agrees
+    noise = np.random.default_rng(seed).standard_normal((60, 200)) * 0.01
+    assert_matches_sklearn(pca_factors(noise, 3), noise, 3)

@@ -135,8 +135,7 @@ def pca_factors(returns, k, demean=True):
         return PCAResult(loadings, scores, explained_variance, explained_variance_ratio, mean)
 
     X = Rc - centre
-    _, singular_values, vt = np.linalg.svd(X, full_matrices=False)
-    components = vt[:available].T.copy()  # (n_complete, available)
+    singular_values, components = _top_components(X, available)
 
     sums = components.sum(axis=0)
     magnitude = np.abs(components).sum(axis=0)
@@ -157,6 +156,28 @@ def pca_factors(returns, k, demean=True):
     if total > 0:
         explained_variance_ratio[:available] = variance / total
     return PCAResult(loadings, scores, explained_variance, explained_variance_ratio, mean)
+
+
+def _top_components(X, k):
+    """Top-``k`` singular values and right singular vectors of ``X`` (T, n).
+
+    For a wide window (n > T, e.g. 252 days x 500 assets) the top
+    eigenvectors U of the small Gram matrix X X' (T x T) give V = X' U / s,
+    several times faster than a full SVD. Used only when the k-th singular
+    value is well separated from zero (s_k^2 >= 1e-6 s_1^2), where squaring
+    costs no meaningful accuracy; otherwise the full SVD.
+    """
+    T, n = X.shape
+    if n > T and k < T:
+        from scipy.linalg import eigh
+
+        values, vectors = eigh(X @ X.T, subset_by_index=[T - k, T - 1])
+        values, vectors = values[::-1], vectors[:, ::-1]
+        if values[-1] >= 1e-6 * values[0] > 0:
+            s = np.sqrt(values)
+            return s, (X.T @ vectors) / s
+    _, s, vt = np.linalg.svd(X, full_matrices=False)
+    return s, vt[:k].T.copy()
 
 
 def pca_loadings(returns, k, demean=True):
