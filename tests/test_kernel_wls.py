@@ -907,3 +907,46 @@ def test_kernels_module_is_pure_numpy():
         elif isinstance(node, ast.ImportFrom) and node.module:
             imported.add(node.module.split(".")[0])
     assert imported <= {"numpy", "typing", "__future__"}
+
+
+def test_day_invariant_columns_are_found_checked_and_reordered():
+    # (T, N, K) loadings whose intercept and sector columns repeat every day
+    # (as when sector dummies are broadcast over the days) take the shared
+    # path; the answer, factor_returns in the original column order
+    # included, is that of the plain computation.
+    rng = np.random.default_rng(21)
+    T, N = 40, 80
+    codes = rng.integers(0, 5, N)
+    sectors = sector_loadings(codes).loadings  # intercept + 4 dummies
+    styles = rng.standard_normal((T, N, 2))
+    # shared columns not first: style, intercept + dummies, style
+    X = np.concatenate([styles[:, :, :1], np.broadcast_to(sectors, (T, N, 5)),
+                        styles[:, :, 1:]], axis=2)
+    R = rng.standard_normal((T, N)) * 0.02
+    R[rng.random((T, N)) < 0.05] = np.nan
+    w = rng.uniform(100, 5000, (T, N))
+
+    def plain(loadings, **kwargs):
+        # one day at a time never takes the shared path
+        days = [wls_residuals(R[t], loadings[t], w[t], **kwargs) for t in range(T)]
+        return WLSResult(*(np.array([d[i] for d in days]) for i in range(6)))
+
+    for ridge in (0.0, 30.0):
+        expected = plain(X, ridge=ridge)
+        result = wls_residuals(R, X, w, ridge)
+        for a, b in zip(result, expected):
+            np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-13)
+    assert wls_module._invariant_runs(X) == [(1, 6)]
+    # a column equal on the probed days (first, middle, last) but not on
+    # another one is caught on its block, and the plain path answers
+    X2 = X.copy()
+    X2[7, 3, 2] = 5.0
+    assert wls_module._invariant_runs(X2) == [(1, 6)]
+    np.testing.assert_allclose(wls_residuals(R, X2, w).residuals, plain(X2).residuals,
+                               rtol=1e-10, atol=1e-13)
+    # with daily_loadings appended, their factor returns stay last
+    extra = rng.standard_normal((T, N, 1))
+    both = wls_residuals(R, X, w, daily_loadings=extra)
+    whole = plain(np.concatenate([X, extra], axis=2))
+    np.testing.assert_allclose(both.factor_returns, whole.factor_returns, rtol=1e-10,
+                               atol=1e-13)

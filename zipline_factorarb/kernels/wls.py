@@ -45,13 +45,13 @@ __all__ = [
     "wls_residuals",
 ]
 
-# Bytes of one block of (days, assets, factors) loadings processed at a time
-# when loadings vary by day: big enough for efficient stacked BLAS calls,
-# small enough to stay in cache and keep peak memory independent of T.
-_BLOCK_BYTES = 4 * 2**20
+# Bytes of the two per-block buffers (design and weighted design, days x
+# (K + 1) x N) of the blocked path: big enough for efficient stacked BLAS
+# calls, small enough to stay in cache and keep peak memory independent of T.
+_BLOCK_BYTES = 8 * 2**20
 # With shared (N, K) loadings and at least this many days, the normal matrices
-# of all days come from one (T, N) x (N, K(K+1)/2) product; below it the
-# per-day products are cheaper.
+# of all days (of a block) come from one (T, N) x (N, K(K+1)/2) product;
+# below it the per-day products are cheaper.
 _SHARED_MIN_DAYS = 16
 
 STYLE_NAMES = ("beta", "size", "momentum", "reversal", "volatility")
@@ -130,8 +130,11 @@ def _shift_by_first_finite(x, finite):
     Moments are unchanged, but a constant column becomes exactly zero, so
     that its variance is exactly 0 instead of rounding noise.
     """
-    first = np.argmax(finite, axis=-2)[..., None, :]
-    reference = np.take_along_axis(x, first, axis=-2)
+    first = np.argmax(finite, axis=-2)
+    if x.ndim == 2:
+        reference = x[first, np.arange(x.shape[1])]
+    else:
+        reference = np.take_along_axis(x, first[..., None, :], axis=-2)
     reference = np.where(np.isfinite(reference), reference, 0.0)
     return x - reference
 
@@ -169,10 +172,10 @@ def wls_residuals(
         R~_t  = Z_t eps_t
 
     with ``Z_t = diag(weights_t)`` and ``P`` the diagonal penalty selector
-    (zero when ``ridge == 0``). All days are solved together: the normal
-    matrices are stacked into a ``(T, K, K)`` array and solved with
-    :func:`numpy.linalg.solve` (never an explicit inverse), without a Python
-    loop over days.
+    (zero when ``ridge == 0``). All days are solved together, without a
+    Python loop over days: the normal matrices are stacked into ``(days, K,
+    K)`` arrays and solved with :func:`numpy.linalg.solve` (never an
+    explicit inverse).
 
     Parameters
     ----------
@@ -243,6 +246,17 @@ def wls_residuals(
     diagonal before the solve, so the accuracy depends on the scaled
     condition number reported in ``condition_number`` and not on the units
     of the loadings or weights. Residuals are computed as ``R - Omega f``.
+
+    Speed. With day-varying loadings the days are processed in blocks that
+    stay in cache: each block's loadings are read once, its augmented
+    normal matrices ``[Omega | R]' Z [Omega | R]`` come from stacked
+    products, its systems are solved and its residuals formed before the
+    next block is read; the condition numbers of all days come from one
+    stacked :func:`numpy.linalg.eigvalsh` at the end. Shared loadings (2-D
+    ``loadings``, and columns of a 3-D ``loadings`` that are the same on
+    every day, e.g. broadcast sector dummies, which are recognised and
+    checked on every day) enter through plain matrix products over the
+    days instead. Peak memory does not grow with ``T`` beyond the outputs.
 
     References
     ----------
@@ -373,26 +387,32 @@ def wls_residuals(
                 f"got dtype {mask.dtype} and shape {mask.shape}"
             )
 
-    if daily_loadings is not None:
-        if single_day:
-            daily_loadings = daily_loadings[None]
-        if loadings.ndim == 3 or T < _SHARED_MIN_DAYS:
-            fixed = np.broadcast_to(loadings, (T, N, loadings.shape[-1]))
-            loadings = np.concatenate([fixed, daily_loadings], axis=2)
-            daily_loadings = None
+    if daily_loadings is not None and single_day:
+        daily_loadings = daily_loadings[None]
 
     # Overflow or NaN inside a day's products is reported through `valid`.
     with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
-        if daily_loadings is not None:
-            out = _wls_fixed_and_daily_loadings(
-                R, loadings, daily_loadings, weights, penalty, max_condition
-            )
-        elif loadings.ndim == 2 and T >= _SHARED_MIN_DAYS:
+        if loadings.ndim == 2 and daily_loadings is None and T >= _SHARED_MIN_DAYS:
             out = _wls_shared_loadings(R, loadings, weights, penalty, max_condition)
+        elif loadings.ndim == 2 and T >= _SHARED_MIN_DAYS:
+            daily = () if daily_loadings is None else (daily_loadings,)
+            out = _wls_blocks(R, loadings, daily, weights, penalty, max_condition)
+        elif loadings.ndim == 2:  # few days: per-day products on a broadcast view
+            rowfinite = np.isfinite(loadings).all(axis=1)
+            if not rowfinite.all():  # such assets are left out: a zero weight row
+                loadings = np.where(rowfinite[:, None], loadings, 0.0)
+                weights = np.where(rowfinite, weights, np.nan)
+            fixed = np.broadcast_to(loadings, (T, N, loadings.shape[1]))
+            daily = (fixed,) if daily_loadings is None else (fixed, daily_loadings)
+            out = _wls_blocks(R, None, daily, weights, penalty, max_condition)
         else:
-            if loadings.ndim == 2:  # few days: per-day products on a broadcast view
-                loadings = np.broadcast_to(loadings, (T, N, K))
-            out = _wls_daily_loadings(R, loadings, weights, penalty, max_condition)
+            out = None
+            if T >= _SHARED_MIN_DAYS:
+                out = _wls_invariant_columns(R, loadings, daily_loadings, weights, penalty,
+                                             max_condition)
+            if out is None:
+                daily = (loadings,) if daily_loadings is None else (loadings, daily_loadings)
+                out = _wls_blocks(R, None, daily, weights, penalty, max_condition)
 
     if single_day:
         out = WLSResult(*(a[0] for a in out))
@@ -413,8 +433,14 @@ def _default_ridge_mask(loadings):
 
 
 def _usable(R, w, rowfinite):
+    """Finite return, finite positive weight, finite loadings (``rowfinite``)."""
     with np.errstate(invalid="ignore"):
-        return np.isfinite(R) & np.isfinite(w) & (w > 0) & rowfinite
+        usable = np.isfinite(R)
+        usable &= w > 0  # False for NaN
+        usable &= w < np.inf
+        if rowfinite is not True:
+            usable &= rowfinite
+        return usable
 
 
 def _fixed_gram(X0, wz, gram):
@@ -432,16 +458,6 @@ def _fixed_gram(X0, wz, gram):
     flat = gram.reshape(T, K * K)
     flat[:, upper * K + lower] = gram_upper
     flat[:, lower * K + upper] = gram_upper
-
-
-def _finite_rows(loadings, axis):
-    """Rows with finite loadings: a cheap row sum, checked exactly where not."""
-    rowfinite = np.isfinite(loadings.sum(axis=axis))
-    if not rowfinite.all():
-        suspect = np.nonzero(~rowfinite)
-        moved = np.moveaxis(loadings, axis, -1)
-        rowfinite[suspect] = np.isfinite(moved[suspect]).all(axis=-1)
-    return rowfinite
 
 
 def _wls_shared_loadings(R, X, w, penalty, max_condition):
@@ -465,104 +481,264 @@ def _wls_shared_loadings(R, X, w, penalty, max_condition):
     return WLSResult(f, residuals, weighted, cond, n_assets.astype(np.int64), valid)
 
 
-def _wls_fixed_and_daily_loadings(R, S, D, w, penalty, max_condition):
-    """Shared (N, Kf) loadings plus day-varying (T, N, Kd) ones.
+class _NotInvariant(Exception):
+    """A column that looked the same every day differs on some day."""
 
-    The blocks of ``Omega' Z Omega`` are: fixed x fixed from one
-    ``(T, N) x (N, pairs)`` product, fixed x daily from one
-    ``(Kf, N) x (N, T * Kd)`` product, and daily x daily from stacked
-    ``(Kd, N) x (N, Kd)`` products; the daily loadings are transposed once to
-    ``(T, Kd, N)`` so that every pass runs along the assets.
+
+def _invariant_runs(loadings):
+    """Runs ``(a, b)`` of columns that look the same on every day.
+
+    A column qualifies when it is finite on day 0 and equal to day 0 on the
+    middle and the last day; :func:`_wls_blocks` then checks every day.
+    """
+    T = loadings.shape[0]
+    first = loadings[0]
+    same = np.isfinite(first).all(axis=0)
+    for t in (T // 2, T - 1):
+        same &= (loadings[t] == first).all(axis=0)
+    runs, start = [], None
+    for k, flag in enumerate(list(same) + [False]):
+        if flag and start is None:
+            start = k
+        elif not flag and start is not None:
+            runs.append((start, k))
+            start = None
+    return runs
+
+
+def _check_invariant(verify, start, stop):
+    """Raise :class:`_NotInvariant` unless the block equals day 0 on those columns.
+
+    Whole rows are compared (long contiguous runs, fast), then the columns
+    that must not change are picked from the per-column result.
+    """
+    loadings, invariant, first, scratch = verify
+    same = np.equal(loadings[start:stop], first, out=scratch[: stop - start])
+    if not same.all(axis=0)[:, invariant].all():
+        raise _NotInvariant
+
+
+def _wls_invariant_columns(R, loadings, daily_loadings, w, penalty, max_condition):
+    """(T, N, K) loadings some of whose columns do not change from day to day.
+
+    Such columns (typically the intercept and sector dummies, broadcast over
+    the days) are handled as shared loadings by :func:`_wls_blocks`, which
+    checks on every block that they really do not change. The results are
+    those of the plain computation, with ``factor_returns`` in the original
+    column order. Returns None when no column qualifies or one turns out to
+    change after all.
+    """
+    runs = _invariant_runs(loadings)
+    if not runs:
+        return None
+    K = loadings.shape[2]
+    invariant = np.zeros(K, dtype=bool)
+    for a, b in runs:
+        invariant[a:b] = True
+    fixed = np.ascontiguousarray(loadings[0][:, invariant])
+    daily, cuts = [], np.flatnonzero(np.diff(np.concatenate([[True], invariant, [True]])))
+    for a, b in zip(cuts[::2], cuts[1::2]):  # runs of changing columns
+        daily.append(loadings[:, :, a:b])
+    order = np.concatenate([np.flatnonzero(invariant), np.flatnonzero(~invariant)])
+    if daily_loadings is not None:
+        daily.append(daily_loadings)
+        order = np.concatenate([order, np.arange(K, K + daily_loadings.shape[2])])
+    if penalty is not None:
+        penalty = penalty[order]
+    T, N = R.shape
+    days = max(1, min(T, _BLOCK_BYTES // (16 * (K - fixed.shape[1] + 1) * max(N, 1))))
+    scratch = np.empty((days, N, K), dtype=bool)
+    first = np.ascontiguousarray(loadings[0])
+    try:
+        out = _wls_blocks(R, fixed, tuple(daily), w, penalty, max_condition,
+                          verify=(loadings, invariant, first, scratch))
+    except _NotInvariant:
+        return None
+    factor_returns = np.empty_like(out.factor_returns)
+    factor_returns[:, order] = out.factor_returns
+    return out._replace(factor_returns=factor_returns)
+
+
+def _wls_blocks(R, fixed, daily, w, penalty, max_condition, verify=None):
+    """Normal equations, solve and residuals in blocks of days.
+
+    ``Omega = [fixed | daily[0] | daily[1] | ...]`` with ``fixed`` shared
+    ``(N, Kf)`` loadings (or None) and ``daily`` a tuple of ``(T, N, K_j)``
+    arrays. Each block of days goes through every step while its data are in
+    cache, so the loadings are read from memory once and no temporary of the
+    size of the inputs is made:
+
+    1. the day-varying part of the design, ``A = [daily | R]'``, is copied
+       transposed, ``(days, Kd + 1, N)``, into a reused buffer (zero return
+       for assets left out), and ``A Z`` beside it;
+    2. the augmented normal matrix ``[Omega | R]' Z [Omega | R]`` of every
+       day (:func:`_normal_matrices`): stacked products ``(A Z) A'`` for the
+       day-varying block, and for the shared loadings two plain matrix
+       products per block (``Z`` times the products of pairs of columns, and
+       the shared columns times ``(A Z)'``);
+    3. the block's systems are scaled and solved (:func:`_scaled_systems`,
+       :func:`_solve_scaled`);
+    4. ``eps = R - Omega f`` from one stacked product ``[-f_daily', 1] A``
+       and one product ``f_fixed' fixed'``.
+
+    The condition numbers of all days come from one stacked
+    :func:`numpy.linalg.eigvalsh` at the end; the results of days found too
+    ill-conditioned are then set to NaN. A day whose normal matrix has a
+    non-finite diagonal has a non-finite loading somewhere (or overflows);
+    only such days get the exact per-row finiteness check, which leaves the
+    assets with a non-finite loading out.
+
+    ``verify``, if given, is ``(loadings, invariant, first, scratch)``:
+    ``fixed`` holds the columns ``invariant`` (a boolean mask) of day 0
+    (``first``) of the ``(T, N, K)`` array ``loadings``, which must be the
+    same on every day; each block is checked as it is read
+    (:func:`_check_invariant`; ``scratch`` is a boolean buffer of a block's
+    shape), and :class:`_NotInvariant` is raised at the first difference.
     """
     T, N = R.shape
-    Kf = S.shape[1]
-    Kd = D.shape[2]
+    Kf = 0 if fixed is None else fixed.shape[1]
+    Kd = sum(d.shape[2] for d in daily)
     K = Kf + Kd
-    rowfinite_s = np.isfinite(S).all(axis=1)
-    S0 = S if rowfinite_s.all() else np.where(rowfinite_s[:, None], S, 0.0)
-    Dt = D.transpose(0, 2, 1).copy()  # (T, Kd, N), C order, our own copy
-    rowfinite_d = _finite_rows(Dt, axis=1)  # (T, N)
-    if not rowfinite_d.all():
-        Dt[np.broadcast_to(~rowfinite_d[:, None, :], Dt.shape)] = 0.0
-    usable = _usable(R, w, rowfinite_s & rowfinite_d)
-    wz = np.where(usable, w, 0.0)
-    wR = wz * np.where(usable, R, 0.0)
+    w = np.broadcast_to(w, (T, N))
 
-    gram = np.empty((T, K, K))
-    rhs = np.empty((T, K))
-    _fixed_gram(S0, wz, gram)
-    rhs[:, :Kf] = wR @ S0
-    Dw = Dt * wz[:, None, :]
-    cross = (S0.T @ Dw.reshape(T * Kd, N).T).reshape(Kf, T, Kd).transpose(1, 0, 2)
-    gram[:, :Kf, Kf:] = cross
-    gram[:, Kf:, :Kf] = cross.transpose(0, 2, 1)
-    block = np.matmul(Dw, Dt.transpose(0, 2, 1))
-    gram[:, Kf:, Kf:] = 0.5 * (block + block.transpose(0, 2, 1))
-    rhs[:, Kf:] = np.matmul(Dt, wR[:, :, None])[:, :, 0]
-    del Dw
+    shared = None
+    rowfinite = True
+    if Kf:
+        rowfinite = np.isfinite(fixed).all(axis=1)
+        fixed_t = np.ascontiguousarray(np.where(rowfinite[:, None], fixed, 0.0).T)  # (Kf, N)
+        upper, lower = np.triu_indices(Kf)
+        pairs = np.ascontiguousarray((fixed_t[upper] * fixed_t[lower]).T)  # (N, pairs)
+        shared = (fixed_t, pairs, upper, lower)
 
-    n_assets = usable.sum(axis=1)
-    f, cond, valid = _solve_stack(gram, rhs, n_assets, penalty, max_condition)
-    residuals = f[:, :Kf] @ S0.T  # fitted, then in place:
-    for k in range(Kd):
-        residuals += f[:, Kf + k, None] * Dt[:, k]
-    np.subtract(R, residuals, out=residuals)
-    residuals[~usable] = np.nan
-    weighted = wz * residuals  # NaN wherever the residual is NaN
-    return WLSResult(f, residuals, weighted, cond, n_assets.astype(np.int64), valid)
-
-
-def _wls_daily_loadings(R, X, w, penalty, max_condition):
-    """Loadings vary by day: stacked per-day products, in blocks of days.
-
-    The normal equations of all days are formed block by block (to keep the
-    weighted copy of the loadings small and in cache), then solved together.
-    """
-    T, N = R.shape
-    K = X.shape[2]
-    gram = np.empty((T, K, K))
-    rhs = np.empty((T, K))
-    usable = np.empty((T, N), dtype=bool)
-    block = max(1, min(T, _BLOCK_BYTES // max(1, 8 * N * K)))
-    buffer = np.empty((block, N, K))  # reused: sqrt(z) Omega of one block
-    ones = np.ones(K)
+    factor_returns = np.empty((T, K))
+    scaled = np.empty((T, K, K))
+    well_posed = np.empty(T, dtype=bool)
+    solved = np.empty(T, dtype=bool)
+    residuals = np.empty((T, N))
+    weighted = np.empty((T, N))
+    n_assets = np.empty(T, dtype=np.int64)
+    block = max(1, min(T, _BLOCK_BYTES // (16 * (Kd + 1) * max(N, 1))))
+    design = np.empty((block, Kd + 1, N))
+    weighted_design = np.empty((block, Kd + 1, N))
+    normal = np.empty((block, K + 1, K + 1))
+    coefficients = np.empty((block, 1, Kd + 1))
+    coefficients[:, 0, Kd] = 1.0
     for start in range(0, T, block):
         stop = min(start + block, T)
-        Xb = X[start:stop]
-        Rb = R[start:stop]
-        wb = w[start:stop] if w.ndim == 2 else w
-        # A row sum is finite iff every loading is (checked exactly where not).
-        rowfinite = np.isfinite(np.matmul(Xb, ones))
-        if not rowfinite.all():
-            suspect = ~rowfinite
-            rowfinite[suspect] = np.isfinite(Xb[suspect]).all(axis=-1)
-        ub = usable[start:stop]
-        ub[...] = _usable(Rb, wb, rowfinite)
-        # Whitened system sqrt(z) Omega, sqrt(z) R; zero for left-out assets.
-        sw = np.sqrt(np.where(ub, wb, 0.0))
-        Xs = np.multiply(Xb, sw[:, :, None], out=buffer[: stop - start])
-        if not rowfinite.all():
-            Xs[~rowfinite] = 0.0  # 0 * NaN: other left-out rows are already 0
-        Rs = np.where(ub, Rb * sw, 0.0)
-        Xs_t = Xs.transpose(0, 2, 1)
-        np.matmul(Xs_t, Xs, out=gram[start:stop])  # A'A: a symmetric rank-k update
-        rhs[start:stop] = np.matmul(Xs_t, Rs[:, :, None])[:, :, 0]
-    n_assets = usable.sum(axis=1)
-    f, cond, valid = _solve_stack(gram, rhs, n_assets, penalty, max_condition)
-    residuals = np.matmul(X, f[:, :, None])[:, :, 0]  # fitted, then in place:
-    np.subtract(R, residuals, out=residuals)
-    residuals[~usable] = np.nan
-    weighted = w * residuals  # NaN wherever the residual is NaN
-    return WLSResult(f, residuals, weighted, cond, n_assets.astype(np.int64), valid)
+        b = stop - start
+        Rb, wb = R[start:stop], w[start:stop]
+        ub = _usable(Rb, wb, rowfinite)  # updated below on days with bad loadings
+        wz = np.where(ub, wb, 0.0)
+        if verify is not None:
+            _check_invariant(verify, start, stop)
+        A = design[:b]
+        row = 0
+        for part in daily:
+            width = part.shape[2]
+            A[:, row : row + width] = part[start:stop].transpose(0, 2, 1)
+            row += width
+        np.copyto(A[:, Kd], Rb)
+        A[:, Kd][~ub] = 0.0
+        AZ = np.multiply(A, wz[:, None, :], out=weighted_design[:b])
+        G = _normal_matrices(A, AZ, wz, shared, normal[:b])
+        bad = ~np.isfinite(np.diagonal(G, axis1=1, axis2=2)[:, :K].sum(axis=1))
+        if daily and bad.any():
+            days = np.flatnonzero(bad)
+            _exclude_nonfinite_rows(A, AZ, wz, daily, ub, start, days)
+            G[days] = _normal_matrices(A[days], AZ[days], wz[days], shared,
+                                       np.empty((len(days), K + 1, K + 1)))
+        n = n_assets[start:stop]
+        n[:] = ub.sum(axis=1)
+        corr, scaled_rhs, scale, ok = _scaled_systems(G[:, :K, :K], G[:, :K, K], n, penalty)
+        f, solved[start:stop] = _solve_scaled(corr, scaled_rhs, scale, ok)
+        scaled[start:stop] = corr
+        well_posed[start:stop] = ok
+        factor_returns[start:stop] = f
+        C = coefficients[:b]
+        np.negative(f[:, Kf:], out=C[:, 0, :Kd])
+        eps = residuals[start:stop]
+        np.matmul(C, A, out=eps[:, None, :])  # R - daily loadings f (NaN where not solved)
+        if Kf:
+            eps -= f[:, :Kf] @ shared[0]
+        eps[~ub] = np.nan
+        np.multiply(wb, eps, out=weighted[start:stop])  # NaN wherever eps is NaN
+    # Condition numbers of all days in one stacked call; days found too
+    # ill-conditioned lose the results computed for them.
+    cond, valid = _condition_numbers(scaled, well_posed, max_condition)
+    valid &= solved
+    if not valid.all():
+        factor_returns[~valid] = np.nan
+        residuals[~valid] = np.nan
+        weighted[~valid] = np.nan
+    return WLSResult(factor_returns, residuals, weighted, cond, n_assets, valid)
+
+
+def _normal_matrices(A, AZ, wz, shared, out):
+    """Augmented normal matrices ``[Omega | R]' Z [Omega | R]`` of a block of days.
+
+    Rows and columns are ordered ``[fixed | daily | R]``. ``A`` and ``AZ``
+    hold the day-varying rows ``[daily | R]`` (and ``A Z``); ``shared`` is
+    None or ``(fixed', products of pairs of fixed columns, pair indices)``.
+    """
+    b, D, N = A.shape
+    np.matmul(AZ, A.transpose(0, 2, 1), out=out[:, -D:, -D:])
+    if shared is not None:
+        fixed_t, pairs, upper, lower = shared
+        Kf = fixed_t.shape[0]
+        size = out.shape[1]
+        flat = out.reshape(b, size * size)
+        products = wz @ pairs  # (b, pairs): sum_n z_n x_nk x_nl, one product
+        flat[:, upper * size + lower] = products
+        flat[:, lower * size + upper] = products
+        cross = (fixed_t @ AZ.reshape(b * D, N).T).reshape(Kf, b, D).transpose(1, 0, 2)
+        out[:, :Kf, Kf:] = cross
+        out[:, Kf:, :Kf] = cross.transpose(0, 2, 1)
+    return out
+
+
+def _exclude_nonfinite_rows(A, AZ, wz, daily, usable, start, days):
+    """Leave out assets whose day-varying loadings are not all finite.
+
+    ``days`` are positions in the block whose normal matrix has a
+    non-finite diagonal: a non-finite loading (possibly of an asset already
+    left out, ``0 * nan``) or an overflow. Finite loadings are kept, so an
+    overflow still yields a non-finite normal matrix (an ill-posed day).
+    ``usable`` and ``wz`` (the block's) are updated in place.
+    """
+    rows = start + days
+    finite = np.ones((len(days), A.shape[2]), dtype=bool)
+    for part in daily:
+        finite &= np.isfinite(part[rows]).all(axis=-1)
+    keep = usable[days] & finite
+    usable[days] = keep
+    wz[days] = np.where(keep, wz[days], 0.0)
+    A[days] = np.where(keep[:, None, :], A[days], 0.0)
+    AZ[days] = np.where(keep[:, None, :], AZ[days], 0.0)
 
 
 def _solve_stack(gram, rhs, n_assets, penalty, max_condition):
     """Solve a stack of (K, K) normal equations; ill-posed days become NaN.
 
-    The matrices are scaled to unit diagonal (``D^-1/2 A D^-1/2``), their
-    condition number is taken from :func:`numpy.linalg.eigvalsh`, and days
-    that are singular or too ill-conditioned get the identity substituted
-    before one stacked :func:`numpy.linalg.solve`, then NaN results.
+    The matrices are scaled to unit diagonal (``D^-1/2 A D^-1/2``,
+    :func:`_scaled_systems`), solved (:func:`_solve_scaled`), and their
+    condition number is taken from :func:`numpy.linalg.eigvalsh`
+    (:func:`_condition_numbers`); days that are singular or too
+    ill-conditioned get NaN results.
+    """
+    corr, scaled_rhs, scale, ok = _scaled_systems(gram, rhs, n_assets, penalty)
+    f, solved = _solve_scaled(corr, scaled_rhs, scale, ok)
+    cond, valid = _condition_numbers(corr, ok, max_condition)
+    valid &= solved
+    f[~valid] = np.nan
+    return f, cond, valid
+
+
+def _scaled_systems(gram, rhs, n_assets, penalty):
+    """``corr = D^-1/2 G D^-1/2`` (unit diagonal), ``D^-1/2 rhs``, ``D^1/2``, ``ok``.
+
+    ``ok`` is False for days that are singular by construction (fewer
+    assets than factors, a zero or non-finite diagonal, non-finite
+    entries); their ``corr`` is the identity.
     """
     T, K = rhs.shape
     if penalty is not None:
@@ -577,25 +753,34 @@ def _solve_stack(gram, rhs, n_assets, penalty, max_condition):
         )
     scale = np.sqrt(np.where(ok[:, None], diag, 1.0))
     with np.errstate(all="ignore"):
-        corr = gram / scale[:, :, None] / scale[:, None, :]
-    eye = np.eye(K)
+        corr = gram / scale[:, :, None]
+        corr /= scale[:, None, :]
+        scaled_rhs = rhs / scale
     if not ok.all():
-        corr[~ok] = eye
+        corr[~ok] = np.eye(K)
+        scaled_rhs[~ok] = 0.0
+    return corr, scaled_rhs, scale, ok
+
+
+def _solve_scaled(corr, scaled_rhs, scale, ok):
+    """Stacked solve of the scaled systems: ``f`` (NaN where not solved), ``solved``."""
+    solution, solved = _stacked_solve(corr, scaled_rhs)
+    solved &= ok
+    f = solution / scale
+    f[~solved] = np.nan
+    return f, solved
+
+
+def _condition_numbers(corr, ok, max_condition):
+    """Condition number of each scaled system (eigvalsh) and whether it is valid."""
     eigenvalues = _stacked_eigvalsh(corr)
     lowest = eigenvalues[:, 0]
     highest = eigenvalues[:, -1]
     positive = ok & (lowest > 0) & np.isfinite(lowest)
-    cond = np.full(T, np.inf)
+    cond = np.full(len(ok), np.inf)
     cond[positive] = highest[positive] / lowest[positive]
     valid = positive & (cond <= max_condition)
-    if not valid.all():
-        corr[~valid] = eye
-    scaled_rhs = np.where(valid[:, None], rhs / scale, 0.0)
-    solution, solved = _stacked_solve(corr, scaled_rhs)
-    valid &= solved
-    f = solution / scale
-    f[~valid] = np.nan
-    return f, cond, valid
+    return cond, valid
 
 
 def _stacked_eigvalsh(corr):
@@ -731,11 +916,11 @@ def inverse_variance_weights(
         finite = np.isfinite(window)
         window = _shift_by_first_finite(window, finite)
         count = finite.sum(axis=-2)
-        values = np.where(finite, window, 0.0)
         with np.errstate(invalid="ignore", divide="ignore"):
-            mean = values.sum(axis=-2) / count
-            dev = np.where(finite, window - mean[..., None, :], 0.0)
-            variance = (dev * dev).sum(axis=-2) / (count - 1)
+            mean = np.add.reduce(window, axis=-2, where=finite, initial=0.0) / count
+            dev = window - mean[..., None, :]  # a new array: squared in place
+            np.multiply(dev, dev, out=dev)
+            variance = np.add.reduce(dev, axis=-2, where=finite, initial=0.0) / (count - 1)
     else:
         finite = np.isfinite(x)
         x = _shift_by_first_finite(x, finite)
@@ -757,6 +942,11 @@ def inverse_variance_weights(
         z = np.where((count >= min_periods) & (variance > 0), 1.0 / variance, np.nan)
     z = np.where(np.isfinite(z), z, np.nan)
     if cap_quantile is not None:
+        if z.ndim == 1:  # one cross-section: the quantile of its finite values
+            finite_z = z[np.isfinite(z)]
+            if finite_z.size:
+                z = np.minimum(z, np.quantile(finite_z, cap_quantile))
+            return z
         has_any = np.isfinite(z).any(axis=-1, keepdims=True)
         filled = np.where(has_any, z, 0.0)  # avoid all-NaN slice warnings
         cap = np.nanquantile(filled, cap_quantile, axis=-1, keepdims=True)
@@ -860,6 +1050,60 @@ def sector_loadings(sector_codes, intercept=True, reference="largest", mask=None
     return SectorLoadings(loadings, labels)
 
 
+def _beta(rows, market_returns, need, finite=None):
+    """Slope of each column of ``rows`` on the market, on pairwise-finite rows.
+
+    With ``F`` the 0/1 matrix of pairwise-finite rows and ``m`` the market
+    centred on its own mean (a scalar shift, which leaves covariances
+    unchanged and keeps the sums below free of cancellation), per column
+    ``i``: ``n = sum F``, ``cov = m'(F r) - (m'F)(1'F r) / n`` and
+    ``var = (m**2)'F - (m'F)**2 / n``. The window is not copied: columns
+    without a missing pair (usually nearly all) use plain sums and one
+    vector-matrix product, and only the others are masked.
+    """
+    B = rows.shape[0]
+    if finite is None:
+        finite = np.isfinite(rows)
+    if market_returns is None:  # equal-weighted cross-sectional mean
+        with np.errstate(invalid="ignore", divide="ignore"):
+            m = (np.add.reduce(rows, axis=1, where=finite, initial=0.0)
+                 / np.count_nonzero(finite, axis=1))
+    else:
+        m = np.array(market_returns[market_returns.shape[0] - B :], dtype=np.float64)
+    market_finite = np.isfinite(m)
+    pairs = finite if market_finite.all() else finite & market_finite[:, None]
+    m = np.where(market_finite, m, 0.0)
+    if market_finite.any():
+        m[market_finite] -= m[market_finite].mean()
+    incomplete = np.flatnonzero(~pairs.all(axis=0))
+    N = rows.shape[1]
+    # complete columns: every row pairs
+    n = np.full(N, market_finite.sum())
+    sum_m = np.full(N, m.sum())
+    sum_mm = np.full(N, (m * m).sum())
+    if incomplete.size > N // 4:  # missing values everywhere: one masked copy
+        values = np.where(pairs, rows, 0.0)
+        sum_r = values.sum(axis=0)
+        cross = m @ values
+    else:
+        cross = m @ rows  # NaN in the incomplete columns, redone below
+        sum_r = rows.sum(axis=0, where=market_finite[:, None]) if not market_finite.all() \
+            else rows.sum(axis=0)
+    if incomplete.size:
+        p = pairs[:, incomplete]
+        values = np.where(p, rows[:, incomplete], 0.0)
+        n[incomplete] = p.sum(axis=0)
+        sum_m[incomplete] = m @ p
+        sum_mm[incomplete] = (m * m) @ p
+        sum_r[incomplete] = values.sum(axis=0)
+        cross[incomplete] = m @ values
+    with np.errstate(invalid="ignore", divide="ignore"):
+        var_m = sum_mm - sum_m * sum_m / n
+        beta = (cross - sum_m * sum_r / n) / var_m
+    ok = (n >= need(B, 2)) & (var_m > 0)
+    return np.where(ok, beta, np.nan)
+
+
 def standardize_styles(raw_styles, weights=None, winsor=3.0):
     """Cross-sectional z-scores of style exposures, winsorised.
 
@@ -915,32 +1159,61 @@ def standardize_styles(raw_styles, weights=None, winsor=3.0):
         if not winsor > 1:
             raise ValueError(f"winsor must be a number > 1 or None; got {winsor!r}")
 
-    finite = np.isfinite(x)
-    count = finite.sum(axis=-2, keepdims=True)
+    # One row per (leading index, style) column: (C, N), assets contiguous;
+    # missing values are held as zeros beside a 0/1 mask, so that every
+    # round is a handful of dense operations on the columns still active.
+    shape = x.shape
+    N = shape[-2]
+    columns = np.moveaxis(x, -1, -2).reshape(-1, N)
+    finite = np.isfinite(columns)
+    mask = finite.astype(np.float64)
+    count = finite.sum(axis=1)
+    if weights is not None:
+        weights = np.broadcast_to(np.moveaxis(weights, -1, -2), shape[:-2] + (shape[-1], N))
+        weights = np.where(finite, weights.reshape(-1, N), 0.0)
+        weight_sums = weights.sum(axis=1)
 
-    def _standardise(values):
-        filled = np.where(finite, values, 0.0)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            if weights is None:
-                mean = filled.sum(axis=-2, keepdims=True) / count
-            else:
-                wf = np.where(finite, weights, 0.0)
-                mean = (wf * filled).sum(axis=-2, keepdims=True) / wf.sum(
-                    axis=-2, keepdims=True
-                )
-            dev = np.where(finite, values - mean, 0.0)
-            scale = np.sqrt((dev * dev).sum(axis=-2, keepdims=True) / count)
-            good = (count >= 2) & (scale > 0) & np.isfinite(scale)
-            return np.where(finite & good, dev / np.where(good, scale, 1.0), np.nan)
+    def _standardise(values, rows):
+        """Standardised ``values`` (zeros where missing) and which rows are defined."""
+        n = count[rows]
+        m = mask[rows]
+        if weights is None:
+            mean = values.sum(axis=1) / n
+        else:
+            mean = np.einsum("ij,ij->i", weights[rows], values) / weight_sums[rows]
+        dev = values - mean[:, None]
+        dev *= m
+        scale = np.sqrt(np.einsum("ij,ij->i", dev, dev) / n)
+        good = (n >= 2) & (scale > 0) & np.isfinite(scale)
+        dev /= np.where(good, scale, 1.0)[:, None]
+        return dev, good
 
-    z = _standardise(_shift_by_first_finite(x, finite))
-    if winsor is not None:
-        for _ in range(50):
-            with np.errstate(invalid="ignore"):
-                if not np.any(np.abs(z) > winsor + 1e-8):
+    everything = np.arange(columns.shape[0])
+    with np.errstate(invalid="ignore", divide="ignore"):
+        shifted = _shift_by_first_finite(columns.T, finite.T).T
+        z, good = _standardise(np.where(finite, shifted, 0.0), everything)
+        if winsor is not None:
+            # Columns are independent: only those still beyond the bound go
+            # through another round (a column within it would not change).
+            # Rounds keep the equal-weighted scale; only the mean is weighted.
+            active = everything[good]
+            bound = winsor + 1e-8
+            for _ in range(50):
+                active = active[(np.abs(z[active]) > bound).any(axis=1)]
+                if not active.size:
                     break
-            z = _standardise(np.clip(z, -winsor, winsor))
-    return z
+                values = np.clip(z[active], -winsor, winsor)  # zeros stay zeros
+                n = count[active]
+                if weights is None:
+                    mean = values.sum(axis=1) / n
+                else:
+                    mean = np.einsum("ij,ij->i", weights[active], values) / weight_sums[active]
+                values -= mean[:, None]
+                values *= mask[active]
+                values /= np.sqrt(np.einsum("ij,ij->i", values, values) / n)[:, None]
+                z[active] = values
+    z[~(finite & good[:, None])] = np.nan
+    return np.moveaxis(z.reshape(shape[:-2] + (shape[-1], N)), -2, -1)
 
 
 def style_factors(
@@ -1083,35 +1356,28 @@ def style_factors(
     def _need(n_rows, minimum=1):
         return max(minimum, int(np.ceil(min_coverage * n_rows)))
 
-    def _cumulative(rows):
-        finite = np.isfinite(rows)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            total = np.expm1(np.where(finite, np.log1p(rows), 0.0).sum(axis=0))
-        return np.where(finite.sum(axis=0) >= _need(rows.shape[0]), total, np.nan)
+    finite_rows = np.isfinite(r)  # shared by the styles below
+    incomplete = np.flatnonzero(~finite_rows.all(axis=0))  # usually few columns
+
+    def _counts(first, last):
+        """Finite rows per column in ``[first, last)``, counted where needed."""
+        count = np.full(N, last - first)
+        count[incomplete] = finite_rows[first:last, incomplete].sum(axis=0)
+        return count
+
+    def _cumulative(first, last):
+        rows = r[first:last]
+        growth = rows + 1.0
+        if incomplete.size:  # a missing return counts as zero
+            np.copyto(growth, 1.0, where=~finite_rows[first:last])
+        total = growth.prod(axis=0) - 1.0
+        return np.where(_counts(first, last) >= _need(last - first), total, np.nan)
 
     columns = []
     for name in names:
         if name == "beta":
-            rows = r[W - min(beta_window, W) :]
-            if market_returns is None:  # equal-weighted cross-sectional mean
-                finite = np.isfinite(rows)
-                with np.errstate(invalid="ignore", divide="ignore"):
-                    m = np.where(finite, rows, 0.0).sum(axis=1) / finite.sum(axis=1)
-            else:
-                m = market_returns[W - rows.shape[0] :]
-            pair = np.isfinite(rows) & np.isfinite(m)[:, None]
-            n = pair.sum(axis=0)
-            mm = np.where(pair, m[:, None], 0.0)
-            rr = np.where(pair, rows, 0.0)
-            with np.errstate(invalid="ignore", divide="ignore"):
-                m_bar = mm.sum(axis=0) / n
-                r_bar = rr.sum(axis=0) / n
-                dm = np.where(pair, mm - m_bar, 0.0)
-                dr = np.where(pair, rr - r_bar, 0.0)
-                var_m = (dm * dm).sum(axis=0)
-                beta = (dm * dr).sum(axis=0) / var_m
-            ok = (n >= _need(rows.shape[0], 2)) & (var_m > 0)
-            columns.append(np.where(ok, beta, np.nan))
+            first = W - min(beta_window, W)
+            columns.append(_beta(r[first:], market_returns, _need, finite_rows[first:]))
         elif name == "size":
             if market_cap is not None:
                 base = market_cap
@@ -1125,18 +1391,19 @@ def style_factors(
             with np.errstate(invalid="ignore", divide="ignore"):
                 columns.append(np.where(base > 0, np.log(np.where(base > 0, base, 1.0)), np.nan))
         elif name == "momentum":
-            columns.append(_cumulative(r[W - momentum_window : W - momentum_skip]))
+            columns.append(_cumulative(W - momentum_window, W - momentum_skip))
         elif name == "reversal":
-            columns.append(_cumulative(r[W - min(reversal_window, W) :]))
+            columns.append(_cumulative(W - min(reversal_window, W), W))
         else:  # volatility
-            rows = r[W - min(volatility_window, W) :]
-            finite = np.isfinite(rows)
+            first = W - min(volatility_window, W)
+            rows, finite = r[first:], finite_rows[first:]
             rows = _shift_by_first_finite(rows, finite)
-            n = finite.sum(axis=0)
+            n = _counts(first, W)
             with np.errstate(invalid="ignore", divide="ignore"):
-                mean = np.where(finite, rows, 0.0).sum(axis=0) / n
-                dev = np.where(finite, rows - mean, 0.0)
-                vol = np.sqrt((dev * dev).sum(axis=0) / (n - 1))
+                mean = np.add.reduce(rows, axis=0, where=finite, initial=0.0) / n
+                rows -= mean  # our own shifted copy: centred and squared in place
+                np.multiply(rows, rows, out=rows)
+                vol = np.sqrt(np.add.reduce(rows, axis=0, where=finite, initial=0.0) / (n - 1))
             columns.append(np.where(n >= _need(rows.shape[0], 2), vol, np.nan))
     values = np.column_stack(columns) if columns else np.empty((N, 0))
     return StyleFactors(values, names)
