@@ -120,7 +120,7 @@ def build_report(source, bundle=None, benchmark=None, benchmark_returns=None, pe
         figures.update({f"pyfolio_{k}": v for k, v in sheets.items()})
         notes.extend(f"pyfolio {k} tear sheet skipped: {v}" for k, v in skipped.items())
     return Report(tables=tables, figures=figures, findings=_findings(tables), notes=notes,
-                  title=f"Crisis report: {backtest.source}")
+                  title=f"Crisis report: {Path(backtest.source).name}")
 
 
 # ---------------------------------------------------------------- figures
