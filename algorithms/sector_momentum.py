@@ -17,15 +17,12 @@ e.g. ``FACTORARB_PARAMS='{"n_long": 8}'``.
 
 from zipline.api import (
     attach_pipeline,
-    date_rules,
     get_open_orders,
     order_target_percent,
     pipeline_output,
     record,
-    schedule_function,
     set_commission,
     set_slippage,
-    time_rules,
 )
 from zipline.finance import commission, slippage
 from zipline.pipeline import Pipeline
@@ -34,6 +31,7 @@ from zipline.pipeline.factors import Returns
 from zipline_factorarb.algo import (
     algorithm_params,
     book_exposures,
+    first_session_of,
     forbid_trading_indexes,
     set_benchmark_from,
 )
@@ -74,8 +72,14 @@ def initialize(context):
     set_slippage(slippage.FixedBasisPointsSlippage(basis_points=PARAMS["slippage_bps"],
                                                    volume_limit=1.0))
     attach_pipeline(make_pipeline(), "momentum")
-    schedule_function(rebalance, date_rules.month_start(), time_rules.market_open(minutes=30))
-    schedule_function(record_book, date_rules.every_day(), time_rules.market_close())
+
+
+def handle_data(context, data):
+    # the month's first session (like date_rules.month_start(), but run from
+    # handle_data: see zipline_factorarb.algo.first_session_of), then the book
+    if first_session_of(context, "month"):
+        rebalance(context, data)
+    record_book(context, data)
 
 
 def rebalance(context, data):

@@ -79,6 +79,7 @@ from zipline.pipeline.factors import AverageDollarVolume
 from zipline_factorarb.algo import (
     algorithm_params,
     assets_of_type,
+    first_session_of,
     forbid_trading_indexes,
     set_benchmark_from,
 )
@@ -205,7 +206,6 @@ def initialize(context):
         volume=EquityPricing.volume.latest,
     )
     attach_pipeline(Pipeline(columns, screen=universe), "sector_rotation")
-    context.rebalanced_month = None
     context.benchmark_tracker = BenchmarkTracker()
 
 
@@ -336,12 +336,10 @@ def handle_data(context, data):
     """Rebalance on the first session of each month, then track the benchmark.
 
     Both run from ``handle_data`` rather than ``schedule_function``: in daily mode
-    zipline 3 runs no scheduled function on early-close sessions (e.g. 2018-07-03),
-    which would skip a rebalance and a day of the benchmark's return.
+    zipline 3 runs no scheduled function on some early-close sessions (e.g.
+    2018-07-03), which would skip a rebalance and a day of the benchmark's return.
     """
-    today = get_datetime()
-    if context.rebalanced_month != (today.year, today.month):
-        context.rebalanced_month = (today.year, today.month)
+    if first_session_of(context, "month"):
         rebalance(context, data)
     track_benchmark(context, data)
 

@@ -68,7 +68,12 @@ from zipline.pipeline import Pipeline
 from zipline.pipeline.data import EquityPricing
 from zipline.pipeline.factors import AverageDollarVolume
 
-from zipline_factorarb.algo import algorithm_params, forbid_trading_indexes, set_benchmark_from
+from zipline_factorarb.algo import (
+    algorithm_params,
+    first_session_of,
+    forbid_trading_indexes,
+    set_benchmark_from,
+)
 from zipline_factorarb.optimize import (
     BenchmarkTracker,
     LongOnly,
@@ -147,7 +152,6 @@ def initialize(context):
         volume=EquityPricing.volume.latest,
     )
     attach_pipeline(Pipeline(columns, screen=universe), "tev_factor_tilt")
-    context.rebalanced_month = None
     context.benchmark_tracker = BenchmarkTracker()
 
 
@@ -210,12 +214,10 @@ def handle_data(context, data):
     """Rebalance on the first session of each month, then track the benchmark.
 
     Both run from ``handle_data`` rather than ``schedule_function``: in daily mode
-    zipline 3 runs no scheduled function on early-close sessions (e.g. 2018-07-03),
-    which would skip a rebalance and a day of the benchmark's return.
+    zipline 3 runs no scheduled function on some early-close sessions (e.g.
+    2018-07-03), which would skip a rebalance and a day of the benchmark's return.
     """
-    today = get_datetime()
-    if context.rebalanced_month != (today.year, today.month):
-        context.rebalanced_month = (today.year, today.month)
+    if first_session_of(context, "month"):
         rebalance(context, data)
     track_benchmark(context, data)
 

@@ -49,20 +49,22 @@ simulated without borrow fees.
 
 from zipline.api import (
     attach_pipeline,
-    date_rules,
     get_open_orders,
     order_target_percent,
     pipeline_output,
     record,
-    schedule_function,
     set_commission,
     set_slippage,
-    time_rules,
 )
 from zipline.finance import commission, slippage
 from zipline.pipeline import Pipeline
 
-from zipline_factorarb.algo import algorithm_params, forbid_trading_indexes, set_benchmark_from
+from zipline_factorarb.algo import (
+    algorithm_params,
+    first_session_of,
+    forbid_trading_indexes,
+    set_benchmark_from,
+)
 from zipline_factorarb.pipeline.classifiers import IsStock, Sector
 from zipline_factorarb.pipeline.wls import StyleLoading, WLSResidual
 
@@ -194,9 +196,6 @@ def initialize(context):
     set_slippage(slippage.FixedBasisPointsSlippage(basis_points=PARAMS["slippage_bps"],
                                                    volume_limit=1.0))
     attach_pipeline(make_pipeline(), "wls")
-    rule = date_rules.every_day() if PARAMS["rebalance"] == "daily" else date_rules.week_start()
-    schedule_function(rebalance, rule, time_rules.market_open(minutes=30))
-    schedule_function(record_book, date_rules.every_day(), time_rules.market_close())
     context.output = None
     context.placed_from = None  # pipeline output of the rebalance whose orders are open
     context.held_from = None  # pipeline output the current positions were formed from
@@ -215,6 +214,14 @@ def before_trading_start(context, data):
         condition = float(context.output["condition_number"].iloc[0])
         if condition > PARAMS["condition_warning"]:
             context.ill_conditioned += 1
+
+
+def handle_data(context, data):
+    # every session, or the week's first (like date_rules.week_start()), run
+    # from handle_data: see zipline_factorarb.algo.first_session_of
+    if first_session_of(context, "day" if PARAMS["rebalance"] == "daily" else "week"):
+        rebalance(context, data)
+    record_book(context, data)
 
 
 def rebalance(context, data):

@@ -4,7 +4,6 @@ import importlib.util
 
 import numpy as np
 import pandas as pd
-import pytest
 
 from conftest import REPO_ROOT, zipline_cli, zipline_environ
 
@@ -79,7 +78,8 @@ def test_run_algorithm_with_parameter_override(sample_root, monkeypatch):
     register_bundles()
     perf = run_algorithm(
         start=pd.Timestamp("2019-01-02"), end=pd.Timestamp("2020-12-30"),
-        initialize=module.initialize, capital_base=1e6, data_frequency="daily",
+        initialize=module.initialize, handle_data=module.handle_data,
+        capital_base=1e6, data_frequency="daily",
         bundle="factorarb-sample", environ=zipline_environ(sample_root),
     )
     assert perf["n_holdings"].iloc[30:].max() == 3

@@ -117,3 +117,50 @@ def book_exposures(portfolio):
         "gross_exposure": float(sum(abs(x) for x in exposures)),
         "net_exposure": float(sum(exposures)),
     }
+
+
+#: what :func:`first_session_of` accepts, and the key of a session's period
+_PERIODS = {
+    "day": lambda d: (d.year, d.month, d.day),
+    "week": lambda d: tuple(d.isocalendar())[:2],
+    "month": lambda d: (d.year, d.month),
+    "quarter": lambda d: (d.year, (d.month - 1) // 3),
+}
+
+
+def first_session_of(context, period, today=None, name="rebalance"):
+    """True on the first session of each ``period`` a call sees, else False.
+
+    For ``handle_data``: the rebalancing calendar of ``date_rules.every_day()``
+    (``period='day'``), ``week_start()`` (``'week'``, ISO weeks) and
+    ``month_start()`` (``'month'``; also ``'quarter'``) without
+    ``schedule_function``. In daily mode zipline 3 runs no scheduled function
+    with a time rule on some early-close sessions (2018-07-03, for one), which
+    silently drops a rebalance or a day of records; ``handle_data`` runs on
+    every bar. State lives on ``context`` under ``_first_session_<name>``, so
+    several calendars can coexist under different names.
+
+    Parameters
+    ----------
+    context : zipline algorithm context
+    period : {'day', 'week', 'month', 'quarter'}
+    today : datetime-like, optional
+        The session (default: ``zipline.api.get_datetime()``).
+    name : str
+        Which calendar, when an algorithm keeps several.
+    """
+    try:
+        key_of = _PERIODS[period]
+    except (KeyError, TypeError):
+        raise ValueError(
+            f"period must be one of {sorted(_PERIODS)}; got {period!r}") from None
+    if today is None:
+        from zipline.api import get_datetime
+
+        today = get_datetime()
+    key = key_of(today)
+    attr = f"_first_session_{name}"
+    if getattr(context, attr, None) == key:
+        return False
+    setattr(context, attr, key)
+    return True

@@ -14,7 +14,6 @@ import io
 import logging
 import warnings
 
-import pandas as pd
 
 log = logging.getLogger(__name__)
 

@@ -285,7 +285,7 @@ def load_directory(directory) -> PriceData:
     files = _price_files(directory)
     if not files:
         raise BundleDataError(
-            f"no price files (*.csv, *.csv.gz, *.parquet) in the folder", file=str(directory)
+            "no price files (*.csv, *.csv.gz, *.parquet) in the folder", file=str(directory)
         )
     frames = [read_price_file(p) for p in files]
     prices = pd.concat(frames, ignore_index=True, sort=False)

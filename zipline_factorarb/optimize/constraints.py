@@ -61,6 +61,44 @@ class Constraint(Term):
         return {}
 
 
+class _LinearBounds(Constraint):
+    """A linear map of the weights within elementwise bounds: ``lo <= A w - b <= hi``.
+
+    Subclasses give the map (``_linear``, evaluated on the cvxpy parameters or on the
+    numpy data, which share their keys), name its entries for messages (``_item``) and
+    store the bounds as ``_lo`` / ``_hi`` in the prepared data (+-inf: unbounded).
+    """
+
+    def _linear(self, w, src):  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def _item(self, j, value, data):  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def _structure(self, data):
+        return (bool(np.isfinite(data["_lo"]).any()), bool(np.isfinite(data["_hi"]).any()))
+
+    def _build(self, w, p, data):
+        has_lo, has_hi = self._structure(data)
+        value = self._linear(w, p)
+        out = []
+        if has_lo:
+            out.append(value >= p["lo"])
+        if has_hi:
+            out.append(value <= p["hi"])
+        return out
+
+    def _violation(self, w, data):
+        value = self._linear(w, data)
+        gap = np.maximum(data["_lo"] - value, value - data["_hi"])
+        if gap.size == 0:
+            return 0.0, ""
+        j = int(np.argmax(gap))
+        return max(0.0, float(gap[j])), (
+            f"{self._item(j, value[j], data)} outside "
+            f"[{fmt(data['_lo'][j])}, {fmt(data['_hi'][j])}]")
+
+
 def _check_number(x, name, positive=False, allow_inf=False):
     try:
         v = float(x)
@@ -288,7 +326,7 @@ class MaxGrossExposure(Constraint):
         return {"all": True}
 
 
-class PositionConcentration(Constraint):
+class PositionConcentration(_LinearBounds):
     """Per-asset weight bounds ``min_weights <= w <= max_weights``.
 
     Parameters
@@ -346,26 +384,11 @@ class PositionConcentration(Constraint):
             )
         return {"lo": finite_or_big(lo), "hi": finite_or_big(hi), "_lo": lo, "_hi": hi}
 
-    def _structure(self, data):
-        return (bool(np.isfinite(data["_lo"]).any()), bool(np.isfinite(data["_hi"]).any()))
+    def _linear(self, w, src):
+        return w
 
-    def _build(self, w, p, data):
-        has_lo, has_hi = self._structure(data)
-        out = []
-        if has_lo:
-            out.append(w >= p["lo"])
-        if has_hi:
-            out.append(w <= p["hi"])
-        return out
-
-    def _violation(self, w, data):
-        gap = np.maximum(data["_lo"] - w, w - data["_hi"])
-        if gap.size == 0:
-            return 0.0, ""
-        i = int(np.argmax(gap))
-        return max(0.0, float(gap[i])), (
-            f"weight {fmt(w[i])} of {asset_label(data, i)} outside "
-            f"[{fmt(data['_lo'][i])}, {fmt(data['_hi'][i])}]")
+    def _item(self, j, value, data):
+        return f"weight {fmt(value)} of {asset_label(data, j)}"
 
     def _relax_hint(self, data):
         return "widen the per-asset weight bounds (min_weights / max_weights / defaults)"
@@ -374,7 +397,7 @@ class PositionConcentration(Constraint):
         return {"lower": data["_lo"], "upper": data["_hi"]}
 
 
-class FactorExposure(Constraint):
+class FactorExposure(_LinearBounds):
     """Factor exposures ``loadings' w`` within bounds.
 
     Parameters
@@ -431,36 +454,20 @@ class FactorExposure(Constraint):
             )
         Lt = self.loadings.to_numpy()[pos].T
         b = np.zeros(ctx.n) if self.benchmark_weights is None else ctx.align(self.benchmark_weights)
-        return {"Lt": Lt, "Lb": Lt @ b, "lo": finite_or_big(self._lo), "hi": finite_or_big(self._hi)}
+        return {"Lt": Lt, "Lb": Lt @ b, "lo": finite_or_big(self._lo), "hi": finite_or_big(self._hi),
+                "_lo": self._lo, "_hi": self._hi}
 
-    def _structure(self, data):
-        return (bool(np.isfinite(self._lo).any()), bool(np.isfinite(self._hi).any()))
+    def _linear(self, w, src):
+        return src["Lt"] @ w - src["Lb"]
 
-    def _build(self, w, p, data):
-        has_lo, has_hi = self._structure(data)
-        expo = p["Lt"] @ w - p["Lb"]
-        out = []
-        if has_lo:
-            out.append(expo >= p["lo"])
-        if has_hi:
-            out.append(expo <= p["hi"])
-        return out
-
-    def _violation(self, w, data):
-        expo = data["Lt"] @ w - data["Lb"]
-        gap = np.maximum(self._lo - expo, expo - self._hi)
-        if gap.size == 0:
-            return 0.0, ""
-        j = int(np.argmax(gap))
-        return max(0.0, float(gap[j])), (
-            f"exposure to {self.loadings.columns[j]!r} {fmt(expo[j])} outside "
-            f"[{fmt(self._lo[j])}, {fmt(self._hi[j])}]")
+    def _item(self, j, value, data):
+        return f"exposure to {self.loadings.columns[j]!r} {fmt(value)}"
 
     def _relax_hint(self, data):
         return "widen min_exposures / max_exposures of the factors named above"
 
 
-class NetGroupExposure(Constraint):
+class NetGroupExposure(_LinearBounds):
     """Net weight of each group (e.g. sector) within bounds.
 
     Parameters
@@ -528,28 +535,11 @@ class NetGroupExposure(Constraint):
         return {"M": M, "lo": finite_or_big(lo), "hi": finite_or_big(hi),
                 "_lo": lo, "_hi": hi, "_groups": groups}
 
-    def _structure(self, data):
-        return (bool(np.isfinite(data["_lo"]).any()), bool(np.isfinite(data["_hi"]).any()))
+    def _linear(self, w, src):
+        return src["M"] @ w
 
-    def _build(self, w, p, data):
-        has_lo, has_hi = self._structure(data)
-        net = p["M"] @ w
-        out = []
-        if has_lo:
-            out.append(net >= p["lo"])
-        if has_hi:
-            out.append(net <= p["hi"])
-        return out
-
-    def _violation(self, w, data):
-        net = data["M"] @ w
-        gap = np.maximum(data["_lo"] - net, net - data["_hi"])
-        if gap.size == 0:
-            return 0.0, ""
-        j = int(np.argmax(gap))
-        return max(0.0, float(gap[j])), (
-            f"group {data['_groups'][j]!r} net weight {fmt(net[j])} outside "
-            f"[{fmt(data['_lo'][j])}, {fmt(data['_hi'][j])}]")
+    def _item(self, j, value, data):
+        return f"group {data['_groups'][j]!r} net weight {fmt(value)}"
 
     def _relax_hint(self, data):
         return "widen the group bounds (min_weights / max_weights)"
