@@ -164,6 +164,16 @@ def _missing_columns_error(path, found, missing):
     )
 
 
+def file_stem(path) -> str:
+    """The file name without its price-file suffix: ``BRK.B.csv.gz`` -> ``BRK.B``."""
+    name = Path(path).name
+    lower = name.lower()
+    for suffix in sorted(PRICE_SUFFIXES, key=len, reverse=True):
+        if lower.endswith(suffix):
+            return name[: -len(suffix)]
+    return name.split(".")[0]
+
+
 def _price_files(directory: Path):
     files = []
     for path in sorted(directory.iterdir()):
@@ -172,8 +182,7 @@ def _price_files(directory: Path):
         lower = path.name.lower()
         if not lower.endswith(PRICE_SUFFIXES):
             continue
-        stem = lower.split(".")[0]
-        if stem in METADATA_STEMS:
+        if file_stem(path).lower() in METADATA_STEMS:
             continue
         files.append(path)
     return files
@@ -182,7 +191,7 @@ def _price_files(directory: Path):
 def _metadata_file(directory: Path):
     found = [
         p for p in sorted(directory.iterdir())
-        if p.is_file() and p.name.lower().split(".")[0] in METADATA_STEMS
+        if p.is_file() and file_stem(p).lower() in METADATA_STEMS
         and p.name.lower().endswith(PRICE_SUFFIXES)
     ]
     if len(found) > 1:
@@ -220,7 +229,7 @@ def read_price_file(path: Path) -> pd.DataFrame:
         df = df.reset_index().rename(columns=str.lower)
     symbol_hint = None
     if "symbol" not in df.columns:
-        symbol_hint = path.name.split(".")[0].upper()
+        symbol_hint = file_stem(path).upper()
         df["symbol"] = symbol_hint
     required = ("date", "symbol", *PRICE_COLUMNS)
     missing = [c for c in required if c not in df.columns]
