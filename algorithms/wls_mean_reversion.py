@@ -14,8 +14,14 @@ factors explain), buys the bottom ``quantile``, and is dollar neutral:
 * with ``quantile=0.5`` (every name, split at ``R~ = 0``) and
   ``sizing='residual'`` every name is held in proportion to ``-R~``: that
   book is exactly neutral to every factor of the regression
-  (``sum_i R~_i Omega_iA = 0``) when it is formed. Decile books are only
-  nearly so.
+  (``sum_i R~_i Omega_iA = 0``) when it is formed. A decile book is only
+  nearly so: with ``neutralize`` (the default) it is projected onto zero
+  exposure to the intercept, the sectors and the styles or components of
+  the regression over the same names (the nearest such book, see
+  ``neutral_book``), then rescaled to ``gross_leverage``; on a universe too
+  small for that (fewer than three names per factor, e.g. the 20-stock
+  sample) the raw book is traded and counted in
+  ``unneutralized_rebalances``.
 
 Every day at the close it records ``gross_exposure``, ``net_exposure``,
 ``n_holdings``, ``n_long``, ``n_short``; the book's exposure to each factor
@@ -47,6 +53,8 @@ in the sample); a bundle without one (the 505-stock CSV set) needs
 simulated without borrow fees.
 """
 
+import numpy as np
+import pandas as pd
 from zipline.api import (
     attach_pipeline,
     get_open_orders,
@@ -65,6 +73,7 @@ from zipline_factorarb.algo import (
     forbid_trading_indexes,
     set_benchmark_from,
 )
+from zipline_factorarb.kernels.wls import neutralize_weights
 from zipline_factorarb.pipeline.classifiers import IsStock, Sector
 from zipline_factorarb.pipeline.wls import StyleLoading, WLSResidual
 
@@ -80,6 +89,8 @@ PARAMS = algorithm_params(
         "sizing": "rank",  # rank | residual | equal
         "rebalance": "daily",  # daily | weekly
         "gross_leverage": 1.0,  # sum of |weights| at each rebalance
+        "neutralize": True,  # project the book onto zero exposure to every regression factor
+        "neutralize_min_kept": 0.75,  # keep the raw book if less of its gross survives
         "commission_per_share": 0.005,
         "min_trade_cost": 1.0,
         "slippage_bps": 5.0,
@@ -101,6 +112,9 @@ def _check_params(params):
         raise ValueError(f"rebalance must be 'daily' or 'weekly'; got {params['rebalance']!r}")
     if not 0 < params["quantile"] <= 0.5:
         raise ValueError(f"quantile must be in (0, 0.5]; got {params['quantile']!r}")
+    if not 0 <= params["neutralize_min_kept"] <= 1:
+        raise ValueError(
+            f"neutralize_min_kept must be in [0, 1]; got {params['neutralize_min_kept']!r}")
     if not params["gross_leverage"] > 0:
         raise ValueError(f"gross_leverage must be positive; got {params['gross_leverage']!r}")
 
@@ -184,6 +198,43 @@ def target_weights(signal, quantile, sizing, gross_leverage):
     return weights
 
 
+def neutral_book(weights, out, gross_leverage, sectors=True, min_kept=0.75):
+    """The decile book made exactly neutral to the regression's factors.
+
+    ``weights`` (asset -> weight) is projected onto zero exposure to an
+    intercept (dollar neutrality), the GICS sector dummies (``sectors``) and
+    every ``loading_*`` column of the pipeline output ``out`` (styles or
+    principal components), over the same names
+    (:func:`zipline_factorarb.kernels.wls.neutralize_weights`), then rescaled
+    to ``gross_leverage``. Returns ``(weights, kept)``: ``kept`` is the
+    fraction of the gross exposure the projection kept. The book is returned
+    unchanged (``kept`` 0) when it has fewer than three names per factor
+    (on the 20-stock sample a decile book has four names, and neutrality
+    would leave a pair within one sector), or when ``kept`` is below
+    ``min_kept``.
+    """
+    w0 = pd.Series(weights, dtype=float)
+    if w0.empty:
+        return weights, 0.0
+    names = w0.index
+    columns = [pd.Series(1.0, index=names, name="intercept")]
+    if sectors:
+        columns.append(pd.get_dummies(out.loc[names, "sector"], prefix="sector", dtype=float))
+    styles = [c for c in out.columns if c.startswith("loading_")]
+    if styles:
+        columns.append(out.loc[names, styles].astype(float).fillna(0.0))
+    loadings = pd.concat(columns, axis=1).to_numpy()
+    if len(names) < 3 * np.linalg.matrix_rank(loadings):
+        return weights, 0.0
+    w = neutralize_weights(w0.to_numpy(), loadings)
+    gross = np.abs(w).sum()
+    kept = float(gross / np.abs(w0.to_numpy()).sum())
+    if not kept >= min_kept:
+        return weights, kept
+    w *= gross_leverage / gross
+    return {asset: x for asset, x in zip(names, w) if x != 0.0}, kept
+
+
 def initialize(context):
     _check_params(PARAMS)
     try:
@@ -201,6 +252,8 @@ def initialize(context):
     context.held_from = None  # pipeline output the current positions were formed from
     context.sector_of = {}
     context.ill_conditioned = 0
+    context.raw_books = 0  # rebalances whose book could not be neutralised
+    context.uses_sector = "sector" in make_factor().factor_names
 
 
 def before_trading_start(context, data):
@@ -230,6 +283,11 @@ def rebalance(context, data):
         return
     weights = target_weights(out["weighted_residual"], PARAMS["quantile"], PARAMS["sizing"],
                              PARAMS["gross_leverage"])
+    if PARAMS["neutralize"] and weights:
+        weights, kept = neutral_book(weights, out, PARAMS["gross_leverage"],
+                                     context.uses_sector, PARAMS["neutralize_min_kept"])
+        context.raw_books += kept < PARAMS["neutralize_min_kept"]
+        record(neutralized_gross_kept=kept)
     context.placed_from = out
     for asset, weight in weights.items():
         if data.can_trade(asset) and not get_open_orders(asset):
@@ -253,6 +311,7 @@ def record_book(context, data):
         "net_exposure": net,
         "factor_exposure_market": net,
         "ill_conditioned_days": context.ill_conditioned,
+        "unneutralized_rebalances": context.raw_books,
     }
     out = context.output
     if out is not None and not out.empty:

@@ -950,3 +950,57 @@ def test_day_invariant_columns_are_found_checked_and_reordered():
     whole = plain(np.concatenate([X, extra], axis=2))
     np.testing.assert_allclose(both.factor_returns, whole.factor_returns, rtol=1e-10,
                                atol=1e-13)
+
+
+# ---------------------------------------------------------------------------
+# neutralize_weights: the nearest factor-neutral book
+# ---------------------------------------------------------------------------
+
+
+def _kkt_nearest_neutral(w0, X):
+    """min ||w - w0||^2 s.t. X' w = 0 from its KKT system (independent of lstsq)."""
+    n = len(w0)
+    q, r = np.linalg.qr(X)
+    keep = np.abs(np.diag(r)) > 1e-10 * np.abs(np.diag(r)).max()
+    A = q[:, keep]  # orthonormal basis of the column space: same constraint set
+    k = A.shape[1]
+    kkt = np.block([[np.eye(n), A], [A.T, np.zeros((k, k))]])
+    rhs = np.concatenate([w0, np.zeros(k)])
+    return np.linalg.solve(kkt, rhs)[:n]
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.integers(10, 60), st.integers(1, 6), st.integers(0, 2**32 - 1),
+       st.booleans())
+def test_neutralize_weights_is_the_constrained_least_squares(n, k, seed, collinear):
+    from zipline_factorarb.kernels.wls import neutralize_weights
+
+    rng = np.random.default_rng(seed)
+    w0 = rng.normal(size=n)
+    X = rng.normal(size=(n, k))
+    if collinear and k > 1:
+        X[:, -1] = X[:, 0] - 2 * X[:, 1 % k]  # rank-deficient loadings are fine
+    w = neutralize_weights(w0, X)
+    scale = np.abs(w0).sum()
+    assert np.abs(X.T @ w).max() <= 1e-10 * scale * np.abs(X).max()
+    np.testing.assert_allclose(w, _kkt_nearest_neutral(w0, X), rtol=1e-9, atol=1e-12 * scale)
+    # a projection: neutralising again changes nothing
+    np.testing.assert_allclose(neutralize_weights(w, X), w, rtol=1e-9, atol=1e-12 * scale)
+
+
+def test_neutralize_weights_sector_book_and_errors():
+    from zipline_factorarb.kernels.wls import neutralize_weights
+
+    # intercept + two sector dummies: each sector nets to zero, the closed
+    # form is "subtract each sector's mean weight"
+    w0 = np.array([0.3, 0.1, -0.2, 0.25, -0.05, -0.4])
+    sector = np.array([0, 0, 0, 1, 1, 1])
+    X = np.column_stack([np.ones(6), sector == 0, sector == 1]).astype(float)
+    expected = w0 - np.array([w0[sector == s].mean() for s in sector])
+    np.testing.assert_allclose(neutralize_weights(w0, X), expected, atol=1e-15)
+    # one name per factor: no neutral book exists
+    assert not neutralize_weights(w0[:3], np.eye(3)).any()
+    with pytest.raises(ValueError, match="shape"):
+        neutralize_weights(w0, X[:5])
+    with pytest.raises(ValueError, match="finite"):
+        neutralize_weights(np.r_[w0[:5], np.nan], X)

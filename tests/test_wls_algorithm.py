@@ -11,14 +11,15 @@ portfolio value; style exposures are ``sum_i w_i * z-score_i``):
   the weights (about 1-2% per name), whole shares round them, and
   commissions and slippage shift the value. Its mean absolute exposure must
   stay below 0.01 for every factor, a hundredth of the gross exposure.
-* Decile books are not exactly neutral: only the full cross-section of
-  ``R~`` is orthogonal to the factors. The reference is a random
-  dollar-neutral book with the same number of names per side and the same
-  rank sizing, drawn from the same universe on the same sessions with the
-  same loadings: its exposures are pure noise (about 0.1 per style and 0.03
-  per sector for 48 + 48 names). The strategy's book must do clearly
-  better: mean absolute exposure at most 0.8 times the random books' for
-  every style, the market beta and the sectors (measured: about 0.55-0.6).
+* A decile book of ``R~`` alone is only nearly neutral (only the full
+  cross-section is orthogonal to the factors: about 0.55-0.6 times the
+  exposure of a random book); the algorithm projects it onto zero exposure
+  to the regression's factors over the same names (``neutralize``, on by
+  default). On the 505 real stocks the recorded mean absolute exposure must
+  stay below 0.005 per style and sector, and 0.02 for the raw market beta
+  (not itself a regression column), where random dollar-neutral books with
+  the same names per side and the same rank sizing, on the same sessions and
+  loadings, carry about 0.1 per style and 0.03 per sector.
 """
 
 import importlib.util
@@ -90,6 +91,7 @@ def test_target_weights_are_dollar_neutral_and_sized(monkeypatch):
         ('{"sizing": "kelly"}', "sizing must be one of"),
         ('{"rebalance": "monthly"}', "rebalance must be"),
         ('{"quantile": 0.7}', "quantile must be in"),
+        ('{"neutralize_min_kept": 1.5}', "neutralize_min_kept must be in"),
     ],
 )
 def test_bad_parameters_fail_before_the_backtest(monkeypatch, params, match):
@@ -233,6 +235,16 @@ def test_real_stocks_decile_book_beats_random_books(shared_csv_root, tmp_path, m
                 for name in ("beta", "momentum", "reversal", "volatility", "market_beta")}
     recorded["sector"] = exp[[c for c in exp.columns if c.startswith("sector_weight_")]].abs(
     ).mean().mean()
-    ratios = {name: recorded[name] / random[name] for name in recorded}
-    assert all(r < 0.8 for r in ratios.values()), (ratios, recorded, random)
+    # every rebalance neutralised, keeping most of the decile book
+    assert (late["unneutralized_rebalances"] == 0).all()
+    assert late["neutralized_gross_kept"].min() >= 0.75
+    # what neutrality removes: random books of the same shape carry ~0.1 per
+    # style and ~0.03 per sector (measured 0.09-0.10 / 0.027)
+    assert all(random[name] > 0.02 for name in recorded), random
+    # the regression's factors: measured 0.001-0.003 per style, 0.0005 per sector
+    regression = ("beta", "momentum", "reversal", "volatility", "sector")
+    assert all(recorded[name] < 0.005 for name in regression), (recorded, random)
+    # the raw 252-session beta is not a regression column (the standardised
+    # one is) and moves with the fill lag: measured 0.009
+    assert recorded["market_beta"] < 0.02, (recorded, random)
     assert exp["factor_exposure_market"].abs().mean() < 0.01  # dollar neutral

@@ -11,6 +11,7 @@ _LAZY = {
     "wls_residuals": "zipline_factorarb.kernels.wls",
     "WLSResult": "zipline_factorarb.kernels.wls",
     "inverse_variance_weights": "zipline_factorarb.kernels.wls",
+    "neutralize_weights": "zipline_factorarb.kernels.wls",
     "sector_loadings": "zipline_factorarb.kernels.wls",
     "standardize_styles": "zipline_factorarb.kernels.wls",
     "style_factors": "zipline_factorarb.kernels.wls",

@@ -39,6 +39,7 @@ __all__ = [
     "StyleFactors",
     "WLSResult",
     "inverse_variance_weights",
+    "neutralize_weights",
     "sector_loadings",
     "standardize_styles",
     "style_factors",
@@ -1407,3 +1408,48 @@ def style_factors(
             columns.append(np.where(n >= _need(rows.shape[0], 2), vol, np.nan))
     values = np.column_stack(columns) if columns else np.empty((N, 0))
     return StyleFactors(values, names)
+
+
+def neutralize_weights(weights, loadings):
+    r"""The book nearest to ``weights`` with zero exposure to every factor.
+
+    Solves :math:`\min_w \lVert w - w_0 \rVert_2` subject to
+    :math:`\Omega' w = 0`: the orthogonal projection
+    :math:`w = w_0 - \Omega\, \Omega^{+} w_0` onto the null space of the
+    loadings (least squares, so collinear or all-zero columns are harmless).
+    With an intercept column the result is dollar neutral; with sector
+    dummies every sector nets to zero. A decile book of the weighted
+    residuals is only nearly neutral (only the whole cross-section of
+    :math:`\tilde R` is orthogonal to the factors); this makes it exactly so,
+    on the same names. A name's weight can shrink to zero or change sign
+    when neutrality needs it.
+
+    Parameters
+    ----------
+    weights : array_like, shape (N,)
+        The book to neutralise (finite).
+    loadings : array_like, shape (N, K)
+        Exposures of those names to the factors (finite).
+
+    Returns
+    -------
+    ndarray, shape (N,)
+        The neutral book. Its gross exposure is not restored (rescaling keeps
+        it neutral); all zeros when the names cannot form a neutral book
+        (``N <= rank(loadings)``).
+    """
+    w0 = np.asarray(weights, dtype=np.float64)
+    X = np.asarray(loadings, dtype=np.float64)
+    if w0.ndim != 1 or X.ndim != 2 or X.shape[0] != w0.shape[0]:
+        raise ValueError(
+            f"weights must have shape (N,) and loadings (N, K); got {w0.shape} and {X.shape}")
+    if not (np.isfinite(w0).all() and np.isfinite(X).all()):
+        raise ValueError("weights and loadings must be finite")
+    if X.shape[1] == 0 or w0.size == 0:
+        return w0.copy()
+    coef, *_ = np.linalg.lstsq(X, w0, rcond=None)
+    w = w0 - X @ coef
+    # what is left is numerically zero when the names span no neutral book
+    scale = np.abs(w0).sum()
+    w[np.abs(w) <= 1e-12 * max(scale, 1e-300)] = 0.0
+    return w
