@@ -10,12 +10,14 @@ import pytest
 from zipline_factorarb.optimize import (
     CannotHold,
     DollarNeutral,
+    FactorExposure,
     InfeasibleConstraints,
     LongOnly,
     MaxGrossExposure,
     MaximizeAlpha,
     MaximizeFactorTilt,
     NetExposure,
+    NetGroupExposure,
     NonFiniteInput,
     OptimizationFailed,
     OptimizationWarning,
@@ -134,6 +136,47 @@ def test_unbounded_alpha_is_rejected_before_solving(setup, monkeypatch):
         calculate_optimal_portfolio(MaximizeAlpha(setup["alphas"]), [LongOnly()])
     with pytest.raises(UnboundedObjective):
         calculate_optimal_portfolio(MaximizeAlpha(setup["alphas"]), [])
+
+
+def test_group_and_factor_bounds_bound_a_long_only_book(setup):
+    """Long only with a cap on every sector is bounded (the exact recession-cone test):
+    it solves, and matches its closed form, each sector's cap on its best alpha."""
+    alphas, assets = setup["alphas"], setup["assets"]
+    labels = pd.Series(["A", "B", "C"] * 4, index=assets)
+    w = calculate_optimal_portfolio(MaximizeAlpha(alphas),
+                                    [LongOnly(), NetGroupExposure(labels, 0.0, 0.5)])
+    best = alphas.groupby(labels).max().clip(lower=0.0)
+    assert float(alphas @ w.reindex(assets)) == pytest.approx(0.5 * best.sum(), abs=1e-7)
+    # a factor with positive loadings capped at 1 bounds a long-only book as well;
+    # the optimum puts it all on the best alpha per unit of loading
+    loadings = pd.DataFrame({"size": np.linspace(0.5, 2.0, len(assets))}, index=assets)
+    w = calculate_optimal_portfolio(MaximizeAlpha(alphas),
+                                    [LongOnly(), FactorExposure(loadings, -np.inf, 1.0)])
+    ratio = (alphas / loadings["size"]).clip(lower=0.0)
+    assert float(alphas @ w.reindex(assets)) == pytest.approx(ratio.max(), abs=1e-7)
+
+
+def test_uncapped_group_leaves_the_alpha_unbounded(setup, monkeypatch):
+    def no_solve(*args, **kwargs):
+        raise AssertionError("solver called")
+
+    monkeypatch.setattr(cp.Problem, "solve", no_solve)
+    alphas, assets = setup["alphas"], setup["assets"]
+    labels = pd.Series(["A", "B", "C"] * 4, index=assets)
+    # sector C has no cap and an asset with positive alpha: unbounded, before solving
+    caps = pd.Series({"A": 0.5, "B": 0.5})
+    assert (alphas[labels == "C"] > 0).any()
+    with pytest.raises(UnboundedObjective):
+        calculate_optimal_portfolio(MaximizeAlpha(alphas),
+                                    [LongOnly(), NetGroupExposure(labels, 0.0, caps)])
+    # with every alpha of C negative the objective is bounded again (the test is on
+    # the objective, not just on the feasible set)
+    bounded = alphas.where(labels != "C", -alphas.abs() - 1e-3)
+    monkeypatch.undo()
+    w = calculate_optimal_portfolio(MaximizeAlpha(bounded),
+                                    [LongOnly(), NetGroupExposure(labels, 0.0, caps)])
+    best = bounded.groupby(labels).max().clip(lower=0.0).drop("C")
+    assert float(bounded @ w.reindex(assets)) == pytest.approx(0.5 * best.sum(), abs=1e-7)
 
 
 def test_tracking_error_bounds_only_with_positive_specific_variance(setup):

@@ -56,7 +56,8 @@ class Constraint(Term):
 
         Returns a dict with any of: ``all`` (True: the feasible set is bounded),
         ``lower`` / ``upper`` (per-asset arrays, +-inf where unbounded), ``sum_lower`` /
-        ``sum_upper`` (bounds of the net exposure).
+        ``sum_upper`` (bounds of the net exposure), ``rows`` (``(A, lower finite, upper
+        finite)``: bounds on the linear map ``A w``).
         """
         return {}
 
@@ -460,6 +461,9 @@ class FactorExposure(_LinearBounds):
     def _linear(self, w, src):
         return src["Lt"] @ w - src["Lb"]
 
+    def _bounds(self, data):
+        return {"rows": (data["Lt"], np.isfinite(data["_lo"]), np.isfinite(data["_hi"]))}
+
     def _item(self, j, value, data):
         return f"exposure to {self.loadings.columns[j]!r} {fmt(value)}"
 
@@ -537,6 +541,9 @@ class NetGroupExposure(_LinearBounds):
 
     def _linear(self, w, src):
         return src["M"] @ w
+
+    def _bounds(self, data):
+        return {"rows": (data["M"], np.isfinite(data["_lo"]), np.isfinite(data["_hi"]))}
 
     def _item(self, j, value, data):
         return f"group {data['_groups'][j]!r} net weight {fmt(value)}"

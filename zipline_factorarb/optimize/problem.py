@@ -243,13 +243,24 @@ def _build_problem(objective, constraints, datas, n, obj_override=None):
     return _Compiled(problem, w, params)
 
 
-def _check_bounded(objective, constraints, cdatas, n):
-    """Raise UnboundedObjective when a linear objective has nothing bounding it."""
+def _check_bounded(objective, constraints, cdatas, n, odata=None):
+    """Raise UnboundedObjective when a linear objective can grow without limit.
+
+    Fast path: a constraint bounds the whole portfolio (gross exposure, turnover, a
+    tracking error with positive specific variances), or per-asset bounds on both sides,
+    or on one side with the net exposure bounded on the other. Otherwise the exact test
+    on the linear constraints: the objective ``c' w`` is unbounded over a non-empty
+    polyhedron ``{lo <= A w <= hi}`` exactly when some direction ``d`` of its recession
+    cone (``A d >= 0`` where ``lo`` is finite, ``A d <= 0`` where ``hi`` is) improves it,
+    ``c' d > 0``: one small LP over ``d`` in ``[-1, 1]^n`` (HiGHS), solved only when the
+    fast path is inconclusive (e.g. long only with sector caps).
+    """
     if not objective._linear:
         return
     lower = np.full(n, -np.inf)
     upper = np.full(n, np.inf)
     sum_lo, sum_hi = -np.inf, np.inf
+    rows = []
     for c, d in zip(constraints, cdatas):
         b = c._bounds(d)
         if b.get("all"):
@@ -260,9 +271,15 @@ def _check_bounded(objective, constraints, cdatas, n):
             upper = np.minimum(upper, b["upper"])
         sum_lo = max(sum_lo, b.get("sum_lower", -np.inf))
         sum_hi = min(sum_hi, b.get("sum_upper", np.inf))
+        if "rows" in b:
+            rows.append(b["rows"])
     lo_ok = np.isfinite(lower).all()
     hi_ok = np.isfinite(upper).all()
     if (lo_ok and hi_ok) or (lo_ok and np.isfinite(sum_hi)) or (hi_ok and np.isfinite(sum_lo)):
+        return
+    alpha = None if odata is None else odata.get("alpha")
+    if alpha is not None and not _improving_direction(
+            np.asarray(alpha, dtype=float), lower, upper, sum_lo, sum_hi, rows):
         return
     names = ", ".join(repr(c) for c in constraints) or "no constraints"
     has_te = any(isinstance(c, TrackingError) for c in constraints)
@@ -275,6 +292,43 @@ def _check_bounded(objective, constraints, cdatas, n):
            "positive; some are zero here)" if has_te else "")
         + "."
     )
+
+
+def _improving_direction(c, lower, upper, sum_lo, sum_hi, rows):
+    """Is there ``d`` in the recession cone of the linear constraints with ``c' d > 0``?
+
+    The cone: ``d_i >= 0`` where asset ``i`` has a finite lower bound, ``<= 0`` where it
+    has a finite upper bound, ``sum(d)`` likewise for the net exposure, and ``A d >= 0``
+    / ``<= 0`` for the rows ``(A, lower finite, upper finite)`` of the group and factor
+    constraints. Constraints this does not know (a tracking error with zero specific
+    variances) are left out, which can only report a bounded problem as unbounded.
+    """
+    from scipy.optimize import linprog
+
+    n = len(c)
+    scale = np.abs(c).sum()
+    if not scale > 0:
+        return False
+    bounds = np.column_stack([np.where(np.isfinite(lower), 0.0, -1.0),
+                              np.where(np.isfinite(upper), 0.0, 1.0)])
+    a_ub = []  # rows of A_ub d <= 0
+    ones = np.ones((1, n))
+    if np.isfinite(sum_lo):
+        a_ub.append(-ones)
+    if np.isfinite(sum_hi):
+        a_ub.append(ones)
+    for A, lo_finite, hi_finite in rows:
+        A = np.asarray(A, dtype=float)
+        if np.any(lo_finite):
+            a_ub.append(-A[np.asarray(lo_finite, dtype=bool)])
+        if np.any(hi_finite):
+            a_ub.append(A[np.asarray(hi_finite, dtype=bool)])
+    A_ub = np.vstack(a_ub) if a_ub else None
+    b_ub = np.zeros(A_ub.shape[0]) if a_ub else None
+    res = linprog(-c / scale, A_ub=A_ub, b_ub=b_ub, bounds=bounds, method="highs")
+    if res.status != 0:  # cannot tell: let the solver decide
+        return False
+    return -res.fun > 1e-9
 
 
 def _violations(constraints, cdatas, w):
@@ -522,7 +576,7 @@ def run_optimization(objective, constraints=(), current_weights=None, *, cache=N
                                   error)
 
     try:
-        _check_bounded(objective, constraints, cdatas, ctx.n)
+        _check_bounded(objective, constraints, cdatas, ctx.n, odata)
     except UnboundedObjective as exc:
         return failure("unbounded", exc)
 
