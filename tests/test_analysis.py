@@ -56,6 +56,7 @@ def test_crisis_table_matches_empyrical(report, sample_perf):
         assert row["active_return"] == pytest.approx(row["return"] - row["benchmark_return"])
         assert row["volatility"] == pytest.approx(empyrical.annual_volatility(rw), rel=1e-9)
         assert row["max_drawdown"] == pytest.approx(empyrical.max_drawdown(rw), rel=1e-9)
+        assert row["benchmark_max_drawdown"] == pytest.approx(empyrical.max_drawdown(bw), rel=1e-3)
         assert row["tracking_error"] == pytest.approx(empyrical.annual_volatility(rw - bw), rel=1e-3)
         assert row["information_ratio"] == pytest.approx(
             empyrical.excess_sharpe(rw, bw) * np.sqrt(252), rel=1e-3)
@@ -82,6 +83,17 @@ def test_summary_table_matches_empyrical(report, sample_perf):
     assert summary.loc["strategy", "tracking_error"] == pytest.approx(
         empyrical.annual_volatility(r.to_numpy() - b), rel=1e-3)
     assert summary.loc["benchmark", "sharpe_ratio"] == pytest.approx(empyrical.sharpe_ratio(b), rel=1e-3)
+    strategy = summary.loc["strategy"]
+    assert strategy["total_return"] == pytest.approx(empyrical.cum_returns_final(r), rel=1e-9)
+    assert strategy["annual_volatility"] == pytest.approx(empyrical.annual_volatility(r), rel=1e-9)
+    assert strategy["information_ratio"] == pytest.approx(
+        empyrical.excess_sharpe(r.to_numpy(), b) * np.sqrt(252), rel=1e-3)
+    bench = summary.loc["benchmark"]
+    for column, fn in (("annual_return", empyrical.annual_return),
+                       ("total_return", empyrical.cum_returns_final),
+                       ("annual_volatility", empyrical.annual_volatility),
+                       ("max_drawdown", empyrical.max_drawdown)):
+        assert bench[column] == pytest.approx(fn(b), rel=1e-3), column
     assert summary.loc["strategy", "average_holdings"] == pytest.approx(5.0, abs=0.05)
 
 
@@ -114,6 +126,51 @@ def test_risk_contributions(report, sample_perf, sample_root, monkeypatch):
     assert tev == pytest.approx(np.sqrt(variance * 252), rel=1e-10)
     around = tables["risk_shares_around_crises"]
     assert set(around["phase"]) == {"before", "during", "after"}
+    # shares are estimated every fifth session; "before" is still the 63
+    # sessions before the window, counted on the backtest's daily index
+    sessions = tables["diversification"].index
+    lehman = around[(around["period"] == "Lehman 2008")].set_index("phase")
+    start = pd.Timestamp("2008-09-15")
+    first = sessions.searchsorted(start)
+    window = shares[(shares.index >= sessions[first - 63]) & (shares.index < start)]
+    assert 12 <= len(window) <= 14
+    assert lehman.loc["before", "Energy"] == pytest.approx(window["Energy"].mean(), abs=1e-12)
+
+
+def test_around_crises_pads_by_sessions():
+    from zipline_factorarb.analysis.risk import around_crises
+
+    sessions = pd.bdate_range("2020-01-01", periods=400)
+    sparse = pd.DataFrame({"x": np.arange(0, 400, 5, dtype=float)}, index=sessions[::5])
+    periods = {"crash": (sessions[200], sessions[219])}
+    table = around_crises(sparse, periods, pad=20, sessions=sessions).set_index("phase")
+    # rows at sessions 180..195 before, 200..215 during, 220..235 after (every fifth)
+    assert table.loc["before", "x"] == pytest.approx(np.mean([180, 185, 190, 195]))
+    assert table.loc["during", "x"] == pytest.approx(np.mean([200, 205, 210, 215]))
+    assert table.loc["after", "x"] == pytest.approx(np.mean([220, 225, 230, 235]))
+    # without the daily index a sparse frame's pad counts rows (100 sessions here)
+    rows = around_crises(sparse, periods, pad=20).set_index("phase")
+    assert rows.loc["before", "x"] == pytest.approx(np.mean(np.arange(100, 200, 5)))
+
+
+def test_tear_sheets_never_display_or_show(sample_perf, monkeypatch):
+    import matplotlib.pyplot as plt
+    import pyfolio.tears
+    import pyfolio.utils
+
+    from zipline_factorarb.analysis.tearsheet import tear_sheet_figures
+
+    calls = []
+    for module in (pyfolio.utils, pyfolio.tears):
+        monkeypatch.setattr(module, "display", lambda *a, **k: calls.append("display"),
+                            raising=False)
+    monkeypatch.setattr(plt, "show", lambda *a, **k: calls.append("show"))
+    bt = load_backtest(sample_perf)
+    sheets, _ = tear_sheet_figures(bt)
+    assert sheets and calls == []
+    # and the patch was scoped: pyfolio's own display is back afterwards
+    pyfolio.utils.display("x")
+    assert calls == ["display"]
 
 
 def test_files_written_and_figures_not_blank(report):

@@ -302,7 +302,7 @@ def test_style_weights_recover_a_fund_mix(monkeypatch):
 
 # ----------------------------------------------------------------------------- sample bundle
 @pytest.mark.slow
-def test_tev_factor_tilt_cli_on_the_sample(sample_root, tmp_path):
+def test_tev_factor_tilt_cli_on_the_sample(sample_root, tmp_path, monkeypatch):
     out = tmp_path / "tilt.pickle"
     result = zipline_cli(sample_root, "run", "-f", str(TILT), "-b", "factorarb-sample",
                          "-s", "2019-01-02", "-e", "2021-12-31", "-o", str(out))
@@ -325,6 +325,21 @@ def test_tev_factor_tilt_cli_on_the_sample(sample_root, tmp_path):
     report = risk_through_time(load_backtest(out))
     assert report.ex_ante_tev.max() <= TEV + 1e-6
     assert len(report.risk_shares.columns) == 7 and len(report.benchmark_sector_weights.columns)
+    # effective bets from the recorded shares: exp(entropy) of |share|, by hand
+    row = report.risk_shares.dropna(how="all").iloc[-1]
+    p = row.abs() / row.abs().sum()
+    p = p[p > 0]
+    bets = report.diversification["effective_bets"].loc[row.name]
+    assert bets == pytest.approx(float(np.exp(-(p * np.log(p)).sum())), rel=1e-12)
+    assert 1.0 <= bets <= 7.0
+    # with the bundle, sector shares estimated from the positions come beside the
+    # recorded factor shares
+    monkeypatch.setenv("ZIPLINE_ROOT", str(sample_root))
+    both = risk_through_time(load_backtest(out), bundle="factorarb-sample",
+                             benchmark_symbol="SP500")
+    assert list(both.risk_shares.columns) == list(report.risk_shares.columns)
+    assert "Energy" in both.sector_risk_shares.columns
+    np.testing.assert_allclose(both.sector_risk_shares.sum(axis=1), 1.0, atol=1e-10)
     assert 0.03 < te < 0.12
 
 

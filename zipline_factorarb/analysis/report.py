@@ -87,15 +87,23 @@ def build_report(source, bundle=None, benchmark=None, benchmark_returns=None, pe
 
     returns, bench = backtest.returns, backtest.benchmark_returns
     risk = risk_through_time(backtest, bundle=bundle, benchmark_symbol=benchmark, environ=environ)
+    sessions = risk.diversification.index
+
+    def around(frame):
+        return around_crises(frame, crisis_periods, sessions=sessions)
+
     tables = {
         "summary": summary_table(returns, bench, backtest.weights),
         "crisis": crisis_table(returns, bench, crisis_periods),
         "diversification": risk.diversification,
-        "diversification_around_crises": around_crises(risk.diversification, crisis_periods),
+        "diversification_around_crises": around(risk.diversification),
     }
     if len(risk.risk_shares.columns):
         tables["risk_shares"] = risk.risk_shares
-        tables["risk_shares_around_crises"] = around_crises(risk.risk_shares, crisis_periods)
+        tables["risk_shares_around_crises"] = around(risk.risk_shares)
+    if len(risk.sector_risk_shares.columns):
+        tables["sector_risk_shares"] = risk.sector_risk_shares
+        tables["sector_risk_shares_around_crises"] = around(risk.sector_risk_shares)
     if len(risk.sector_weights.columns):
         tables["sector_weights"] = risk.sector_weights
         active = risk.sector_weights
@@ -103,11 +111,10 @@ def build_report(source, bundle=None, benchmark=None, benchmark_returns=None, pe
             tables["benchmark_sector_weights"] = risk.benchmark_sector_weights
             active = risk.sector_weights.sub(risk.benchmark_sector_weights, fill_value=0.0)
             tables["active_sector_weights"] = active
-        tables["sector_weights_around_crises"] = around_crises(active, crisis_periods)
+        tables["sector_weights_around_crises"] = around(active)
     if len(risk.factor_exposures.columns):
         tables["factor_exposures"] = risk.factor_exposures
-        tables["factor_exposures_around_crises"] = around_crises(risk.factor_exposures,
-                                                                 crisis_periods)
+        tables["factor_exposures_around_crises"] = around(risk.factor_exposures)
     if not risk.ex_ante_tev.empty:
         tables["ex_ante_tev"] = risk.ex_ante_tev.rename("ex_ante_tev").to_frame()
 
@@ -164,6 +171,8 @@ def _own_figures(backtest, risk, tables, periods):
     figs["diversification"] = fig
 
     for key, title in (("risk_shares", "Share of (active) variance by group"),
+                       ("sector_risk_shares",
+                        "Share of (active) variance by sector, estimated from the positions"),
                        ("sector_weights", "Sector weights"),
                        ("factor_exposures", "Factor exposures")):
         frame = tables.get(key)
@@ -270,7 +279,8 @@ def write_report(report, out_dir, formats=("html", "png")):
 
 
 def _html(report, pngs):
-    order = ["summary", "crisis", "risk_shares_around_crises", "sector_weights_around_crises",
+    order = ["summary", "crisis", "risk_shares_around_crises",
+             "sector_risk_shares_around_crises", "sector_weights_around_crises",
              "factor_exposures_around_crises", "diversification_around_crises"]
     parts = [f"<h1>{html.escape(report.title)}</h1>"]
     if report.findings:

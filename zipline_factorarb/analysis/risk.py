@@ -35,6 +35,8 @@ class RiskReport:
     sector_weights: pd.DataFrame = field(default_factory=pd.DataFrame)
     benchmark_sector_weights: pd.DataFrame = field(default_factory=pd.DataFrame)
     risk_shares: pd.DataFrame = field(default_factory=pd.DataFrame)  # date x group, rows sum to 1
+    # estimated by sector from the positions when risk_shares holds recorded factor shares
+    sector_risk_shares: pd.DataFrame = field(default_factory=pd.DataFrame)
     ex_ante_tev: pd.Series = field(default_factory=lambda: pd.Series(dtype=float))
     factor_exposures: pd.DataFrame = field(default_factory=pd.DataFrame)
     notes: list = field(default_factory=list)
@@ -124,6 +126,12 @@ def risk_through_time(backtest, bundle=None, benchmark_symbol=None, window=126, 
         if len(frame.columns):
             frame.index = frame.index.tz_convert(None)
             setattr(report, attr, frame)
+    if len(report.risk_shares.columns):
+        # effective number of bets from the recorded (factor and specific) shares
+        recorded_bets = report.risk_shares.apply(
+            lambda row: pk.effective_number_of_bets(row.fillna(0.0).to_numpy()), axis=1)
+        report.diversification["effective_bets"] = recorded_bets.reindex(
+            report.diversification.index)
     if not len(report.risk_shares.columns) and bundle is None:
         report.notes.append("risk shares need either recorded risk_contribution_* values or "
                             "--bundle to estimate them from the positions")
@@ -141,37 +149,48 @@ def risk_through_time(backtest, bundle=None, benchmark_symbol=None, window=126, 
             labels = weights.columns.map(lambda s: sector_label(sectors.get(s, -1)))
             report.sector_weights = weights.T.groupby(labels).sum().T
         shares, totals = estimated_risk(weights, rets, sectors, benchmark_symbol, window)
-        if not len(report.risk_shares.columns):
+        recorded_shares = len(report.risk_shares.columns) > 0
+        if recorded_shares:
+            report.sector_risk_shares = shares  # by sector, beside the recorded factors
+        else:
             report.risk_shares = shares
         if report.ex_ante_tev.empty and len(totals):
             report.ex_ante_tev = totals["tev"]
-        if len(totals):
+        if len(totals) and not recorded_shares:
             eb = totals["effective_bets"].reindex(report.diversification.index)
             report.diversification["effective_bets"] = eb
     return report
 
 
-def around_crises(frame, periods, pad=63):
+def around_crises(frame, periods, pad=63, sessions=None):
     """Mean of each column before, during and after each crisis window.
 
-    ``pad`` sessions before the window's start and after its end; windows
-    that do not overlap ``frame`` are skipped. Returns a long table with
-    columns period, phase, and one per column of ``frame``.
+    ``pad`` sessions before the window's start and after its end, counted on
+    ``sessions`` (the backtest's daily index; default: ``frame``'s own index,
+    right when ``frame`` has a row every session, while risk estimated every
+    fifth session needs the daily index to keep 63 sessions from becoming
+    315); windows that do not overlap ``frame`` are skipped. Returns a long
+    table with columns period, phase, and one per column of ``frame``.
     """
     if frame is None or frame.empty:
         return pd.DataFrame()
     frame = frame.dropna(how="all")
     index = frame.index
+    days = index if sessions is None else pd.DatetimeIndex(sessions)
     rows = []
     for name, (start, end) in periods.items():
-        inside = (index >= pd.Timestamp(start)) & (index <= pd.Timestamp(end))
+        start, end = pd.Timestamp(start), pd.Timestamp(end)
+        inside = (index >= start) & (index <= end)
         if not inside.any():
             continue
-        pos = np.flatnonzero(inside)
+        first = int(days.searchsorted(start, side="left"))
+        last = int(days.searchsorted(end, side="right")) - 1
+        before_from = days[max(first - pad, 0)]
+        after_to = days[min(last + pad, len(days) - 1)]
         phases = {
-            "before": frame.iloc[max(pos[0] - pad, 0):pos[0]],
-            "during": frame.iloc[pos[0]:pos[-1] + 1],
-            "after": frame.iloc[pos[-1] + 1:pos[-1] + 1 + pad],
+            "before": frame[(index >= before_from) & (index < start)],
+            "during": frame[inside],
+            "after": frame[(index > end) & (index <= after_to)],
         }
         for phase, part in phases.items():
             if len(part):

@@ -2,7 +2,8 @@
 
 pyfolio-reloaded's ``create_full_tear_sheet`` has no ``return_fig``; the
 individual tear sheets do, so each is called with ``return_fig=True`` under
-the Agg backend, with IPython's ``display`` output (its tables) swallowed.
+the Agg backend, with pyfolio's IPython ``display`` calls (its tables) replaced
+by a no-op for the duration.
 Returns and positions get a tz-aware UTC index: with a tz-naive index
 pyfolio's interesting-times code silently matches no period.
 """
@@ -18,9 +19,38 @@ import warnings
 log = logging.getLogger(__name__)
 
 
+def _no_display(*args, **kwargs):
+    """Stands in for IPython's ``display`` inside :func:`headless`."""
+
+
+#: pyfolio modules that call ``display`` (imported from IPython.display)
+_DISPLAY_MODULES = ("pyfolio.utils", "pyfolio.tears", "pyfolio.plotting")
+
+
+@contextlib.contextmanager
+def _display_disabled():
+    """pyfolio's ``display`` calls do nothing for the duration (restored after)."""
+    import importlib
+
+    patched = []
+    try:
+        for name in _DISPLAY_MODULES:
+            try:
+                module = importlib.import_module(name)
+            except ImportError:
+                continue
+            if hasattr(module, "display"):
+                patched.append((module, module.display))
+                module.display = _no_display
+        yield
+    finally:
+        for module, original in patched:
+            module.display = original
+
+
 @contextlib.contextmanager
 def headless():
-    """Agg backend and silenced stdout/warnings for the duration."""
+    """Agg backend, silenced stdout/warnings and no IPython ``display`` for the duration."""
     import matplotlib
 
     previous = matplotlib.get_backend()
@@ -28,7 +58,8 @@ def headless():
     import matplotlib.pyplot as plt
 
     try:
-        with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
+        with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()), \
+                _display_disabled():
             warnings.simplefilter("ignore")
             yield plt
     finally:
