@@ -28,8 +28,9 @@ Data (``--source``):
 Variants timed: industry-only (the default ``WLSResidual()``: intercept and
 sector dummies, 60-session volatility weights) and multi-factor (plus beta,
 momentum, reversal and volatility styles over a 253-session window, the
-longest the factor needs). Target: at most 3x ``SimpleBeta``'s per-session
-cost.
+longest the factor needs), and PCA (five principal components of the
+correlation matrix of the trailing 252 sessions, refitted every session).
+Target: at most 3x ``SimpleBeta``'s per-session cost.
 """
 
 from __future__ import annotations
@@ -238,6 +239,7 @@ def main(argv=None):
             "SimpleBeta(target, 252)": SimpleBeta(target=target, regression_length=252),
             "WLSResidual() industry-only": WLSResidual(sector=sector),
             "WLSResidual(styles=4) multi-factor": WLSResidual(sector=sector, styles=STYLES),
+            "WLSResidual(pca_components=5) PCA": WLSResidual(sector=None, pca_components=5),
         }
         pipelines = {}
         for name, term in factors.items():

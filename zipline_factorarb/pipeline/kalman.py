@@ -37,7 +37,6 @@ gives simple returns :math:`p_t/p_{t-1} - 1`.
 
 from __future__ import annotations
 
-import contextlib
 import math
 import numbers
 from typing import NamedTuple
@@ -52,6 +51,7 @@ from zipline.utils.numpy_utils import float64_dtype
 
 from ..kernels.kalman import kalman_last
 from ..kernels.pca import pca_factors
+from ._threads import one_blas_thread
 
 __all__ = [
     "DailyReturns",
@@ -103,33 +103,6 @@ class DailyReturns(CustomFactor):
 # --------------------------------------------------------------------------
 # vectorised window functions (no engine)
 # --------------------------------------------------------------------------
-
-
-_BLAS = {}
-
-
-def one_blas_thread():
-    """Context manager: BLAS/LAPACK limited to one thread inside the block.
-
-    The PCA of one window (a 252 x 500 SVD) is a small LAPACK problem that
-    gains little from threads, while a multi-threaded BLAS on a busy machine
-    (several backtests or Dask workers per host) can be a hundred times
-    slower than one thread. Uses ``threadpoolctl`` (installed with
-    scikit-learn) and restores the previous setting on exit; a no-op when
-    it is not installed.
-    """
-    controller = _BLAS.get("controller", False)
-    if controller is False:
-        try:
-            from threadpoolctl import ThreadpoolController
-
-            controller = ThreadpoolController()
-        except Exception:  # not installed, or no BLAS found
-            controller = None
-        _BLAS["controller"] = controller
-    if controller is None:
-        return contextlib.nullcontext()
-    return controller.limit(limits=1, user_api="blas")
 
 
 def pca_factor_returns(returns, k):

@@ -39,7 +39,6 @@ from __future__ import annotations
 
 import numbers
 import re
-from contextlib import nullcontext
 
 import numpy as np
 import pandas as pd
@@ -54,6 +53,7 @@ from zipline.utils.numpy_utils import float64_dtype
 
 from ..data.sectors import GICS_SECTORS
 from ..kernels import risk as kr
+from ._threads import one_blas_thread
 
 __all__ = [
     "FactorRiskModel",
@@ -263,24 +263,7 @@ def estimate_factor_model(asset_returns, factor_returns, add_constant=True, min_
 
 
 # ----------------------------------------------------------------------------- pipeline terms
-def _blas_single_thread():
-    """Run the small per-day least squares on one BLAS thread.
-
-    The matrices are tiny (window x factors); multi-threaded BLAS only adds overhead,
-    and on a busy machine its threads can make a backtest several times slower.
-    """
-    global _BLAS
-    if _BLAS is None:
-        try:
-            from threadpoolctl import ThreadpoolController  # noqa: PLC0415
-
-            _BLAS = ThreadpoolController()
-        except Exception:  # threadpoolctl is optional  # noqa: BLE001
-            _BLAS = False
-    return _BLAS.limit(limits=1, user_api="blas") if _BLAS else nullcontext()
-
-
-_BLAS = None
+_blas_single_thread = one_blas_thread
 
 
 def _output_name(text):

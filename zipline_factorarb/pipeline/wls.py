@@ -80,6 +80,7 @@ from ..kernels.wls import (
     style_factors,
     wls_residuals,
 )
+from ._threads import one_blas_thread
 
 __all__ = [
     "ConditionLog",
@@ -347,7 +348,8 @@ def _correlation_pca_loadings(window, candidates, k):
     complete = np.isfinite(x).all(axis=0)
     if complete.sum() <= k or P <= k:
         return np.full((N, k), np.nan)
-    return pca_loadings(x, k)
+    with one_blas_thread():
+        return pca_loadings(x, k)
 
 
 def _raw_styles(history, dollar_volume, market_returns, base, s):
