@@ -341,12 +341,6 @@ def handle_data(context, data):
     """
     if first_session_of(context, "month"):
         rebalance(context, data)
-    track_benchmark(context, data)
-
-
-def track_benchmark(context, data):
-    """Record ``tracked_benchmark_return``: the daily total return of the benchmark
-    weights set at the last rebalance (held until the next), the TEV's benchmark."""
-    value = context.benchmark_tracker.update(data)
-    if value is not None:
-        record(tracked_benchmark_return=value)
+    # tracked_benchmark_return: the daily total return of the benchmark weights set
+    # at the last rebalance (held until the next), the TEV's benchmark
+    context.benchmark_tracker.record(data)

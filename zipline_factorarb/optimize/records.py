@@ -112,15 +112,13 @@ class BenchmarkTracker:
     The tracking-error budget refers to the optimiser's benchmark weights (for
     example a size-weighted proxy of the stock universe), which zipline's own
     benchmark asset need not match. Call :meth:`reset` with the new weights at each
-    rebalance and :meth:`update` once a day after the close (e.g. from a function
-    scheduled with ``time_rules.market_close()``); record what it returns to
-    measure the ex-post tracking error against the right benchmark::
+    rebalance and :meth:`update` once a day from ``handle_data``; record what it
+    returns to measure the ex-post tracking error against the right benchmark, or
+    let :meth:`record` do both::
 
         tracker = BenchmarkTracker()
         ...
-        value = tracker.update(data)
-        if value is not None:
-            record(tracked_benchmark_return=value)
+        tracker.record(data)  # record(tracked_benchmark_return=...) once there is one
 
     Returns come from ``data.history(..., "price", 2, "1d")``, which zipline adjusts
     for splits and dividends, so they are total returns like the portfolio's.
@@ -149,3 +147,13 @@ class BenchmarkTracker:
             self.values = pending[pending != 0]
             self._pending = None
         return out
+
+    def record(self, data, name="tracked_benchmark_return"):
+        """:meth:`update`, and ``zipline.api.record`` the day's return under ``name``
+        (nothing before the first rebalance). Returns the value."""
+        value = self.update(data)
+        if value is not None:
+            from zipline.api import record
+
+            record(**{name: value})
+        return value
