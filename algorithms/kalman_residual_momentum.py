@@ -38,8 +38,11 @@ Factor sources and signals (the three strategies of the study's table):
   them the algorithm stops with an error), and applied unchanged to the test
   period: factor returns ``F_t = (R_t - mu) W``. With ``signal="innovation"``
   (or ``"kalman"``) the Kalman filter runs on these ``F_t`` over the trailing
-  ``window_length`` days; with ``signal="pca_residual"`` the signal is the
-  static residual ``eps_t = R_t - (F_t W' + mu)`` of the latest day;
+  ``window_length`` days (``filter_state="carried"``: one filter from
+  ``train_start``, beta0 = 0 and P0 = p0 I, its state carried from session to
+  session, as the seed runs it over the full history); with
+  ``signal="pca_residual"`` the signal is the static residual
+  ``eps_t = R_t - (F_t W' + mu)`` of the latest day;
 - ``factors="pca"``, ``signal="pca_residual"``: the residual of the latest
   day against the PCA of the trailing ``window_length`` days
   (:class:`~zipline_factorarb.pipeline.pca_residual.PCAResidual`; the study's
@@ -53,6 +56,7 @@ import numpy as np
 import pandas as pd
 from zipline.api import (
     attach_pipeline,
+    get_datetime,
     get_open_orders,
     order_target_percent,
     pipeline_output,
@@ -66,6 +70,7 @@ from zipline.pipeline import Pipeline
 from zipline.pipeline.filters import StaticAssets
 
 from zipline_factorarb.algo import algorithm_params, forbid_trading_indexes, set_benchmark_from
+from zipline_factorarb.kernels.kalman import kalman_update
 from zipline_factorarb.pipeline.classifiers import IsETF, IsStock
 from zipline_factorarb.pipeline.kalman import KalmanInnovation, kalman_innovation_window
 from zipline_factorarb.pipeline.pca_residual import (
@@ -93,6 +98,10 @@ PARAMS = algorithm_params(
         # "innovation" (= "kalman"), "standardized_innovation" (e / sqrt(Q)),
         # or "pca_residual" (static PCA residual of the latest day, no filter)
         "signal": "innovation",
+        # fixed_pca with a Kalman signal: "window" re-runs the filter over the trailing
+        # window_length days every session; "carried" runs one filter from train_start
+        # (beta0 = 0, P0 = p0 I) through the training window and on, session by session
+        "filter_state": "window",
         "cut": 0.1,  # fraction of the ranked universe per side (at least one name)
         "mean_reversion": False,  # True: long the lowest innovations, short the highest
         "gross_exposure": 1.0,  # long + short, as a fraction of the portfolio value
@@ -140,7 +149,15 @@ def _check_params():
         if pd.Timestamp(PARAMS["train_end"]) < pd.Timestamp(PARAMS["train_start"]):
             raise ValueError(f"train_end {PARAMS['train_end']} is before train_start "
                              f"{PARAMS['train_start']}")
-    elif PARAMS["signal"] == "pca_residual" and PARAMS["factors"] != "pca":
+    if PARAMS["filter_state"] not in ("window", "carried"):
+        raise ValueError(f"filter_state must be 'window' or 'carried', got "
+                         f"{PARAMS['filter_state']!r}")
+    if PARAMS["filter_state"] == "carried" and (
+            PARAMS["factors"] != "fixed_pca" or PARAMS["signal"] == "pca_residual"):
+        raise ValueError("filter_state='carried' needs factors='fixed_pca' and a Kalman "
+                         f"signal, got factors={PARAMS['factors']!r}, "
+                         f"signal={PARAMS['signal']!r}")
+    if PARAMS["signal"] == "pca_residual" and PARAMS["factors"] not in ("pca", "fixed_pca"):
         raise ValueError("signal='pca_residual' needs factors 'pca' or 'fixed_pca', "
                          f"got {PARAMS['factors']!r}")
 
@@ -177,6 +194,7 @@ def initialize(context):
     set_commission(commission.PerDollar(cost=PARAMS["cost_bps"] / 1e4))
     set_slippage(slippage.FixedSlippage(spread=0.0))
     context.fixed = None
+    context.carried = None
     if PARAMS["factors"] == "fixed_pca":
         context.assets = [symbol(s) for s in PARAMS["universe"]]
     else:
@@ -239,6 +257,74 @@ def fixed_pca_signal(closes, fixed, signal="innovation", state_noise=1e-5, obs_n
     return pd.Series(values, index=closes.columns)
 
 
+class CarriedFilter:
+    """The Kalman filter's state carried from session to session.
+
+    Starts from :math:`\beta_0 = 0, P_0 = p_0 I` and takes one
+    :func:`~zipline_factorarb.kernels.kalman.kalman_update` per new daily
+    return, in date order (a date already taken is skipped), so after the
+    returns of days 1..t its innovations are those of the full-history filter
+    (:func:`~zipline_factorarb.kernels.kalman.kalman_filter`) at day t,
+    whatever the chunks the returns arrive in.
+    """
+
+    def __init__(self, n_assets, k, p0, state_noise, obs_noise):
+        self.beta = np.zeros((n_assets, k))
+        self.P = np.broadcast_to(p0 * np.eye(k), (n_assets, k, k)).copy()
+        self.state_noise, self.obs_noise = state_noise, obs_noise
+        self.last = None
+        self.innovations = np.full(n_assets, np.nan)
+        self.innovation_variance = np.full(n_assets, np.nan)
+
+    def advance(self, dates, returns, factor_returns):
+        """Update with the rows dated after the last one taken; returns how many."""
+        taken = 0
+        for day, r, f in zip(dates, returns, factor_returns):
+            if self.last is not None and day <= self.last:
+                continue
+            step = kalman_update(self.beta, self.P, r, f, self.state_noise, self.obs_noise)
+            self.beta, self.P = step.beta, step.P
+            self.innovations, self.innovation_variance = step.innovations, \
+                step.innovation_variance
+            self.last = day
+            taken += 1
+        return taken
+
+
+def carried_signal(context, data):
+    """This session's innovations of the carried filter on the fixed-PCA factors.
+
+    The first call runs the filter from ``train_start`` through the previous
+    session (the training window, then the test days so far); later calls
+    add the returns that arrived since. Returns to the previous close only,
+    as in the window mode.
+    """
+    fixed = context.fixed
+    names = list(fixed.loadings.index)
+    if context.carried is None:
+        calendar = context.trading_calendar
+        now = pd.Timestamp(get_datetime()).tz_convert(None).normalize()
+        bars = len(calendar.sessions_in_range(pd.Timestamp(PARAMS["train_start"]), now))
+        context.carried = CarriedFilter(len(names), fixed.loadings.shape[1], PARAMS["p0"],
+                                        PARAMS["state_noise"], PARAMS["obs_noise"])
+    else:
+        bars = 10  # the session just passed, with room for a gap
+    closes = data.history(context.assets, "close", bars + 1, "1d").iloc[:-1]
+    closes = closes[names].astype(np.float64)
+    days = pd.DatetimeIndex(closes.index)
+    days = days.tz_convert(None) if days.tz is not None else days
+    closes = closes.loc[days.normalize() >= pd.Timestamp(PARAMS["train_start"])]
+    returns = _returns(closes, PARAMS["log_returns"])
+    scores, _ = fixed_pca_residuals(returns.to_numpy(), fixed.loadings.to_numpy(),
+                                    fixed.mean.to_numpy())
+    context.carried.advance(list(returns.index), returns.to_numpy(), scores)
+    state = context.carried
+    values = state.innovations
+    if PARAMS["signal"] == "standardized_innovation":
+        values = state.innovations / np.sqrt(state.innovation_variance)
+    return pd.Series(values, index=names)
+
+
 def current_signal(context, data):
     """This session's signal per asset: the pipeline's, or the fixed-PCA one.
 
@@ -247,6 +333,8 @@ def current_signal(context, data):
     """
     if PARAMS["factors"] != "fixed_pca":
         return pipeline_output("kalman")["signal"]
+    if PARAMS["filter_state"] == "carried":
+        return carried_signal(context, data)
     length = 1 if PARAMS["signal"] == "pca_residual" else PARAMS["window_length"]
     closes = data.history(context.assets, "close", length + 2, "1d").iloc[:-1]
     return fixed_pca_signal(

@@ -15,7 +15,7 @@ import pytest
 from test_kalman_algorithms import MOMENTUM, _backtest, _book, _load_algorithm
 from test_pipeline_kalman import SECTOR_ETFS, _assets, _run, _window
 
-from zipline_factorarb.kernels.kalman import kalman_last
+from zipline_factorarb.kernels.kalman import kalman_filter, kalman_last
 from zipline_factorarb.kernels.pca import pca_factors
 from zipline_factorarb.pipeline.pca_residual import (
     PCAResidual,
@@ -135,13 +135,21 @@ def test_fixed_pca_requires_the_training_window(monkeypatch):
     algo = _load_algorithm(MOMENTUM, monkeypatch, {"signal": "residual"})
     with pytest.raises(ValueError, match="signal must be one of"):
         algo._check_params()
+    algo = _load_algorithm(MOMENTUM, monkeypatch, {"filter_state": "carried"})
+    with pytest.raises(ValueError, match="filter_state='carried' needs factors='fixed_pca'"):
+        algo._check_params()
+    algo = _load_algorithm(MOMENTUM, monkeypatch, {"filter_state": "kept"})
+    with pytest.raises(ValueError, match="filter_state must be"):
+        algo._check_params()
 
 
-@pytest.mark.parametrize("signal", ["pca_residual", "kalman"])
+@pytest.mark.parametrize("signal", ["pca_residual", "kalman", "kalman_carried"])
 def test_fixed_pca_backtest_holds_the_extreme_residuals(signal, shared_csv_root, etf_adjusted,
                                                         tmp_path):
-    params = {"factors": "fixed_pca", "signal": signal,
+    params = {"factors": "fixed_pca", "signal": signal.replace("_carried", ""),
               "train_start": TRAIN[0], "train_end": TRAIN[1]}
+    if signal == "kalman_carried":
+        params["filter_state"] = "carried"
     perf = _backtest(shared_csv_root["root"], MOMENTUM, "factorarb-csv", "2019-01-02",
                      "2019-04-30", tmp_path, params)
     book = _book(perf)
@@ -152,9 +160,14 @@ def test_fixed_pca_backtest_holds_the_extreme_residuals(signal, shared_csv_root,
     days = perf.index
     for i, day in enumerate(days[:-1]):
         # the signal of `day` (returns to its previous close) is filled at the next close
-        r = _window(returns, day, 252 if signal == "kalman" else 1).to_numpy()
+        r = _window(returns, day, 1 if signal == "pca_residual" else 252).to_numpy()
         if signal == "kalman":
             e = kalman_last(r, (r - mu) @ W, 1e-5, 1e-4, 1.0).innovations
+        elif signal == "kalman_carried":
+            # one filter over every return since the training window's first close
+            # (the return into train_start's close is not part of it)
+            r = returns.loc[TRAIN[0]:day - pd.Timedelta(days=1)].iloc[1:].to_numpy()
+            e = kalman_filter(r, (r - mu) @ W, 1e-5, 1e-4).innovations[-1]
         else:
             e = (r[-1] - mu) - (r[-1] - mu) @ W @ W.T
         e = pd.Series(e, index=SECTOR_ETFS).sort_values()
