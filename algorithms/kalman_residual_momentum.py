@@ -57,8 +57,6 @@ import pandas as pd
 from zipline.api import (
     attach_pipeline,
     get_datetime,
-    get_open_orders,
-    order_target_percent,
     pipeline_output,
     record,
     set_commission,
@@ -69,7 +67,13 @@ from zipline.finance import commission, slippage
 from zipline.pipeline import Pipeline
 from zipline.pipeline.filters import StaticAssets
 
-from zipline_factorarb.algo import algorithm_params, forbid_trading_indexes, set_benchmark_from
+from zipline_factorarb.algo import (
+    algorithm_params,
+    book_exposures,
+    forbid_trading_indexes,
+    order_target_book,
+    set_benchmark_from,
+)
 from zipline_factorarb.kernels.kalman import kalman_update
 from zipline_factorarb.pipeline.classifiers import IsETF, IsStock
 from zipline_factorarb.pipeline.kalman import KalmanInnovation, kalman_innovation_window
@@ -369,22 +373,8 @@ def target_weights(signal, cut, gross, mean_reversion=False):
 def rebalance(context, data):
     targets = target_weights(current_signal(context, data), PARAMS["cut"], PARAMS["gross_exposure"],
                              PARAMS["mean_reversion"])
-    for asset, weight in targets.items():
-        if data.can_trade(asset) and not get_open_orders(asset):
-            order_target_percent(asset, weight)
-    for asset in context.portfolio.positions:
-        if asset not in targets and data.can_trade(asset) and not get_open_orders(asset):
-            order_target_percent(asset, 0.0)
+    order_target_book(context, data, targets)
 
 
 def record_book(context, data):
-    positions = context.portfolio.positions
-    value = context.portfolio.portfolio_value
-    exposures = [p.amount * p.last_sale_price / value for p in positions.values()]
-    record(
-        n_holdings=len(positions),
-        n_long=sum(1 for x in exposures if x > 0),
-        n_short=sum(1 for x in exposures if x < 0),
-        gross_exposure=sum(abs(x) for x in exposures),
-        net_exposure=sum(exposures),
-    )
+    record(**book_exposures(context.portfolio))

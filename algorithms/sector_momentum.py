@@ -17,8 +17,6 @@ e.g. ``FACTORARB_PARAMS='{"n_long": 8}'``.
 
 from zipline.api import (
     attach_pipeline,
-    get_open_orders,
-    order_target_percent,
     pipeline_output,
     record,
     set_commission,
@@ -33,6 +31,7 @@ from zipline_factorarb.algo import (
     book_exposures,
     first_session_of,
     forbid_trading_indexes,
+    order_target_book,
     set_benchmark_from,
 )
 from zipline_factorarb.pipeline.classifiers import IsStock, Sector
@@ -87,13 +86,7 @@ def rebalance(context, data):
     if out.empty:
         return
     chosen = out["sector_momentum"].nlargest(PARAMS["n_long"]).index
-    weight = 1.0 / len(chosen)
-    for asset in chosen:
-        if data.can_trade(asset) and not get_open_orders(asset):
-            order_target_percent(asset, weight)
-    for asset in context.portfolio.positions:
-        if asset not in chosen and data.can_trade(asset) and not get_open_orders(asset):
-            order_target_percent(asset, 0.0)
+    order_target_book(context, data, {asset: 1.0 / len(chosen) for asset in chosen})
 
 
 def record_book(context, data):

@@ -57,8 +57,6 @@ import numpy as np
 import pandas as pd
 from zipline.api import (
     attach_pipeline,
-    get_open_orders,
-    order_target_percent,
     pipeline_output,
     record,
     set_commission,
@@ -69,8 +67,10 @@ from zipline.pipeline import Pipeline
 
 from zipline_factorarb.algo import (
     algorithm_params,
+    book_exposures,
     first_session_of,
     forbid_trading_indexes,
+    order_target_book,
     set_benchmark_from,
 )
 from zipline_factorarb.kernels.wls import neutralize_weights
@@ -289,30 +289,19 @@ def rebalance(context, data):
         context.raw_books += kept < PARAMS["neutralize_min_kept"]
         record(neutralized_gross_kept=kept)
     context.placed_from = out
-    for asset, weight in weights.items():
-        if data.can_trade(asset) and not get_open_orders(asset):
-            order_target_percent(asset, weight)
-    for asset in context.portfolio.positions:
-        if asset not in weights and data.can_trade(asset) and not get_open_orders(asset):
-            order_target_percent(asset, 0.0)
+    order_target_book(context, data, weights)
 
 
 def record_book(context, data):
     value = context.portfolio.portfolio_value
     weights = {asset: p.amount * p.last_sale_price / value
                for asset, p in context.portfolio.positions.items() if p.amount}
-    gross = sum(abs(w) for w in weights.values())
-    net = sum(weights.values())
-    records = {
-        "n_holdings": len(weights),
-        "n_long": sum(w > 0 for w in weights.values()),
-        "n_short": sum(w < 0 for w in weights.values()),
-        "gross_exposure": gross,
-        "net_exposure": net,
-        "factor_exposure_market": net,
+    records = book_exposures(context.portfolio)
+    records.update({
+        "factor_exposure_market": records["net_exposure"],
         "ill_conditioned_days": context.ill_conditioned,
         "unneutralized_rebalances": context.raw_books,
-    }
+    })
     out = context.output
     if out is not None and not out.empty:
         records["condition_number"] = float(out["condition_number"].iloc[0])

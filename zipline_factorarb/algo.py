@@ -164,3 +164,26 @@ def first_session_of(context, period, today=None, name="rebalance"):
         return False
     setattr(context, attr, key)
     return True
+
+
+def order_target_book(context, data, targets):
+    """Move the portfolio to ``targets`` (asset -> fraction of the portfolio value).
+
+    ``order_target_percent`` for every target, and to zero for every held
+    asset not among the targets; an asset that cannot trade today or already
+    has open orders is left for a later session. The rebalance loop of our
+    long/short algorithms::
+
+        order_target_book(context, data, {asset_a: 0.5, asset_b: -0.5})
+    """
+    from zipline.api import get_open_orders, order_target_percent
+
+    def tradable(asset):
+        return data.can_trade(asset) and not get_open_orders(asset)
+
+    for asset, weight in targets.items():
+        if tradable(asset):
+            order_target_percent(asset, weight)
+    for asset in list(context.portfolio.positions):
+        if asset not in targets and tradable(asset):
+            order_target_percent(asset, 0.0)
