@@ -227,6 +227,20 @@ def test_declared_params_without_a_literal_dict(tmp_path):
     assert declared_params("x = 1\n") is None
 
 
+def test_declared_params_of_a_module_with_a_dataclass():
+    # dataclasses look their module up in sys.modules while the file runs
+    source = (
+        "from __future__ import annotations\n"
+        "from dataclasses import dataclass\n"
+        "from zipline_factorarb.algo import algorithm_params\n"
+        "@dataclass\n"
+        "class Book:\n"
+        "    size: int = 3\n"
+        "PARAMS = algorithm_params(dict(size=Book().size, cut=0.1))\n"
+    )
+    assert declared_params(source) == {"size": 3, "cut": 0.1}
+
+
 def test_importing_research_has_no_side_effects():
     code = ("import sys, os; before = dict(os.environ); import zipline_factorarb.research as r; "
             "heavy = [m for m in ('zipline', 'dask', 'distributed', 'matplotlib') "

@@ -146,11 +146,8 @@ def declared_params(source, filename="<algorithm>"):
 
 def _captured_params(source, filename):
     """Run the module once with no overrides and capture its declared defaults."""
-    import os
-    import types
-
     from .. import algo as algo_module
-    from ..algo import PARAMS_ENV
+    from .runner import load_algorithm
 
     captured = {}
     original = algo_module.algorithm_params
@@ -159,19 +156,14 @@ def _captured_params(source, filename):
         captured.update(defaults)
         return original(defaults, environ={})
 
-    saved = os.environ.pop(PARAMS_ENV, None)
     algo_module.algorithm_params = capture
     try:
-        module = types.ModuleType("_factorarb_param_probe")
-        module.__file__ = filename
-        exec(compile(source, filename, "exec"), module.__dict__)
+        load_algorithm(source, filename)  # no overrides; the module is not kept
     except Exception as exc:
         raise SpecError(f"could not read the parameters of {filename}: importing it raised "
                         f"{type(exc).__name__}: {exc}") from None
     finally:
         algo_module.algorithm_params = original
-        if saved is not None:
-            os.environ[PARAMS_ENV] = saved
     return captured or None
 
 
