@@ -74,6 +74,15 @@ def weights_from_positions(perf):
     return frame.sort_index(axis=1)
 
 
+def benchmark_returns_of(perf):
+    """Daily benchmark returns from zipline's cumulative ``benchmark_period_return``
+    (None when the frame has no such column)."""
+    if "benchmark_period_return" not in perf:
+        return None
+    cum = 1.0 + perf["benchmark_period_return"].astype(float)
+    return cum / cum.shift(1, fill_value=1.0) - 1.0
+
+
 def load_backtest(source, benchmark_returns=None):
     """Load a perf pickle (path) or frame into a :class:`Backtest`.
 
@@ -102,8 +111,7 @@ def load_backtest(source, benchmark_returns=None):
     perf.index = _utc_sessions(perf.index)
     returns = perf["returns"].astype(float).rename("strategy")
     if benchmark_returns is None and "benchmark_period_return" in perf.columns:
-        cum = 1.0 + perf["benchmark_period_return"].astype(float)
-        bench = (cum / cum.shift(1) - 1.0).fillna(cum.iloc[0] - 1.0)
+        bench = benchmark_returns_of(perf)
         benchmark_returns = bench if bench.abs().sum() > 0 else None
     if benchmark_returns is not None:
         benchmark_returns = benchmark_returns.copy()

@@ -20,37 +20,17 @@ from __future__ import annotations
 
 import math
 
-import numpy as np
 import pandas as pd
 
-PERIODS_PER_YEAR = 252
+from ..analysis.perf import benchmark_returns_of as benchmark_returns
+from ..kernels import performance as pk
+
+PERIODS_PER_YEAR = pk.PERIODS_PER_YEAR
 
 
 def _float(x):
     x = float(x)
     return x if math.isfinite(x) else float("nan")
-
-
-def _sharpe(r):
-    r = r[~np.isnan(r)]
-    if r.size < 2:
-        return float("nan")
-    sd = np.std(r, ddof=1)
-    return _float(np.mean(r) / sd * math.sqrt(PERIODS_PER_YEAR)) if sd > 0 else float("nan")
-
-
-def _max_drawdown(r):
-    wealth = np.cumprod(1.0 + np.nan_to_num(r))
-    peak = np.maximum.accumulate(np.concatenate([[1.0], wealth]))[1:]
-    return _float((wealth / peak - 1.0).min()) if r.size else float("nan")
-
-
-def benchmark_returns(perf):
-    """Daily benchmark returns from zipline's cumulative benchmark return."""
-    if "benchmark_period_return" not in perf:
-        return None
-    cum = 1.0 + perf["benchmark_period_return"].astype(float)
-    return cum / cum.shift(1, fill_value=1.0) - 1.0
 
 
 def perf_metrics(perf):
@@ -71,10 +51,9 @@ def perf_metrics(perf):
     """
     returns = perf["returns"].astype(float).to_numpy()
     n = returns.size
-    growth = float(np.prod(1.0 + np.nan_to_num(returns))) if n else float("nan")
-    total = growth - 1.0
-    annual = growth ** (PERIODS_PER_YEAR / n) - 1.0 if n and growth > 0 else float("nan")
-    vol = float(np.std(returns, ddof=1) * math.sqrt(PERIODS_PER_YEAR)) if n > 1 else float("nan")
+    total = pk.total_return(returns)
+    # no growth rate once the wealth is gone
+    annual = pk.annual_return(returns) if n and total > -1.0 else float("nan")
 
     notional = 0.0
     n_trades = 0
@@ -90,19 +69,18 @@ def perf_metrics(perf):
     bench = benchmark_returns(perf)
     if bench is not None:
         b = bench.to_numpy()
-        active = returns - b
-        te = float(np.std(active, ddof=1) * math.sqrt(PERIODS_PER_YEAR)) if n > 1 else float("nan")
-        ir = (float(np.mean(active)) * PERIODS_PER_YEAR / te) if te and te > 0 else float("nan")
-        bench_total = float(np.prod(1.0 + np.nan_to_num(b)) - 1.0)
+        te = pk.tracking_error(returns, b)
+        ir = pk.information_ratio(returns, b)
+        bench_total = pk.total_return(b)
     else:
         te = ir = bench_total = float("nan")
 
     return dict(
-        sharpe=_sharpe(returns),
+        sharpe=_float(pk.sharpe_ratio(returns)),
         total_return=_float(total),
         annual_return=_float(annual),
-        annual_volatility=_float(vol),
-        max_drawdown=_max_drawdown(returns),
+        annual_volatility=_float(pk.annual_volatility(returns)),
+        max_drawdown=_float(pk.max_drawdown(returns)),
         annual_turnover=_float(turnover),
         tracking_error=_float(te),
         information_ratio=_float(ir),
