@@ -309,14 +309,14 @@ def record_book(context, data):
         records["signal_neutrality"] = float(out["neutrality"].iloc[0])
     formed = context.held_from
     if formed is not None:
-        # exposures with the loadings the book was formed against
-        held = [a for a in weights if a in formed.index]
-        for column in formed.columns:
-            if column.startswith("loading_") or column == "market_beta":
-                name = column[len("loading_"):] if column.startswith("loading_") else column
-                values = formed[column]
-                records[f"factor_exposure_{name}"] = float(sum(
-                    weights[a] * values[a] for a in held if values[a] == values[a]))
+        # exposures with the loadings the book was formed against (a name without a
+        # loading counts as zero exposure)
+        columns = [c for c in formed.columns if c.startswith("loading_") or c == "market_beta"]
+        w = pd.Series(weights, dtype=float)
+        loadings = formed.reindex(w.index)[columns].fillna(0.0).to_numpy()
+        for column, value in zip(columns, loadings.T @ w.to_numpy()):
+            name = column[len("loading_"):] if column.startswith("loading_") else column
+            records[f"factor_exposure_{name}"] = float(value)
     by_sector = {Sector.name_of(code): 0.0 for code in set(context.sector_of.values())
                  if code >= 0}
     for asset, w in weights.items():

@@ -34,7 +34,7 @@ def test_first_sessions_match_a_pandas_grouping(period):
     picked = {s for s, c in zip(sessions, closes) if first_session_of(context, period, c)}
     keys = {
         "day": sessions,
-        "week": [tuple(s.isocalendar())[:2] for s in sessions],
+        "week": sessions.to_period("W"),  # Monday to Sunday
         "month": sessions.to_period("M"),
         "quarter": sessions.to_period("Q"),
     }[period]

@@ -29,17 +29,18 @@ _DISPLAY_MODULES = ("pyfolio.utils", "pyfolio.tears", "pyfolio.plotting")
 
 @contextlib.contextmanager
 def _display_disabled():
-    """pyfolio's ``display`` calls do nothing for the duration (restored after)."""
-    import importlib
+    """pyfolio's ``display`` calls do nothing for the duration (restored after).
+
+    Only modules already imported are patched: a figure that does not use pyfolio
+    does not import it.
+    """
+    import sys
 
     patched = []
     try:
         for name in _DISPLAY_MODULES:
-            try:
-                module = importlib.import_module(name)
-            except ImportError:
-                continue
-            if hasattr(module, "display"):
+            module = sys.modules.get(name)
+            if module is not None and hasattr(module, "display"):
                 patched.append((module, module.display))
                 module.display = _no_display
         yield

@@ -6,7 +6,8 @@ Korajczyk 1988). They serve as ``Omega`` for the PCA variant of the
 weighted regression (:func:`zipline_factorarb.kernels.wls.wls_residuals`) and
 as the factor returns of the 'pca' source of the Kalman kernel.
 
-Pure numpy: arrays in, a small named tuple out, no I/O, no global state.
+Pure numpy (and scipy's LAPACK wrapper for a partial eigen-decomposition):
+arrays in, a small named tuple out, no I/O, no global state.
 
 References
 ----------

@@ -70,8 +70,14 @@ class _LinearBounds(Constraint):
     store the bounds as ``_lo`` / ``_hi`` in the prepared data (+-inf: unbounded).
     """
 
+    #: the prepared-data key of the map's matrix ``A`` (for the unboundedness test)
+    _matrix = None
+
     def _linear(self, w, src):  # pragma: no cover - abstract
         raise NotImplementedError
+
+    def _bounds(self, data):
+        return {"rows": (data[self._matrix], np.isfinite(data["_lo"]), np.isfinite(data["_hi"]))}
 
     def _item(self, j, value, data):  # pragma: no cover - abstract
         raise NotImplementedError
@@ -458,11 +464,10 @@ class FactorExposure(_LinearBounds):
         return {"Lt": Lt, "Lb": Lt @ b, "lo": finite_or_big(self._lo), "hi": finite_or_big(self._hi),
                 "_lo": self._lo, "_hi": self._hi}
 
+    _matrix = "Lt"
+
     def _linear(self, w, src):
         return src["Lt"] @ w - src["Lb"]
-
-    def _bounds(self, data):
-        return {"rows": (data["Lt"], np.isfinite(data["_lo"]), np.isfinite(data["_hi"]))}
 
     def _item(self, j, value, data):
         return f"exposure to {self.loadings.columns[j]!r} {fmt(value)}"
@@ -539,11 +544,10 @@ class NetGroupExposure(_LinearBounds):
         return {"M": M, "lo": finite_or_big(lo), "hi": finite_or_big(hi),
                 "_lo": lo, "_hi": hi, "_groups": groups}
 
+    _matrix = "M"
+
     def _linear(self, w, src):
         return src["M"] @ w
-
-    def _bounds(self, data):
-        return {"rows": (data["M"], np.isfinite(data["_lo"]), np.isfinite(data["_hi"]))}
 
     def _item(self, j, value, data):
         return f"group {data['_groups'][j]!r} net weight {fmt(value)}"

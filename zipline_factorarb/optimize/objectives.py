@@ -22,6 +22,11 @@ class Objective(Term):
         """The objective's value at the numpy weights ``w`` (as reported)."""
         raise NotImplementedError  # pragma: no cover
 
+    def _linear_coefficients(self, data):
+        """``c`` of a linear objective ``maximise c' w`` (for the unboundedness test), or
+        None when the objective is not linear."""
+        return data["alpha"] if self._linear else None
+
 
 def _factor_vector(expected_factor_returns, risk_model, field):
     mu = as_series(expected_factor_returns, field)

@@ -277,7 +277,7 @@ def _check_bounded(objective, constraints, cdatas, n, odata=None):
     hi_ok = np.isfinite(upper).all()
     if (lo_ok and hi_ok) or (lo_ok and np.isfinite(sum_hi)) or (hi_ok and np.isfinite(sum_lo)):
         return
-    alpha = None if odata is None else odata.get("alpha")
+    alpha = None if odata is None else objective._linear_coefficients(odata)
     if alpha is not None and not _improving_direction(
             np.asarray(alpha, dtype=float), lower, upper, sum_lo, sum_hi, rows):
         return

@@ -33,7 +33,8 @@ from zipline.pipeline.sentinels import NotSpecified
 from zipline.utils.numpy_utils import float64_dtype
 
 from ..kernels.pca import pca_factors
-from .kalman import DEFAULT_K, DailyReturns, _check_int, _check_mask, one_blas_thread
+from ._threads import one_blas_thread
+from .kalman import DEFAULT_K, DailyReturns, _check_int, _check_mask
 
 __all__ = [
     "FixedPCA",

@@ -263,7 +263,6 @@ def estimate_factor_model(asset_returns, factor_returns, add_constant=True, min_
 
 
 # ----------------------------------------------------------------------------- pipeline terms
-_blas_single_thread = one_blas_thread
 
 
 def _output_name(text):
@@ -527,7 +526,7 @@ class FactorRiskModel(CustomFactor):
                 min_factor_coverage, specific_variance_floor):
         X = stack_factor_returns(factors[0] if has_market else None,
                                  factors[1:] if has_market else factors, excess_of_market)
-        with _blas_single_thread():
+        with one_blas_thread():
             est = estimate_factor_model(returns, X, add_constant=add_constant,
                                         min_observations=min_observations, halflife=halflife,
                                         min_factor_coverage=min_factor_coverage,
