@@ -86,7 +86,8 @@ def rebalance(context, data):
     if out.empty:
         return
     chosen = out["sector_momentum"].nlargest(PARAMS["n_long"]).index
-    order_target_book(context, data, {asset: 1.0 / len(chosen) for asset in chosen})
+    weight = 1.0 / len(chosen)
+    order_target_book(context, data, {asset: weight for asset in chosen})
 
 
 def record_book(context, data):
