@@ -169,21 +169,17 @@ def first_session_of(context, period, today=None, name="rebalance"):
 def order_target_book(context, data, targets):
     """Move the portfolio to ``targets`` (asset -> fraction of the portfolio value).
 
-    ``order_target_percent`` for every target, and to zero for every held
-    asset not among the targets; an asset that cannot trade today or already
-    has open orders is left for a later session. The rebalance loop of our
-    long/short algorithms::
+    Every target is reached as ``order_target_percent`` would, and every held
+    asset not among the targets is closed; an asset that cannot trade today is
+    left for a later session, and one with open orders is ordered by the
+    remaining difference. Prices and tradability of the whole book are read once
+    (see :func:`zipline_factorarb.optimize.order_target_weights`). The rebalance
+    step of our long/short algorithms::
 
         order_target_book(context, data, {asset_a: 0.5, asset_b: -0.5})
     """
-    from zipline.api import get_open_orders, order_target_percent
+    import pandas as pd
 
-    def tradable(asset):
-        return data.can_trade(asset) and not get_open_orders(asset)
+    from .optimize.orders import order_target_weights
 
-    for asset, weight in targets.items():
-        if tradable(asset):
-            order_target_percent(asset, weight)
-    for asset in list(context.portfolio.positions):
-        if asset not in targets and tradable(asset):
-            order_target_percent(asset, 0.0)
+    return order_target_weights(pd.Series(targets, dtype=float), data, context=context)

@@ -16,6 +16,7 @@ import pandas as pd
 
 from ._base import as_series
 from .errors import OptimizationError
+from ..bars import bar_snapshot
 from .problem import _universe, run_optimization
 
 __all__ = [
@@ -24,6 +25,7 @@ __all__ = [
     "plan_orders",
     "current_portfolio_weights",
     "order_optimal_portfolio",
+    "order_target_weights",
 ]
 
 log = logging.getLogger(__name__)
@@ -198,6 +200,89 @@ def current_portfolio_weights(portfolio, open_orders=None, prices=None):
     return out[out != 0]
 
 
+def _as_list(constraints):
+    return list(constraints) if not hasattr(constraints, "_prepare") else [constraints]
+
+
+def _place(algo, data, target, current, open_orders, min_weight_change, snapshot=None):
+    """Send the orders from ``current`` to ``target`` weights; ``(plan, ids, skipped)``.
+
+    Share amounts are what ``order_target_percent`` (no open orders) or
+    ``order_value`` of the difference (open orders) would compute, from prices read
+    for the whole book at once, and go to ``algo.order`` directly: zipline's
+    per-asset price lookups inside those functions are the cost this avoids.
+    """
+    pv = float(algo.portfolio.portfolio_value)
+    candidates = [*target.index, *current.index, *open_orders]
+    if data is not None and (snapshot is None
+                             or not pd.Index(candidates).isin(snapshot.assets).all()):
+        snapshot = bar_snapshot(data, candidates, algo)
+    prices = None if data is None else snapshot.prices
+    plan = plan_orders(current, target, open_orders.keys(), min_weight_change,
+                       prices=prices, portfolio_value=pv)
+    skipped = []
+    if data is not None:
+        ok = snapshot.tradable
+        skipped = [o for o in plan if not ok.get(o.asset, False)]
+        if skipped:
+            log.warning("skipping orders for %d assets that cannot trade now: %s", len(skipped),
+                        ", ".join(repr(o.asset) for o in skipped[:10]))
+            plan = [o for o in plan if ok.get(o.asset, False)]
+    positions = algo.portfolio.positions
+    ids = []
+    for o in plan:
+        if prices is None:  # no bar data: zipline prices each order itself
+            from zipline import api
+
+            if o.method == "target_percent":
+                ids.append(api.order_target_percent(o.asset, o.target_weight))
+            else:
+                ids.append(api.order_value(o.asset, o.delta * pv))
+            continue
+        unit = float(prices[o.asset]) * float(getattr(o.asset, "price_multiplier", 1.0) or 1.0)
+        if o.method == "target_percent":
+            pos = positions.get(o.asset)
+            amount = o.target_weight * pv / unit - (pos.amount if pos is not None else 0)
+        else:
+            amount = o.delta * pv / unit
+        ids.append(algo.order(o.asset, amount))
+    return plan, ids, skipped
+
+
+def order_target_weights(target_weights, data=None, *, context=None, min_weight_change=1e-6):
+    """Move the portfolio to ``target_weights`` (asset -> fraction of portfolio value).
+
+    The order step of :func:`order_optimal_portfolio`, for weights computed any other
+    way. Held assets missing from ``target_weights`` are closed; assets with open
+    orders are ordered by the remaining difference; assets that cannot trade now are
+    skipped (listed in the result). With ``data``, prices and tradability of the
+    whole book are read once (:func:`~zipline_factorarb.bars.bar_snapshot`) and the
+    share amounts equal those of ``order_target_percent``.
+
+    Returns
+    -------
+    OrderResult
+        ``result`` is None.
+    """
+    from zipline import api
+    from zipline.utils.algo_instance import get_algo_instance
+
+    algo = context if context is not None else get_algo_instance()
+    if algo is None:
+        raise RuntimeError("order_target_weights must be called inside a running zipline algorithm")
+    target = as_series(target_weights, "target_weights")
+    open_orders = api.get_open_orders()
+    snapshot = None
+    if data is not None:
+        snapshot = bar_snapshot(data, [*target.index, *algo.portfolio.positions, *open_orders],
+                                algo)
+    current = current_portfolio_weights(algo.portfolio, open_orders,
+                                        None if snapshot is None else snapshot.prices)
+    plan, ids, skipped = _place(algo, data, target, current, open_orders, min_weight_change,
+                                snapshot)
+    return OrderResult(None, plan, ids, "rebalance", skipped)
+
+
 def _benchmark_of(objective, constraints):
     for term in [*constraints, objective]:
         b = term._benchmark()
@@ -262,12 +347,16 @@ def order_optimal_portfolio(objective, constraints=(), on_failure="raise", *, co
         raise RuntimeError("order_optimal_portfolio must be called inside a running zipline algorithm")
     portfolio = algo.portfolio
     open_orders = api.get_open_orders()
-    prices = None
-    if data is not None and open_orders:
-        prices = pd.Series(data.current(list(open_orders), "price"))
-    current = current_portfolio_weights(portfolio, open_orders, prices)
+    snapshot = None
+    if data is not None:
+        # one block read of prices and tradability for everything this call may
+        # touch: the objective's and constraints' assets, holdings, open orders
+        snapshot = bar_snapshot(data, [*_universe(objective, _as_list(constraints), None),
+                                       *portfolio.positions, *open_orders], algo)
+    current = current_portfolio_weights(
+        portfolio, open_orders, None if snapshot is None else snapshot.prices)
 
-    constraints = list(constraints) if not hasattr(constraints, "_prepare") else [constraints]
+    constraints = _as_list(constraints)
     tracked = current
     if close_untracked and len(current):
         universe = _universe(objective, constraints, None)
@@ -298,24 +387,6 @@ def order_optimal_portfolio(objective, constraints=(), on_failure="raise", *, co
     if result.success and record_failures:
         api.record(optimizer_failure=0)
 
-    pv = float(portfolio.portfolio_value)
-    plan_prices = None
-    if data is not None:
-        candidates = list(dict.fromkeys([*target.index, *current.index, *open_orders]))
-        plan_prices = pd.Series(data.current(candidates, "price"), dtype=float)
-    plan = plan_orders(current, target, open_orders.keys(), min_weight_change,
-                       prices=plan_prices, portfolio_value=pv)
-    skipped = []
-    if data is not None:
-        skipped = [o for o in plan if not data.can_trade(o.asset)]
-        if skipped:
-            log.warning("skipping orders for %d assets that cannot trade now: %s", len(skipped),
-                        ", ".join(repr(o.asset) for o in skipped[:10]))
-            plan = [o for o in plan if o not in skipped]
-    ids = []
-    for o in plan:
-        if o.method == "target_percent":
-            ids.append(api.order_target_percent(o.asset, o.target_weight))
-        else:
-            ids.append(api.order_value(o.asset, o.delta * pv))
+    plan, ids, skipped = _place(algo, data, target, current, open_orders, min_weight_change,
+                                snapshot)
     return OrderResult(result, plan, ids, action, skipped)
