@@ -62,6 +62,7 @@ _LAZY = {
     # zipline order function
     "order_optimal_portfolio": "zipline_factorarb.optimize.orders",
     "plan_orders": "zipline_factorarb.optimize.orders",
+    "order_target_weights": "zipline_factorarb.optimize.orders",
     "current_portfolio_weights": "zipline_factorarb.optimize.orders",
     "PlannedOrder": "zipline_factorarb.optimize.orders",
     "OrderResult": "zipline_factorarb.optimize.orders",
