@@ -43,6 +43,12 @@ _LAZY = {
     "MaxTurnover": "zipline_factorarb.optimize.constraints",
     "CannotHold": "zipline_factorarb.optimize.constraints",
     "Frozen": "zipline_factorarb.optimize.constraints",
+    # costs
+    "Cost": "zipline_factorarb.optimize.costs",
+    "LinearCost": "zipline_factorarb.optimize.costs",
+    "MarketImpact": "zipline_factorarb.optimize.costs",
+    "BorrowCost": "zipline_factorarb.optimize.costs",
+    "CostModel": "zipline_factorarb.optimize.costs",
     # risk model
     "RiskModel": "zipline_factorarb.optimize.risk_model",
     "RiskDecomposition": "zipline_factorarb.optimize.risk_model",

@@ -27,6 +27,11 @@ class Objective(Term):
         None when the objective is not linear."""
         return data["alpha"] if self._linear else None
 
+    def _cost_scale(self, data):
+        """Factor applied to cost terms so that they are in the units of the compiled
+        objective (1: the objective is compiled in return units)."""
+        return 1.0
+
 
 def _factor_vector(expected_factor_returns, risk_model, field):
     mu = as_series(expected_factor_returns, field)
@@ -244,6 +249,10 @@ class MeanVariance(Objective):
     def _build(self, w, p, data):
         risk = cp.sum_squares(p["G"] @ w - p["Gb"]) + cp.sum_squares(cp.multiply(p["s"], w) - p["sb"])
         return cp.Maximize(p["alpha"] @ w - risk)
+
+    def _cost_scale(self, data):
+        # the problem maximises (mu / gamma)' w - risk: costs (return units) / gamma
+        return 1.0 / self.risk_aversion
 
     def _variance(self, w, data):
         a = w - data["_b"]

@@ -20,6 +20,7 @@ import pandas as pd
 from ..kernels import risk as kr
 from ._base import Context, as_series, fmt
 from .constraints import Constraint, TrackingError
+from .costs import Cost, evaluate_costs
 from .errors import (
     InfeasibleConstraints,
     OptimizationError,
@@ -122,7 +123,7 @@ class OptimizationResult:
         Target weights; None unless :attr:`success`.
     objective_value : float or None
         As the objective reports it (e.g. ``alphas' w``; for :class:`TargetWeights`
-        the squared distance).
+        the squared distance), without the costs: see ``diagnostics["net_objective"]``.
     tracking_error : float or None
         Annualised ex-ante tracking error of the new weights against the benchmark of
         the first term that has a risk model and a benchmark.
@@ -140,7 +141,12 @@ class OptimizationResult:
     diagnostics : dict
         ``constraint_violations`` (amount by constraint), ``solver_attempts``,
         ``iterations``, ``solver_time``, ``universe_size``, ``turnover``,
-        ``old_tracking_error``, ``periods_per_year``, ``warnings``.
+        ``old_tracking_error``, ``periods_per_year``, ``warnings``; on success also
+        ``expected_costs`` (``{"linear", "impact", "borrow", "total"}``: the cost terms
+        evaluated at the new weights with the numpy kernels, in fractions of portfolio
+        value; zeros without costs) and ``net_objective`` (``objective_value`` minus the
+        total cost for a maximised objective, plus it for a minimised one: what the
+        solver optimised, in the objective's units).
     error : OptimizationError or None
         The error :meth:`raise_for_status` raises.
     """
@@ -168,6 +174,12 @@ class OptimizationResult:
         """Alias of :attr:`new_weights`."""
         return self.new_weights
 
+    @property
+    def expected_cost(self):
+        """Total expected cost of the rebalance (fraction of portfolio value; 0.0 without
+        costs or without a solution)."""
+        return float(self.diagnostics.get("expected_costs", {}).get("total", 0.0))
+
     def raise_for_status(self):
         """Raise the stored error unless the optimisation succeeded; return self."""
         if not self.success:
@@ -186,12 +198,23 @@ class OptimizationResult:
 
 # ----------------------------------------------------------------------------- assembly
 class _Compiled:
-    __slots__ = ("problem", "w", "params")
+    __slots__ = ("problem", "w", "params", "cost_params", "w0")
 
-    def __init__(self, problem, w, params):
+    def __init__(self, problem, w, params, cost_params=(), w0=None):
         self.problem = problem
         self.w = w
         self.params = params
+        self.cost_params = cost_params
+        self.w0 = w0  # parameter of the current weights (None: no cost uses the trade)
+
+    def assign(self, datas, cost_datas=(), scale=1.0, current=None):
+        for p, d in zip(self.params, datas):
+            _assign(p, d)
+        for p, d in zip(self.cost_params, cost_datas):
+            for name, par in p.items():
+                par.value = d[name] * scale
+        if self.w0 is not None:
+            self.w0.value = current
 
 
 def _universe(objective, constraints, current):
@@ -225,22 +248,42 @@ def _assign(params, data):
         par.value = data[name]
 
 
-def _build_problem(objective, constraints, datas, n, obj_override=None):
+def _build_problem(objective, constraints, datas, n, obj_override=None, costs=(),
+                   cost_datas=(), scale=1.0, current=None):
     """A fresh cvxpy problem (parameters assigned); ``obj_override(w, params)`` replaces
-    the objective (used for feasibility checks)."""
+    the objective (used for feasibility checks, which leave the costs out).
+
+    Costs are subtracted from a maximised objective and added to a minimised one, their
+    coefficients multiplied by ``scale`` (the objective's ``_cost_scale``). A trade
+    variable ``z`` with ``z == w - w0`` (``w0`` a parameter) keeps ``c' |z|`` DPP.
+    """
     w = cp.Variable(n, name="weights")
     params = [_make_params(t, d) for t, d in zip([objective, *constraints], datas)]
     cons = []
     for c, p, d in zip(constraints, params[1:], datas[1:]):
         cons.extend(c._build(w, p, d))
-    obj = objective._build(w, params[0], datas[0]) if obj_override is None else obj_override(w, params)
+    cost_params, w0 = [], None
+    if obj_override is None:
+        obj = objective._build(w, params[0], datas[0])
+        if costs:
+            z = None
+            if any(c._trades for c in costs):
+                w0 = cp.Parameter(n, name="current_weights")
+                z = cp.Variable(n, name="trades")
+                cons.append(z == w - w0)
+            cost_params = [_make_params(c, d) for c, d in zip(costs, cost_datas)]
+            total = sum(c._expression(w, z, p) for c, p in zip(costs, cost_params))
+            obj = (cp.Maximize(obj.args[0] - total) if isinstance(obj, cp.Maximize)
+                   else cp.Minimize(obj.args[0] + total))
+    else:
+        obj = obj_override(w, params)
     problem = cp.Problem(obj, cons)
     if not problem.is_dpp():  # every term is written to be DPP; keep it that way
         raise RuntimeError("internal error: the compiled problem is not DPP; re-solves "
                            "would recompile it every time")
-    for p, d in zip(params, datas):
-        _assign(p, d)
-    return _Compiled(problem, w, params)
+    compiled = _Compiled(problem, w, params, cost_params, w0)
+    compiled.assign(datas, cost_datas if cost_params else (), scale, current)
+    return compiled
 
 
 def _check_bounded(objective, constraints, cdatas, n, odata=None):
@@ -509,7 +552,7 @@ def _report_risk(objective, constraints, ctx, w, periods_per_year):
 
 
 # ----------------------------------------------------------------------------- public API
-def run_optimization(objective, constraints=(), current_weights=None, *, cache=None,
+def run_optimization(objective, constraints=(), current_weights=None, *, costs=(), cache=None,
                      solvers=None, solver_options=None, feasibility_tolerance=1e-7,
                      periods_per_year=252, diagnose=True):
     """Solve a portfolio optimisation and return a full :class:`OptimizationResult`.
@@ -524,6 +567,13 @@ def run_optimization(objective, constraints=(), current_weights=None, *, cache=N
         Current portfolio weights by asset (zero when omitted); used by
         :class:`MaxTurnover`, :class:`Frozen` and the diagnostics. Held assets join
         the optimisation universe.
+    costs : sequence of Cost, optional
+        :class:`~.costs.LinearCost`, :class:`~.costs.MarketImpact`,
+        :class:`~.costs.BorrowCost` (e.g. from :meth:`~.costs.CostModel.terms`), in
+        fractions of portfolio value: subtracted from a maximised objective, added to a
+        minimised one (scaled by ``1 / risk_aversion`` for :class:`MeanVariance`, which
+        is compiled as ``(mu / gamma)' w - risk``). They are parameters of the compiled
+        problem: new cost values re-solve it without recompiling.
     cache : ProblemCache or False, optional
         Where compiled problems are kept (default: a module-level cache); False builds
         a fresh problem every call.
@@ -548,7 +598,10 @@ def run_optimization(objective, constraints=(), current_weights=None, *, cache=N
         Failures (infeasible, unbounded, solver failure) are returned with
         ``success == False`` and the error in ``result.error``; call
         :meth:`OptimizationResult.raise_for_status` to raise it. Invalid inputs raise
-        immediately (``TypeError``, ``ValueError``, :class:`NonFiniteInput`).
+        immediately (``TypeError``, ``ValueError``, :class:`NonFiniteInput`). With
+        costs, ``diagnostics["expected_costs"]`` and :attr:`~OptimizationResult.
+        expected_cost` give their value at the solution and
+        ``diagnostics["net_objective"]`` the objective net of them.
     """
     if not isinstance(objective, Objective):
         raise TypeError(f"objective must be an Objective (e.g. MaximizeAlpha), got {type(objective).__name__}")
@@ -558,6 +611,11 @@ def run_optimization(objective, constraints=(), current_weights=None, *, cache=N
     for c in constraints:
         if not isinstance(c, Constraint):
             raise TypeError(f"constraints must be Constraint objects, got {type(c).__name__}")
+    costs = [costs] if isinstance(costs, Cost) else list(costs)
+    for c in costs:
+        if not isinstance(c, Cost):
+            raise TypeError(f"costs must be Cost objects (LinearCost, MarketImpact, BorrowCost; "
+                            f"CostModel.terms() builds them), got {type(c).__name__}")
     current = None if current_weights is None else as_series(current_weights, "current_weights")
     universe = _universe(objective, constraints, current)
     w0 = np.zeros(len(universe)) if current is None else \
@@ -567,6 +625,8 @@ def run_optimization(objective, constraints=(), current_weights=None, *, cache=N
     for d in datas:
         d["_universe"] = universe
     odata, cdatas = datas[0], datas[1:]
+    kdatas = [c._prepare(ctx) for c in costs]
+    scale = objective._cost_scale(odata)
     old = pd.Series(w0, index=universe)
 
     def failure(status, error, attempts=(), compile_time=0.0, hit=False, solve_time=0.0):
@@ -576,13 +636,15 @@ def run_optimization(objective, constraints=(), current_weights=None, *, cache=N
                                   error)
 
     try:
-        _check_bounded(objective, constraints, cdatas, ctx.n, odata)
+        if not any(c._bounds_portfolio(d) for c, d in zip(costs, kdatas)):
+            _check_bounded(objective, constraints, cdatas, ctx.n, odata)
     except UnboundedObjective as exc:
         return failure("unbounded", exc)
 
     if cache is None:
         cache = DEFAULT_CACHE
-    key = (objective._key(odata), tuple(c._key(d) for c, d in zip(constraints, cdatas)))
+    key = (objective._key(odata), tuple(c._key(d) for c, d in zip(constraints, cdatas)),
+           tuple(c._key(d) for c, d in zip(costs, kdatas)))
     compiled = cache.get(key) if cache is not False else None
     hit = compiled is not None
     solvers = available_solvers() if solvers is None else tuple(solvers)
@@ -590,7 +652,8 @@ def run_optimization(objective, constraints=(), current_weights=None, *, cache=N
         raise RuntimeError("no supported solver is installed (install clarabel)")
     t0 = time.perf_counter()
     if compiled is None:
-        compiled = _build_problem(objective, constraints, datas, ctx.n)
+        compiled = _build_problem(objective, constraints, datas, ctx.n, costs=costs,
+                                  cost_datas=kdatas, scale=scale, current=w0)
         try:
             # canonicalise now (cvxpy keeps it for the solve), so compile_time is honest
             compiled.problem.get_problem_data(solvers[0])
@@ -602,8 +665,7 @@ def run_optimization(objective, constraints=(), current_weights=None, *, cache=N
         t0 = time.perf_counter()
     else:
         compile_time = 0.0
-        for p, d in zip(compiled.params, datas):
-            _assign(p, d)
+        compiled.assign(datas, kdatas, scale, w0)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", OptimizationWarning)
         outcome, solver, attempts = _solve(compiled, constraints, cdatas, solvers,
@@ -641,6 +703,9 @@ def run_optimization(objective, constraints=(), current_weights=None, *, cache=N
     viol = {repr(c): amt for c, amt, _ in _violations(constraints, cdatas, w)}
     tev, contributions, extra = _report_risk(objective, constraints, ctx, w, periods_per_year)
     last = attempts[-1]
+    value = objective._value(w, odata)
+    expected = evaluate_costs(costs, kdatas, w, w0)
+    sign = -1.0 if isinstance(compiled.problem.objective, cp.Maximize) else 1.0
     diagnostics = {
         "constraint_violations": viol,
         "solver_attempts": attempts,
@@ -649,13 +714,15 @@ def run_optimization(objective, constraints=(), current_weights=None, *, cache=N
         "universe_size": ctx.n,
         "turnover": float(np.abs(w - w0).sum()),
         "warnings": [str(m.message) for m in caught],
+        "expected_costs": expected,
+        "net_objective": value + sign * expected["total"],
         **extra,
     }
     return OptimizationResult(
         status=outcome,
         old_weights=old,
         new_weights=pd.Series(w, index=universe),
-        objective_value=objective._value(w, odata),
+        objective_value=value,
         tracking_error=tev,
         risk_contributions=contributions,
         solver=solver,
