@@ -261,13 +261,33 @@ def _summarise(pickle):
 @click.option("--end", required=True)
 @click.option("--out", "out_dir", type=click.Path(file_okay=False), required=True)
 @click.option("--horizons", default="1,5,21", show_default=True, help="forward-return horizons")
+@click.option("--lags", default="0-5", show_default=True,
+              help="IC-by-lag lags: a comma list and/or ranges (0,1,3 or 0-10); lag k is the "
+                   "return from close D-2+k to close D-1+k for the pipeline value of session D")
+@click.option("--nw-lags", type=int, default=None,
+              help="Newey-West lags of nw_t_stat [default: floor(4 (days/100)^(2/9))]")
 @click.option("--quantiles", default=5, show_default=True, type=int)
 @click.option("--param", "params", multiple=True, metavar="NAME=VALUE",
               help="factor parameter (repeatable); values are read as JSON when they parse")
-def evaluate_factor_cmd(factor, bundle, start, end, out_dir, horizons, quantiles, params):
+@click.option("-e", "--extension", "extensions", multiple=True, type=click.Path(dir_okay=False),
+              help="extension file registering bundles (repeatable); $ZIPLINE_ROOT/extension.py "
+                   "is loaded when it exists, as `zipline run` does")
+def evaluate_factor_cmd(factor, bundle, start, end, out_dir, horizons, lags, nw_lags, quantiles,
+                        params, extensions):
     """Alphalens-style evaluation of FACTOR (momentum, wls_residual,
-    kalman_innovation, sscore, or package.module:callable)."""
-    from .analysis.factor_eval import evaluate_factor, write_evaluation
+    kalman_innovation, sscore, or package.module:callable).
+
+    Writes ic.csv / ic_summary.csv (forward returns from the close of the
+    pipeline session D over each horizon) and ic_by_lag.csv / ic_lag.csv
+    (one-session returns by lag; lag 0 ends at the close of D-1, the last
+    close the factor saw). A daily zipline backtest orders on D and is filled
+    at the close of D+1: the first lag it earns is 3.
+    """
+    from zipline.utils.paths import default_extension
+    from zipline.utils.run_algo import load_extensions
+
+    from .analysis.factor_eval import evaluate_factor, format_ic_by_lag, write_evaluation
+    from .data.register import register_bundles
 
     parsed = {}
     for item in params:
@@ -278,15 +298,42 @@ def evaluate_factor_cmd(factor, bundle, start, end, out_dir, horizons, quantiles
             parsed[key] = json.loads(value)
         except json.JSONDecodeError:
             parsed[key] = value
+    lag_list = _parse_lags(lags)
+    register_bundles()
+    load_extensions(os.path.isfile(default_extension(environ=os.environ)), list(extensions), True,
+                    os.environ)
     try:
         hs = tuple(int(h) for h in horizons.split(","))
         evaluation = evaluate_factor(factor, bundle, start, end, horizons=hs, quantiles=quantiles,
-                                     params=parsed)
+                                     params=parsed, lags=lag_list, nw_lags=nw_lags)
     except ValueError as exc:
         raise click.ClickException(str(exc)) from None
     written = write_evaluation(evaluation, out_dir)
     click.echo(evaluation.tables["ic_summary"].to_string())
+    click.echo("")
+    click.echo("IC by lag")
+    click.echo(format_ic_by_lag(evaluation.tables["ic_by_lag"]))
     click.echo(f"wrote {len(written)} files to {Path(out_dir).resolve()}")
+
+
+def _parse_lags(text):
+    """'0-5' / '0,1,3' / '0-2,5' -> sorted distinct non-negative ints."""
+    lags = set()
+    for part in (p.strip() for p in str(text).split(",")):
+        try:
+            if "-" in part:
+                lo, hi = (int(x) for x in part.split("-", 1))
+                if hi < lo:
+                    raise ValueError
+                lags.update(range(lo, hi + 1))
+            elif part:
+                lags.add(int(part))
+        except ValueError:
+            raise click.BadParameter(f"{part!r}: use non-negative integers and ranges such as "
+                                     "0-5 or 0,1,3", param_hint="--lags") from None
+    if not lags:
+        raise click.BadParameter("no lag given", param_hint="--lags")
+    return tuple(sorted(lags))
 
 
 def _attach_research_commands():
