@@ -1,0 +1,139 @@
+"""Flagship: a long-only, benchmark-relative portfolio on residual signals.
+
+At each rebalance (``rebalance``: day, week or month):
+
+1. the alpha is a residual signal, chosen by ``signals``: the WLS weighted
+   residual, the Kalman standardised innovation, the s-score, or a blend of
+   their scores; each is signed (residuals revert), demeaned within sectors,
+   winsorised and z-scored, then turned into an expected return with Grinold's
+   rule ``alpha = IC * sigma * z`` (``information_coefficient``, sigma the daily
+   volatility) so that it can be weighed against costs;
+2. the risk model is the ``FactorRiskModel`` pipeline (the factor ETFs and the
+   market on the sample; the market and sector factors on a stock bundle);
+3. the portfolio maximises alpha minus expected costs (half-spread and
+   commission, market impact ``b sigma |x|^1.5 / sqrt(V)`` where the bundle has
+   real volumes) subject to an ex-ante ``TrackingError(tev_budget)`` against the
+   benchmark weights, long only and fully invested, each sector's weight within
+   ``sector_band`` of the benchmark's, at most ``max_weight`` per name, and
+   optionally ``MaxTurnover(max_turnover)``.
+
+The benchmark weights are market caps where the bundle has them, else the
+documented proxy (dollar-volume weights; equal weights where the volumes are a
+stand-in, as on the sample). zipline's fills are charged the same costs
+(``CostModel.slippage()`` / ``.commission()``), so the expected cost of each
+rebalance (``expected_cost``) and the cost zipline charged (``realised_cost``,
+every session) can be compared. Also recorded: ``ex_ante_tev``,
+``factor_exposure_<f>``, ``risk_contribution_<f>``, ``sector_weight_<s>`` and
+``benchmark_sector_weight_<s>``, ``tracked_benchmark_return``, the book's
+exposures, and ``optimizer_failure``.
+
+Run (the README's main job)::
+
+    zipline run -f algorithms/benchmark_relative.py -b factorarb-sample \\
+        -s 2015-02-02 -e 2022-12-28 -o flagship.pickle
+    FACTORARB_PARAMS='{"signals": ["wls", "sscore"], "rebalance": "month"}' zipline run ...
+"""
+
+import logging
+
+import numpy as np
+from zipline.api import (attach_pipeline, get_datetime, pipeline_output, record, set_commission,
+                         set_slippage)
+from zipline.pipeline import Pipeline
+from zipline.pipeline.data import EquityPricing
+
+from zipline_factorarb.algo import (algorithm_params, book_exposures, first_session_of,
+                                    forbid_trading_indexes, set_benchmark_from)
+from zipline_factorarb.optimize import (BenchmarkTracker, CostModel, LongOnly, MaximizeAlpha,
+                                        MaxTurnover, NetExposure, NetGroupExposure,
+                                        PositionConcentration, TrackingError,
+                                        order_optimal_portfolio, proxy_benchmark_weights,
+                                        risk_records)
+from zipline_factorarb.pipeline.classifiers import IsStock, Sector
+from zipline_factorarb.pipeline.risk import factor_risk_model_for_algorithm
+from zipline_factorarb.pipeline.signals import alpha_scores, expected_alphas, signal_columns
+
+PARAMS = algorithm_params({
+    "signals": ["wls"],  # any of "wls", "kalman", "sscore"; several are blended
+    "signal_weights": {},  # blend weights by signal (default equal)
+    "information_coefficient": 0.02,  # Grinold: alpha = IC * sigma * z
+    "rebalance": "week",  # "day", "week" or "month"
+    "tev_budget": 0.05,  # annualised ex-ante tracking error against the benchmark
+    "sector_band": 0.05,  # |sector weight - benchmark sector weight| at most this
+    "max_weight": 0.10,  # per name
+    "max_turnover": 0.0,  # sum |trades| per rebalance; 0: no limit
+    "half_spread": 0.0005, "commission_rate": 0.0005, "impact": 1.0,  # costs (fractions)
+    "factor_symbols": ["MTUM", "QUAL", "SIZE", "USMV", "VLUE"],
+    "market_symbols": ["SP500", "SPY"],
+    "benchmark_symbols": ["SP500", "SPY"],
+    "window": 252,  # sessions of the risk model's regression
+    "on_failure": "hold",
+})
+log = logging.getLogger(__name__)
+
+
+def initialize(context):
+    try:
+        set_benchmark_from(PARAMS["benchmark_symbols"])
+    except LookupError:
+        pass  # run with --no-benchmark
+    forbid_trading_indexes()
+    universe = IsStock() & Sector().notnull()
+    risk, _ = factor_risk_model_for_algorithm(
+        "auto", PARAMS["factor_symbols"], PARAMS["market_symbols"],
+        window_length=PARAMS["window"], mask=universe)
+    columns = {**signal_columns(PARAMS["signals"], universe, rebalance=PARAMS["rebalance"]),
+               **risk.pipeline_columns(), "volume": EquityPricing.volume.latest}
+    attach_pipeline(Pipeline(columns, screen=universe), "flagship")
+    context.risk = risk
+    context.costs = CostModel(PARAMS["half_spread"], PARAMS["commission_rate"], PARAMS["impact"])
+    set_slippage(context.costs.slippage())
+    set_commission(context.costs.commission())
+    context.tracker = BenchmarkTracker()
+
+
+def rebalance(context, data):
+    out = pipeline_output("flagship")
+    model = context.risk.risk_model(out)
+    out = out.loc[model.assets]
+    alpha = expected_alphas(out, alpha_scores(out, PARAMS["signals"], weights=PARAMS[
+        "signal_weights"] or None), PARAMS["information_coefficient"])
+    benchmark = proxy_benchmark_weights(model.assets, out["signal:dollar_volume"], out["volume"])
+    sectors = out["signal:sector"].map(Sector.name_of)
+    band = PARAMS["sector_band"]
+    bench_sectors = benchmark.groupby(sectors).sum()
+    constraints = [
+        TrackingError(PARAMS["tev_budget"], model, benchmark), LongOnly(), NetExposure(1, 1),
+        NetGroupExposure(sectors, bench_sectors - band, bench_sectors + band),
+        PositionConcentration.with_equal_bounds(0.0, PARAMS["max_weight"]),
+    ]
+    if PARAMS["max_turnover"] > 0:
+        constraints.append(MaxTurnover(PARAMS["max_turnover"]))
+    real_volume = np.ptp(out["volume"].to_numpy(dtype=float)) > 0  # the sample's is a stand-in
+    market = (out["signal:volatility"], out["signal:dollar_volume"]) if real_volume else (None, None)
+    pv = context.portfolio.portfolio_value
+    result = order_optimal_portfolio(
+        MaximizeAlpha(alpha.reindex(model.assets, fill_value=0.0)), constraints,
+        on_failure=PARAMS["on_failure"], data=data, costs=context.costs.terms(pv, *market))
+    if result.action != "rebalance":
+        return
+    if real_volume:
+        context.costs.update_market(*market)
+    context.tracker.reset(benchmark)
+    context.expected_cost = result.result.expected_cost
+    record(impact_modelled=int(real_volume),
+           **risk_records(result.result.new_weights, benchmark, model, sectors=sectors,
+                          sector_names=sorted(set(sectors))))
+
+
+def handle_data(context, data):
+    context.expected_cost = 0.0
+    if first_session_of(context, PARAMS["rebalance"]):
+        rebalance(context, data)
+    # expected: of the orders sent today; realised: charged on today's fills (of
+    # yesterday's orders); both fractions of the portfolio value, every session
+    realised = context.costs.take_realised()["total"]
+    record(expected_cost=context.expected_cost,
+           realised_cost=realised / context.portfolio.portfolio_value,
+           **book_exposures(context.portfolio))
+    context.tracker.record(data)
