@@ -533,3 +533,115 @@ def test_condition_warnings_from_a_pipeline_run(sample_root, monkeypatch, caplog
     assert frame.loc[stocks, "c"].between(2.0, 1000.0).all()
     assert frame.loc[~stocks, "c"].isna().all()  # outside the mask
     assert quiet.condition_summary()["sessions"] == 0
+
+
+# ---------------------------------------------------------------------------
+# read-backs: the day's loadings and factor returns, and a neutral book
+# ---------------------------------------------------------------------------
+
+
+def test_loadings_read_back_are_the_kernels_and_give_a_neutral_book(sample_root, sample_data,
+                                                                    monkeypatch):
+    """``loadings(frame)`` is the kernel's Omega for every variant; a book with
+    ``FactorExposure(loadings, 0, 0)`` has no exposure to any factor of it."""
+    from zipline.pipeline import Pipeline
+
+    from zipline_factorarb import WLSResidual
+    from zipline_factorarb.data.sectors import sector_code
+    from zipline_factorarb.data.sources import SAMPLE_SECTORS
+    from zipline_factorarb.kernels.wls import sector_loadings
+    from zipline_factorarb.optimize import (
+        DollarNeutral,
+        FactorExposure,
+        MaxGrossExposure,
+        MaximizeAlpha,
+        calculate_optimal_portfolio,
+    )
+    from zipline_factorarb.pipeline.classifiers import IsStock
+
+    close, volume, alive, symbols = sample_data
+    factors = {
+        "industry": (WLSResidual(mask=IsStock()), {}, 61),
+        "multi": (WLSResidual(styles=STYLES, mask=IsStock()), {"styles": STYLES}, 253),
+        "pca": (WLSResidual(sector=None, pca_components=3, mask=IsStock()),
+                {"sector": False, "pca": 3}, 253),
+        "equal": (WLSResidual(equal_weights=True, mask=IsStock()), {"equal_weights": True}, 1),
+        "ridge": (WLSResidual(ridge=0.05, volatility_lookback=20, mask=IsStock()),
+                  {"ridge": 0.05, "lookback": 20}, 21),
+    }
+    columns = {}
+    for name, (factor, _, _) in factors.items():
+        columns.update(factor.pipeline_columns(prefix=f"{name}:"))
+    assert "industry:sector_code" in columns and "industry:reference_sector" in columns
+    assert "pca:sector_code" not in columns and "pca:loading_pc3" in columns
+    start, end = "2020-03-09", "2020-03-13"
+    frame = run(Pipeline(columns, screen=IsStock()), start, end, sample_root, monkeypatch)
+    frame.index = frame.index.set_levels(frame.index.levels[0].tz_localize(None), level=0)
+    frame.index = frame.index.set_levels([a.sid for a in frame.index.levels[1]], level=1)
+    days = frame.index.get_level_values(0).unique()
+    assert len(days) == 5
+
+    returns = close.pct_change(fill_method=None)
+    codes_of = {sid: sector_code(SAMPLE_SECTORS[sym]) for sid, sym in zip(close.columns, symbols)
+                if sym in SAMPLE_SECTORS}
+    stocks = sorted(codes_of)
+    for name, (factor, options, window) in factors.items():
+        for day in days[::2]:
+            t = returns.index.get_loc(day)
+            cols = [sid for sid in stocks if alive.at[day, sid]]
+            expected, omega = reference_day(returns.iloc[t - window : t][cols].to_numpy(),
+                                            np.array([codes_of[sid] for sid in cols]), **options)
+            used = np.isfinite(omega).all(axis=1)
+            labels = ["intercept"]
+            if options.get("sector", True):
+                labels = list(sector_loadings(np.array([codes_of[sid] for sid in cols]),
+                                              mask=used).labels)
+            labels += list(options.get("styles", ())) + [f"pc{j + 1}"
+                                                         for j in range(options.get("pca", 0))]
+
+            one_day = frame.xs(day, level=0)
+            loadings = factor.loadings(one_day, prefix=f"{name}:")
+            assert list(loadings.columns) == labels, name
+            assert list(loadings.index) == [sid for sid, u in zip(cols, used) if u]
+            np.testing.assert_allclose(loadings.to_numpy(), omega[used], rtol=1e-10,
+                                       atol=1e-13, err_msg=f"{name} {day.date()}")
+            # the multi-day frame works too, and dropna=False keeps every row
+            everything = factor.loadings(frame.loc[[day]], prefix=f"{name}:", dropna=False)
+            assert len(everything) == len(one_day)
+
+            f = factor.factor_returns(one_day, prefix=f"{name}:")
+            assert list(f.index) == labels
+            np.testing.assert_allclose(f.to_numpy(), expected.factor_returns, rtol=1e-9,
+                                       atol=1e-14, err_msg=f"{name} {day.date()}")
+            # R = Omega f + eps for every asset of the regression
+            fitted = loadings @ f + one_day[f"{name}:residual"].reindex(loadings.index)
+            realised = returns.iloc[t - 1][loadings.index]
+            np.testing.assert_allclose(fitted, realised, rtol=1e-9, atol=1e-13)
+
+            alphas = -one_day[f"{name}:weighted_residual"].reindex(loadings.index)
+            weights = calculate_optimal_portfolio(
+                MaximizeAlpha(alphas),
+                [DollarNeutral(), MaxGrossExposure(1.0), FactorExposure(loadings, 0, 0)])
+            exposure = loadings.T @ weights.reindex(loadings.index, fill_value=0.0)
+            assert np.abs(exposure).max() < 1e-6, (name, day, exposure)
+            assert np.abs(weights).sum() > 0.5  # a real book, not the empty portfolio
+
+
+def test_window_result_gives_sector_codes_and_the_reference_sector():
+    from zipline_factorarb.pipeline.wls import wls_window
+
+    rng = np.random.default_rng(5)
+    W, N = 62, 30
+    returns = rng.standard_normal((W, N)) * 0.01
+    codes = np.array([10] * 12 + [20] * 8 + [45] * 7 + [-1] * 3)
+    returns[-1, 0] = np.nan  # not in the regression
+    result = wls_window(returns, codes)
+    assert result.labels == ("intercept", "sector_20", "sector_45")
+    assert result.reference_sector == 10.0  # the largest sector
+    expected = np.where(np.arange(N) == 0, np.nan, np.where(codes >= 0, codes, np.nan))
+    np.testing.assert_array_equal(result.sector_codes, expected)
+    no_intercept = wls_window(returns, codes, intercept=False)
+    assert np.isnan(no_intercept.reference_sector)
+    assert no_intercept.labels == ("sector_10", "sector_20", "sector_45")
+    without = wls_window(returns, sector=False)
+    assert without.sector_codes is None and np.isnan(without.reference_sector)

@@ -39,6 +39,7 @@ _LAZY = {
     "MaxGrossExposure": "zipline_factorarb.optimize.constraints",
     "PositionConcentration": "zipline_factorarb.optimize.constraints",
     "FactorExposure": "zipline_factorarb.optimize.constraints",
+    "RiskModelExposure": "zipline_factorarb.optimize.constraints",
     "NetGroupExposure": "zipline_factorarb.optimize.constraints",
     "MaxTurnover": "zipline_factorarb.optimize.constraints",
     "CannotHold": "zipline_factorarb.optimize.constraints",

@@ -17,6 +17,7 @@ Every objective or constraint is a small object that
 from __future__ import annotations
 
 import numbers
+import sys
 
 import numpy as np
 import pandas as pd
@@ -38,8 +39,91 @@ def fmt(x):
     return f"{x:.6g}"
 
 
+def current_session():
+    """The session of the zipline algorithm running in this thread, or None.
+
+    Read only when zipline is already imported (no import cost, no side effect).
+    """
+    module = sys.modules.get("zipline.utils.algo_instance")
+    algo = None if module is None else module.get_algo_instance()
+    if algo is None:
+        return None
+    try:
+        return pd.Timestamp(algo.get_datetime()).tz_localize(None).normalize()
+    except Exception:  # noqa: BLE001 - a date for a message only
+        return None
+
+
+def _day_text(date):
+    if date is None:
+        return ""
+    try:
+        return f" on {pd.Timestamp(date).date().isoformat()}"
+    except (TypeError, ValueError):
+        return f" on {date}"
+
+
+#: why an input is empty or all missing, in most backtests
+EMPTY_REASON = (
+    "This usually means the pipeline had no values for the day: a backtest that starts "
+    "before the factors' trailing windows are full (every value is NaN, or no asset "
+    "passes a screen such as signal.notnull()). Start the backtest later (after "
+    "window_length sessions of data) or shorten window_length, or skip the day when the "
+    "pipeline output is empty"
+)
+
+
+_NO_ASSET = object()
+
+
+def empty_input_error(field, what="is empty", date=None, first=_NO_ASSET, note=None,
+                      detail=None):
+    """``ValueError`` for an input without usable values, saying why that happens.
+
+    Parameters
+    ----------
+    field : str
+        The input, e.g. ``"MaximizeAlpha.alphas"``.
+    what : str
+        What is wrong with it (``"is empty"``, ``"has only NaN values"``).
+    date : date-like, optional
+        The day concerned; default: the running algorithm's session, if any.
+    first : object, optional
+        For an input whose values are all NaN: its first label. The error is then a
+        :class:`NonFiniteInput` (a ``ValueError``), as for a single NaN.
+    note : str, optional
+        Said in parentheses after the date.
+    detail : str, optional
+        A last sentence (e.g. the factor's window length).
+    """
+    if date is None:
+        date = current_session()
+    message = f"{field} {what}{_day_text(date)}"
+    if note:
+        message += f" ({note})"
+    message += f". {EMPTY_REASON}."
+    if detail:
+        message += f" {detail}"
+    if first is _NO_ASSET:
+        return ValueError(message)
+    err = NonFiniteInput(field, first, np.nan)
+    err.args = (message,)
+    return err
+
+
+def _object_dtype(values):
+    if isinstance(values, pd.DataFrame):
+        return any(dt == object for dt in values.dtypes)
+    return values.dtype == object
+
+
 def as_series(values, field, allow_scalar=False, finite=True):
     """Validate a Series indexed by asset (or factor / group) and return it as floats.
+
+    An empty Series of object dtype (what ``pipeline_output`` gives for a day without
+    rows) and, with ``finite``, a Series whose values are all NaN raise errors that say
+    why that usually happens (:func:`empty_input_error`); an empty float Series (no
+    entries on purpose, e.g. no current positions) is accepted.
 
     Parameters
     ----------
@@ -63,6 +147,11 @@ def as_series(values, field, allow_scalar=False, finite=True):
             + (" or a number" if allow_scalar else "")
             + f", got {type(values).__name__}"
         )
+    if values.empty and _object_dtype(values):
+        raise empty_input_error(
+            field, "is empty", note="an object-dtype Series without rows, what "
+            "pipeline_output returns for a day without rows; pass pd.Series(dtype=float) "
+            "to mean 'no entries'")
     if not values.index.is_unique:
         dup = values.index[values.index.duplicated()][0]
         raise ValueError(f"{field} has a duplicated index entry {dup!r}; aggregate or drop it")
@@ -71,7 +160,11 @@ def as_series(values, field, allow_scalar=False, finite=True):
     except (TypeError, ValueError) as exc:
         raise TypeError(f"{field} must hold numbers: {exc}") from None
     if finite:
-        check_finite(out.to_numpy(), out.index, field)
+        arr = out.to_numpy()
+        if arr.size and np.isnan(arr).all():
+            raise empty_input_error(field, f"has only NaN values ({arr.size} entries)",
+                                    first=out.index[0])
+        check_finite(arr, out.index, field)
     return out
 
 
@@ -85,18 +178,31 @@ def check_finite(values, labels, field, hint=None):
 
 
 def as_frame(values, field):
-    """Validate a DataFrame indexed by asset with finite numbers."""
+    """Validate a DataFrame indexed by asset with finite numbers.
+
+    A frame without rows, or whose values are all NaN, raises a ``ValueError`` that
+    says why that usually happens (:func:`empty_input_error`).
+    """
     if not isinstance(values, pd.DataFrame):
         raise TypeError(
             f"{field} must be a pandas DataFrame indexed by asset, got {type(values).__name__}"
         )
+    if values.shape[0] == 0:
+        raise empty_input_error(field, f"has no rows (columns {list(values.columns)})")
     if not values.index.is_unique:
         dup = values.index[values.index.duplicated()][0]
         raise ValueError(f"{field} has a duplicated asset {dup!r}; drop it")
     if not values.columns.is_unique:
         raise ValueError(f"{field} has duplicated columns")
-    out = values.astype(float)
-    arr = out.to_numpy()
+    try:
+        out = values.astype(float)
+    except (TypeError, ValueError) as exc:
+        raise TypeError(f"{field} must hold numbers: {exc}") from None
+    arr = out.to_numpy(dtype=float)
+    if arr.size and np.isnan(arr).all():
+        raise empty_input_error(
+            field, f"has only NaN values ({arr.shape[0]} rows x {arr.shape[1]} columns)",
+            first=out.index[0])
     bad = ~np.isfinite(arr)
     if bad.any():
         i, j = np.argwhere(bad)[0]

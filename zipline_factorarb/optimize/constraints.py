@@ -34,6 +34,7 @@ __all__ = [
     "MaxGrossExposure",
     "PositionConcentration",
     "FactorExposure",
+    "RiskModelExposure",
     "NetGroupExposure",
     "MaxTurnover",
     "CannotHold",
@@ -404,7 +405,52 @@ class PositionConcentration(_LinearBounds):
         return {"lower": data["_lo"], "upper": data["_hi"]}
 
 
-class FactorExposure(_LinearBounds):
+class _LoadingsBounds(_LinearBounds):
+    """Exposures ``loadings' (w - b)`` within per-factor bounds (shared machinery).
+
+    Subclasses set ``loadings`` (a validated DataFrame), ``benchmark_weights`` (a Series or
+    None) and the bound arrays ``_lo`` / ``_hi`` (one entry per factor, +-inf: unbounded).
+    """
+
+    _matrix = "Lt"
+
+    @property
+    def exposure_bounds(self):
+        """The bounds applied, a DataFrame by factor with columns ``min`` and ``max``."""
+        return pd.DataFrame({"min": self._lo, "max": self._hi}, index=self.loadings.columns)
+
+    def _benchmark(self):
+        return self.benchmark_weights
+
+    def _prepare(self, ctx):
+        pos = ctx.indexer(self.loadings.index)
+        if (pos < 0).any():
+            missing = [ctx.universe[i] for i in np.flatnonzero(pos < 0)]
+            raise ValueError(
+                f"{type(self).__name__}.loadings has no row for {len(missing)} assets of the "
+                f"optimisation universe: {short_list(missing)}; add them (e.g. "
+                ".reindex(universe).fillna(0) for zero exposure)"
+            )
+        Lt = self.loadings.to_numpy()[pos].T
+        b = np.zeros(ctx.n) if self.benchmark_weights is None else ctx.align(self.benchmark_weights)
+        return {"Lt": Lt, "Lb": Lt @ b, "lo": finite_or_big(self._lo), "hi": finite_or_big(self._hi),
+                "_lo": self._lo, "_hi": self._hi}
+
+    def _linear(self, w, src):
+        return src["Lt"] @ w - src["Lb"]
+
+    def _item(self, j, value, data):
+        return f"exposure to {self.loadings.columns[j]!r} {fmt(value)}"
+
+    @staticmethod
+    def _check_order(name, factors, lo, hi):
+        bad = lo > hi
+        if bad.any():
+            f = factors[np.flatnonzero(bad)[0]]
+            raise ValueError(f"{name}: min exposure exceeds max exposure for factor {f!r}")
+
+
+class FactorExposure(_LoadingsBounds):
     """Factor exposures ``loadings' w`` within bounds.
 
     Parameters
@@ -429,10 +475,7 @@ class FactorExposure(_LinearBounds):
         factors = self.loadings.columns
         self._lo = self._by_factor(self.min_exposures, factors, -np.inf)
         self._hi = self._by_factor(self.max_exposures, factors, np.inf)
-        bad = self._lo > self._hi
-        if bad.any():
-            f = factors[np.flatnonzero(bad)[0]]
-            raise ValueError(f"FactorExposure: min exposure exceeds max exposure for factor {f!r}")
+        self._check_order("FactorExposure", factors, self._lo, self._hi)
 
     @staticmethod
     def _by_factor(v, factors, default):
@@ -447,33 +490,146 @@ class FactorExposure(_LinearBounds):
     def _describe(self):
         return f"FactorExposure(factors={list(self.loadings.columns)})"
 
-    def _benchmark(self):
-        return self.benchmark_weights
-
-    def _prepare(self, ctx):
-        pos = ctx.indexer(self.loadings.index)
-        if (pos < 0).any():
-            missing = [ctx.universe[i] for i in np.flatnonzero(pos < 0)]
-            raise ValueError(
-                f"FactorExposure.loadings has no row for {len(missing)} assets of the "
-                f"optimisation universe: {short_list(missing)}; add them (e.g. "
-                ".reindex(universe).fillna(0) for zero exposure)"
-            )
-        Lt = self.loadings.to_numpy()[pos].T
-        b = np.zeros(ctx.n) if self.benchmark_weights is None else ctx.align(self.benchmark_weights)
-        return {"Lt": Lt, "Lb": Lt @ b, "lo": finite_or_big(self._lo), "hi": finite_or_big(self._hi),
-                "_lo": self._lo, "_hi": self._hi}
-
-    _matrix = "Lt"
-
-    def _linear(self, w, src):
-        return src["Lt"] @ w - src["Lb"]
-
-    def _item(self, j, value, data):
-        return f"exposure to {self.loadings.columns[j]!r} {fmt(value)}"
-
     def _relax_hint(self, data):
         return "widen min_exposures / max_exposures of the factors named above"
+
+
+class RiskModelExposure(_LoadingsBounds):
+    """Per-factor bounds on the portfolio's exposure to a risk model's loadings.
+
+    Quantopian's ``RiskModelExposure``: ``lo_k <= sum_i loadings[i, k] w_i <= hi_k`` for
+    every factor ``k`` of the risk model, with a default bound for the factors not given
+    one. Quantopian's version 0 bounded its own model's 11 sector exposures at +-0.18 and
+    its 5 style exposures at +-0.36; a model here can hold anything (sector dummies,
+    standardised styles, principal components, ETF betas, an intercept), so one
+    symmetric default applies to every factor: +-``default_bound``, 0.18 unless given,
+    Quantopian's tighter (sector) default, so that no factor is looser than Quantopian
+    would have left it. ``RiskModelExposure(loadings, 0, 0)`` asks for a book neutral to
+    every factor.
+
+    Parameters
+    ----------
+    loadings : pandas.DataFrame or RiskModel
+        Assets x factors (e.g. ``WLSResidual.loadings(frame)`` or
+        ``FactorRiskModel.loadings(frame)``), or a
+        :class:`~zipline_factorarb.optimize.RiskModel` (its ``loadings``). Every asset of
+        the optimisation universe needs a row.
+    min_exposure, max_exposure : float, pandas.Series or dict, optional
+        Bounds for every factor (a number) or by factor (a factor missing from a Series
+        gets the default). None: the default.
+    bounds : dict, optional
+        ``{factor: (min, max)}``, taking precedence over ``min_exposure`` /
+        ``max_exposure``; either side may be None (the default for that side) or
+        ``-inf`` / ``inf`` (unbounded).
+    default_bound : float or None, default 0.18
+        Factors without another bound are held within ``[-default_bound,
+        default_bound]``; None or ``inf`` leaves them unbounded.
+    benchmark_weights : pandas.Series, optional
+        Bound the active exposure ``loadings' (w - b)`` instead.
+
+    Examples
+    --------
+    >>> RiskModelExposure(loadings)                        # doctest: +SKIP
+    ... # every factor within +-0.18
+    >>> RiskModelExposure(loadings, bounds={"momentum": (-0.05, 0.05)},
+    ...                   default_bound=0.1)               # doctest: +SKIP
+    >>> RiskModelExposure(loadings, 0, 0)                  # doctest: +SKIP
+    ... # neutral to every factor
+    """
+
+    #: Quantopian's version-0 bound on a sector exposure (its style bound was 0.36)
+    DEFAULT_BOUND = 0.18
+
+    def __init__(self, loadings, min_exposure=None, max_exposure=None, *, bounds=None,
+                 default_bound=DEFAULT_BOUND, benchmark_weights=None):
+        name = "RiskModelExposure"
+        if isinstance(loadings, RiskModel):
+            loadings = loadings.loadings
+        self.loadings = as_frame(loadings, f"{name}.loadings")
+        factors = self.loadings.columns
+        if default_bound is None:
+            default = np.inf
+        else:
+            default = _check_number(default_bound, "default_bound", allow_inf=True)
+            if default < 0:
+                raise ValueError(f"default_bound must be non-negative, got {default_bound!r}")
+        self.default_bound = default
+        lo = np.full(len(factors), -default)
+        hi = np.full(len(factors), default)
+        self.min_exposure = self._given(min_exposure, f"{name}.min_exposure", factors)
+        self.max_exposure = self._given(max_exposure, f"{name}.max_exposure", factors)
+        self._apply(lo, self.min_exposure, factors)
+        self._apply(hi, self.max_exposure, factors)
+        self.bounds = self._check_bounds(bounds, factors)
+        pos = {f: j for j, f in enumerate(factors)}
+        for factor, (low, high) in self.bounds.items():
+            if low is not None:
+                lo[pos[factor]] = low
+            if high is not None:
+                hi[pos[factor]] = high
+        self._check_order(name, factors, lo, hi)
+        self._lo, self._hi = lo, hi
+        self.benchmark_weights = (None if benchmark_weights is None else
+                                  as_series(benchmark_weights, f"{name}.benchmark_weights"))
+
+    @staticmethod
+    def _given(v, field, factors):
+        if v is None:
+            return None
+        out = as_series(v, field, allow_scalar=True, finite=False)
+        if isinstance(out, float):
+            if np.isnan(out):
+                raise ValueError(f"{field} is NaN; use +-inf for no bound or None for the default")
+            return out
+        extra = out.index.difference(factors)
+        if len(extra):
+            raise ValueError(f"{field} names unknown factors {short_list(extra)}; the "
+                             f"loadings have {short_list(factors, 8)}")
+        return out
+
+    @staticmethod
+    def _apply(target, v, factors):
+        if v is None:
+            return
+        if isinstance(v, float):
+            target[:] = v
+            return
+        vals = v.reindex(factors).to_numpy(dtype=float)
+        given = ~np.isnan(vals)
+        target[given] = vals[given]
+
+    @staticmethod
+    def _check_bounds(bounds, factors):
+        if bounds is None:
+            return {}
+        if not isinstance(bounds, dict):
+            raise TypeError("RiskModelExposure.bounds must be a dict {factor: (min, max)}, "
+                            f"got {type(bounds).__name__}")
+        unknown = [f for f in bounds if f not in factors]
+        if unknown:
+            raise ValueError(f"RiskModelExposure.bounds names unknown factors "
+                             f"{short_list(unknown)}; the loadings have {short_list(factors, 8)}")
+        out = {}
+        for factor, pair in bounds.items():
+            try:
+                low, high = pair
+            except (TypeError, ValueError):
+                raise TypeError(f"RiskModelExposure.bounds[{factor!r}] must be a pair (min, "
+                                f"max), got {pair!r}") from None
+            out[factor] = tuple(
+                None if x is None else _check_number(x, f"bounds[{factor!r}] {side}",
+                                                     allow_inf=True)
+                for x, side in ((low, "min"), (high, "max")))
+        return out
+
+    def _describe(self):
+        factors = list(self.loadings.columns)
+        shown = factors if len(factors) <= 6 else [*factors[:5], f"... ({len(factors)} in all)"]
+        return f"RiskModelExposure(factors={shown}, default_bound={fmt(self.default_bound)})"
+
+    def _relax_hint(self, data):
+        return ("widen the bounds of the factors named above (bounds={factor: (min, max)}, "
+                "min_exposure / max_exposure, or default_bound)")
 
 
 class NetGroupExposure(_LinearBounds):

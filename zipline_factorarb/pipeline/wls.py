@@ -61,6 +61,7 @@ import threading
 from typing import NamedTuple
 
 import numpy as np
+import pandas as pd
 from zipline.assets import Asset
 from zipline.pipeline import CustomFactor
 from zipline.pipeline.classifiers import Classifier
@@ -83,6 +84,7 @@ from ..kernels.wls import (
 from ._threads import one_blas_thread
 
 __all__ = [
+    "PIPELINE_PREFIX",
     "ConditionLog",
     "StyleLoading",
     "WLSResidual",
@@ -96,6 +98,10 @@ log = logging.getLogger(__name__)
 
 #: Condition number above which a day is reported (the usual rule of thumb).
 CONDITION_WARNING = 1000.0
+
+#: Default prefix of :meth:`WLSResidual.pipeline_columns` (a ``:`` keeps it apart from
+#: the identifier-like names users give their own columns).
+PIPELINE_PREFIX = "wls:"
 
 
 # --------------------------------------------------------------------------
@@ -279,6 +285,13 @@ class WLSWindowResult(NamedTuple):
     valid : bool
         The day was solved (enough assets, condition number not above
         ``max_condition``).
+    sector_codes : ndarray (N,) or None
+        With sectors: the sector code of each asset with a loadings row
+        (float; NaN for the assets left out). None without sectors.
+    reference_sector : float
+        With sectors and the intercept: the code of the reference sector
+        (the one without a dummy column: the largest that day); NaN
+        otherwise or when no asset qualifies.
     """
 
     weighted_residuals: np.ndarray
@@ -292,6 +305,8 @@ class WLSWindowResult(NamedTuple):
     n_assets: int
     neutrality: float
     valid: bool
+    sector_codes: np.ndarray | None = None
+    reference_sector: float = np.nan
 
 
 def factor_neutrality(weighted_residuals, loadings):
@@ -412,11 +427,19 @@ def _wls_window(returns, sector_codes, dollar_volume, market_returns, settings):
     for block in columns:
         candidates &= np.isfinite(block).all(axis=1)
 
+    sector_codes, reference_sector = None, np.nan
     if s.sector:
         sectors = sector_loadings(codes, intercept=s.intercept, reference="largest",
                                   mask=candidates)
         columns.insert(0, sectors.loadings)
         labels = sectors.labels
+        known = candidates & (codes >= 0)
+        sector_codes = np.where(known, codes, np.nan)
+        if s.intercept and known.any():
+            dummies = {int(label[len("sector_"):]) for label in labels
+                       if label.startswith("sector_")}
+            others = [c for c in np.unique(codes[known]) if int(c) not in dummies]
+            reference_sector = float(others[0]) if others else np.nan
     elif s.intercept:
         columns.insert(0, np.ones((N, 1)))
         labels = ("intercept",)
@@ -466,6 +489,8 @@ def _wls_window(returns, sector_codes, dollar_volume, market_returns, settings):
         n_assets=int(result.n_assets),
         neutrality=neutrality,
         valid=bool(result.valid),
+        sector_codes=sector_codes,
+        reference_sector=reference_sector,
     )
 
 
@@ -723,12 +748,35 @@ class WLSResidual(CustomFactor):
         (:func:`factor_neutrality`; about 1e-16 without a ridge).
     sector_return
         With a sector classifier: the factor return of the asset's sector.
+    sector_code
+        With a sector classifier: the asset's sector code, for the assets in
+        the regression (NaN for the others).
+    reference_sector
+        With a sector classifier and the intercept: the code of the sector
+        without a dummy column that day (the largest), the same value for
+        every asset.
     factor_return_intercept
         Without sectors: the intercept's factor return (market).
     loading_<style>, factor_return_<style>
         Each style's standardised exposure and factor return.
     loading_pc<j>, factor_return_pc<j>
         Each principal component's loading and factor return.
+
+    Read-backs
+    ----------
+    :meth:`pipeline_columns` gives every output as pipeline columns (names
+    prefixed with ``"wls:"`` by default); on one day's output,
+    :meth:`loadings` returns the regression's loadings :math:`\Omega`
+    (assets x factors: ``intercept``, ``sector_<code>``, styles, ``pc<j>``)
+    and :meth:`factor_returns` its factor returns :math:`f`::
+
+        wls = WLSResidual(styles=("beta", "momentum"), mask=IsStock())
+        attach_pipeline(Pipeline(wls.pipeline_columns(), screen=IsStock()), "wls")
+        ...
+        out = pipeline_output("wls")
+        loadings = wls.loadings(out)                  # DataFrame, assets x factors
+        alphas = -out["wls:weighted_residual"].reindex(loadings.index)
+        FactorExposure(loadings, 0, 0)                # neutral to every factor
 
     Notes
     -----
@@ -844,7 +892,9 @@ class WLSResidual(CustomFactor):
         outputs = ["weighted_residual", "residual", "weight", "condition_number",
                    "n_assets", "neutrality"]
         if settings.sector:
-            outputs.append("sector_return")
+            outputs += ["sector_return", "sector_code"]
+            if settings.intercept:
+                outputs.append("reference_sector")
         for label in settings.factor_labels:
             if label != "intercept":
                 outputs.append(f"loading_{label}")
@@ -898,13 +948,18 @@ class WLSResidual(CustomFactor):
         field(out, "neutrality")[:] = result.neutrality
         if settings.sector:
             field(out, "sector_return")[:] = result.sector_returns
+            field(out, "sector_code")[:] = result.sector_codes
+            if settings.intercept:
+                field(out, "reference_sector")[:] = result.reference_sector
         offset = len(result.labels) - len(settings.factor_labels)
         for j, label in enumerate(settings.factor_labels):
             if label != "intercept":
                 field(out, f"loading_{label}")[:] = result.loadings[:, offset + j]
             field(out, f"factor_return_{label}")[:] = result.factor_returns[offset + j]
         if condition_warning is not None:
-            self._condition_log.observe(today, result.condition_number)
+            # a day without any asset (windows not yet full) is not ill-conditioned
+            self._condition_log.observe(
+                today, result.condition_number if result.n_assets else np.nan)
 
     # -- conveniences ------------------------------------------------------
 
@@ -938,6 +993,189 @@ class WLSResidual(CustomFactor):
             return getattr(self, f"loading_{name}")
         choices = tuple(x for x in self.settings.factor_labels if x != "intercept")
         raise ValueError(f"no loading {name!r} in this regression; choose from {choices}")
+
+    # -- read-backs of one day's pipeline output -----------------------------
+
+    def pipeline_columns(self, prefix=PIPELINE_PREFIX):
+        """``{prefix + output: term}`` for every output, for ``Pipeline(columns=...)``.
+
+        The read-backs (:meth:`loadings`, :meth:`factor_returns`) find their
+        columns by the same prefix. Give each factor of a pipeline its own
+        prefix (``"wls_multi:"``, ...).
+
+        Parameters
+        ----------
+        prefix : str, default ``"wls:"``
+        """
+        if not isinstance(prefix, str):
+            raise TypeError(f"prefix must be a string; got {prefix!r}")
+        return {prefix + name: getattr(self, name) for name in self.outputs}
+
+    def _one_day(self, frame, method):
+        """One day's rows (asset index) and its date (None when unknown)."""
+        from ..optimize._base import current_session
+
+        if not isinstance(frame, pd.DataFrame):
+            raise TypeError(f"WLSResidual.{method} needs one day's pipeline output (a "
+                            f"DataFrame); got {type(frame).__name__}")
+        date = None
+        if isinstance(frame.index, pd.MultiIndex):
+            dates = frame.index.get_level_values(0).unique()
+            if len(dates) > 1:
+                raise ValueError(
+                    f"WLSResidual.{method}: the frame holds {len(dates)} dates; pass one "
+                    "day's output (pipeline_output(name), or frame.xs(date))")
+            if len(dates) == 1:
+                date = dates[0]
+                frame = frame.xs(date)
+        return frame, (date if date is not None else current_session())
+
+    def _values(self, frame, name, prefix, method):
+        column = prefix + name
+        if column not in frame.columns:
+            raise KeyError(
+                f"WLSResidual.{method}: column {column!r} is missing from the pipeline "
+                f"output; add the columns with {self!r}.pipeline_columns(prefix={prefix!r}) "
+                "and read them back with the same prefix")
+        return frame[column].to_numpy(dtype=np.float64)
+
+    @staticmethod
+    def _first(values):
+        finite = values[np.isfinite(values)]
+        return float(finite[0]) if finite.size else np.nan
+
+    def _in_regression(self, frame, date, prefix, method):
+        """Assets of the day's regression (finite ``weight``); a clear error if none."""
+        from ..optimize._base import empty_input_error
+
+        field = f"the pipeline output read by WLSResidual.{method}"
+        needs = (f"This factor needs window_length={self.window_length} sessions of "
+                 "returns before its first value.")
+        weight = self._values(frame, "weight", prefix, method)
+        if not len(frame):
+            raise empty_input_error(field, "has no rows", date, detail=needs)
+        inside = np.isfinite(weight)
+        if inside.any():
+            return inside
+        condition = self._first(self._values(frame, "condition_number", prefix, method))
+        n_assets = self._first(self._values(frame, "n_assets", prefix, method))
+        max_condition = self.settings.max_condition
+        on = "" if date is None else f" on {_day(date)}"
+        if n_assets > 0 and np.isfinite(condition) and condition > max_condition:
+            raise ValueError(
+                f"{field}: the regression was not solved{on}: its condition number "
+                f"{condition:.3g} is above max_condition={max_condition:g} (near-collinear "
+                "loadings: tiny sectors, correlated styles); raise ridge or max_condition, "
+                "or drop a style")
+        if n_assets > 0:
+            raise ValueError(
+                f"{field}: the regression was not solved{on}: {int(n_assets)} assets had "
+                "loadings, fewer than its loadings columns or with a singular "
+                "Omega' Z Omega; widen the mask or drop factors")
+        raise empty_input_error(
+            field, "has no asset in the regression", date,
+            note=f"the weight of each of its {len(frame)} rows is NaN", detail=needs)
+
+    def loadings(self, frame, prefix=PIPELINE_PREFIX, dropna=True):
+        r"""The day's regression loadings :math:`\Omega` (assets x factors).
+
+        One column per column of the regression, named as in
+        :attr:`WLSWindowResult.labels`: ``intercept`` (1), ``sector_<code>``
+        (0/1 dummies of the sectors present that day, all but the reference
+        sector with the intercept), each style (standardised) and ``pc<j>``.
+        These are the loadings the regression used, so a book ``w`` with
+        ``loadings.T @ w == 0`` (``FactorExposure(loadings, 0, 0)``) has no
+        exposure to any factor of the regression.
+
+        Parameters
+        ----------
+        frame : pandas.DataFrame
+            One day's output of a pipeline holding
+            :meth:`pipeline_columns` (``pipeline_output(name)``, or one date
+            of ``run_pipeline``'s frame).
+        prefix : str, default ``"wls:"``
+            As given to :meth:`pipeline_columns`.
+        dropna : bool, default True
+            Keep only the assets in the day's regression (the others have
+            NaN rows).
+
+        Returns
+        -------
+        pandas.DataFrame
+            Indexed by asset, float columns.
+
+        Raises
+        ------
+        ValueError
+            The day has no rows or no asset in the regression (windows not
+            yet full, or the day was not solved); the message says which.
+        """
+        frame, date = self._one_day(frame, "loadings")
+        inside = self._in_regression(frame, date, prefix, "loadings")
+        s = self.settings
+        columns = {}
+        if s.intercept:
+            columns["intercept"] = np.where(inside, 1.0, np.nan)
+        if s.sector:
+            codes = np.where(inside, self._values(frame, "sector_code", prefix, "loadings"),
+                             np.nan)
+            present = np.unique(codes[np.isfinite(codes)])
+            if s.intercept:
+                reference = self._first(
+                    self._values(frame, "reference_sector", prefix, "loadings"))
+                present = present[present != reference]
+            for code in present:
+                columns[f"sector_{int(code)}"] = np.where(inside, (codes == code) * 1.0, np.nan)
+        for label in s.factor_labels:
+            if label != "intercept":
+                columns[label] = np.where(
+                    inside, self._values(frame, f"loading_{label}", prefix, "loadings"), np.nan)
+        out = pd.DataFrame(columns, index=frame.index, dtype=np.float64)
+        if dropna:
+            out = out[np.isfinite(out.to_numpy()).all(axis=1)]
+        return out
+
+    def factor_returns(self, frame, prefix=PIPELINE_PREFIX):
+        """The day's estimated factor returns :math:`f` (a Series by factor).
+
+        Indexed like the columns of :meth:`loadings`, so that
+        ``loadings @ factor_returns`` is each asset's fitted return and
+        ``R = loadings @ f + residual``. With sectors and the intercept,
+        ``intercept`` is the reference sector's return and ``sector_<code>``
+        the spread of that sector over it (from the ``sector_return``
+        output); NaN where the day's output lacks the reference sector's
+        assets (a screen that removed them).
+
+        Parameters
+        ----------
+        frame : pandas.DataFrame
+            One day's pipeline output (see :meth:`loadings`).
+        prefix : str, default ``"wls:"``
+        """
+        frame, date = self._one_day(frame, "factor_returns")
+        inside = self._in_regression(frame, date, prefix, "factor_returns")
+        s = self.settings
+        f = {}
+        if s.sector:
+            codes = np.where(inside, self._values(frame, "sector_code", prefix,
+                                                  "factor_returns"), np.nan)
+            level = self._values(frame, "sector_return", prefix, "factor_returns")
+            by_code = {code: self._first(level[codes == code])
+                       for code in np.unique(codes[np.isfinite(codes)])}
+            if s.intercept:
+                reference = self._first(
+                    self._values(frame, "reference_sector", prefix, "factor_returns"))
+                base = by_code.get(reference, np.nan)
+                f["intercept"] = base
+                for code, value in by_code.items():
+                    if code != reference:
+                        f[f"sector_{int(code)}"] = value - base
+            else:
+                f.update({f"sector_{int(code)}": value for code, value in by_code.items()})
+        for label in s.factor_labels:
+            f[label] = self._first(
+                self._values(frame, f"factor_return_{label}", prefix, "factor_returns"))
+        return pd.Series(f, dtype=np.float64, name=date)
 
     def condition_summary(self):
         """Sessions seen and ill-conditioned so far (see :class:`ConditionLog`)."""
