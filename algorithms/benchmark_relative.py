@@ -6,8 +6,9 @@ At each rebalance (``rebalance``: day, week or month):
    residual, the Kalman standardised innovation, the s-score, or a blend of
    their scores; each is signed (residuals revert), demeaned within sectors,
    winsorised and z-scored, then turned into an expected return with Grinold's
-   rule ``alpha = IC * sigma * z`` (``information_coefficient``, sigma the daily
-   volatility) so that it can be weighed against costs;
+   rule ``alpha = IC * sigma * sqrt(h) * z`` (``information_coefficient``, sigma the
+   daily volatility, h the sessions between rebalances) so that it can be weighed
+   against costs;
 2. the risk model is the ``FactorRiskModel`` pipeline (the factor ETFs and the
    market on the sample; the market and sector factors on a stock bundle);
 3. the portfolio maximises alpha minus expected costs (half-spread and
@@ -40,7 +41,6 @@ import numpy as np
 from zipline.api import (attach_pipeline, get_datetime, pipeline_output, record, set_commission,
                          set_slippage)
 from zipline.pipeline import Pipeline
-from zipline.pipeline.data import EquityPricing
 
 from zipline_factorarb.algo import (algorithm_params, book_exposures, first_session_of,
                                     forbid_trading_indexes, set_benchmark_from)
@@ -51,7 +51,8 @@ from zipline_factorarb.optimize import (BenchmarkTracker, CostModel, LongOnly, M
                                         risk_records)
 from zipline_factorarb.pipeline.classifiers import IsStock, Sector
 from zipline_factorarb.pipeline.risk import factor_risk_model_for_algorithm
-from zipline_factorarb.pipeline.signals import alpha_scores, expected_alphas, signal_columns
+from zipline_factorarb.pipeline.signals import (HORIZONS, alpha_scores, expected_alphas,
+                                                market_inputs, signal_columns)
 
 PARAMS = algorithm_params({
     "signals": ["wls"],  # any of "wls", "kalman", "sscore"; several are blended
@@ -83,7 +84,7 @@ def initialize(context):
         "auto", PARAMS["factor_symbols"], PARAMS["market_symbols"],
         window_length=PARAMS["window"], mask=universe)
     columns = {**signal_columns(PARAMS["signals"], universe, rebalance=PARAMS["rebalance"]),
-               **risk.pipeline_columns(), "volume": EquityPricing.volume.latest}
+               **risk.pipeline_columns()}
     attach_pipeline(Pipeline(columns, screen=universe), "flagship")
     context.risk = risk
     context.costs = CostModel(PARAMS["half_spread"], PARAMS["commission_rate"], PARAMS["impact"])
@@ -94,11 +95,14 @@ def initialize(context):
 
 def rebalance(context, data):
     out = pipeline_output("flagship")
-    model = context.risk.risk_model(out)
+    costed = out.index[np.isfinite(out["signal:volatility"]) & (out["signal:dollar_volume"] > 0)]
+    model = context.risk.risk_model(out.loc[costed])
     out = out.loc[model.assets]
-    alpha = expected_alphas(out, alpha_scores(out, PARAMS["signals"], weights=PARAMS[
-        "signal_weights"] or None), PARAMS["information_coefficient"])
-    benchmark = proxy_benchmark_weights(model.assets, out["signal:dollar_volume"], out["volume"])
+    scores = alpha_scores(out, PARAMS["signals"], weights=PARAMS["signal_weights"] or None)
+    alpha = expected_alphas(out, scores, PARAMS["information_coefficient"],
+                            HORIZONS[PARAMS["rebalance"]])
+    benchmark = proxy_benchmark_weights(model.assets, out["signal:dollar_volume"],
+                                        out["signal:volume"])
     sectors = out["signal:sector"].map(Sector.name_of)
     band = PARAMS["sector_band"]
     bench_sectors = benchmark.groupby(sectors).sum()
@@ -109,19 +113,18 @@ def rebalance(context, data):
     ]
     if PARAMS["max_turnover"] > 0:
         constraints.append(MaxTurnover(PARAMS["max_turnover"]))
-    real_volume = np.ptp(out["volume"].to_numpy(dtype=float)) > 0  # the sample's is a stand-in
-    market = (out["signal:volatility"], out["signal:dollar_volume"]) if real_volume else (None, None)
+    market = market_inputs(out)  # (None, None) where volumes are a stand-in (the sample)
     pv = context.portfolio.portfolio_value
     result = order_optimal_portfolio(
         MaximizeAlpha(alpha.reindex(model.assets, fill_value=0.0)), constraints,
         on_failure=PARAMS["on_failure"], data=data, costs=context.costs.terms(pv, *market))
     if result.action != "rebalance":
         return
-    if real_volume:
+    if market[0] is not None:
         context.costs.update_market(*market)
     context.tracker.reset(benchmark)
     context.expected_cost = result.result.expected_cost
-    record(impact_modelled=int(real_volume),
+    record(impact_modelled=int(market[0] is not None),
            **risk_records(result.result.new_weights, benchmark, model, sectors=sectors,
                           sector_names=sorted(set(sectors))))
 

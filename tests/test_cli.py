@@ -63,7 +63,8 @@ def test_demo_runs_the_main_algorithm(sample_root, tmp_path):
     )
     assert result.returncode == 0, result.stderr[-2000:]
     assert "factorarb-sample already ingested" in result.stdout
-    pickle = out / "sector_momentum" / "perf.pickle"
+    pickle = out / "benchmark_relative" / "perf.pickle"  # the long-only flagship
     assert pickle.exists()
     assert f"results: {pickle.resolve()}" in result.stdout
     assert "total return" in result.stdout and "benchmark total return" in result.stdout
+    assert "ex-ante tracking error" in result.stdout and "charged by zipline" in result.stdout

@@ -33,8 +33,10 @@ BLOCK = (
     f"{END}\n"
 )
 
-DEMO_ALGORITHM = "algorithms/sector_momentum.py"
-DEMO_START = "2005-01-03"
+DEMO_ALGORITHM = "algorithms/benchmark_relative.py"
+# the sample's factor ETFs start on 2014-01-02: the risk model's 252-session
+# window is full from 2015-01
+DEMO_START = "2015-02-02"
 DEMO_END = "2022-12-28"
 
 
@@ -251,6 +253,13 @@ def _summarise(pickle):
     if bench is not None:
         lines.append(f"benchmark total return {perf['benchmark_period_return'].iloc[-1]:+.2%}, "
                      f"Sharpe {ann * bench.mean() / bench.std():.2f}")
+    if "ex_ante_tev" in perf:
+        lines.append(f"ex-ante tracking error: mean {perf['ex_ante_tev'].mean():.2%}, "
+                     f"max {perf['ex_ante_tev'].max():.2%}")
+    if "expected_cost" in perf and "realised_cost" in perf:
+        lines.append(f"costs (sum over sessions, fraction of the portfolio): expected by the "
+                     f"optimizer {perf['expected_cost'].sum():.2%}, charged by zipline "
+                     f"{perf['realised_cost'].sum():.2%}")
     return "\n".join(lines)
 
 

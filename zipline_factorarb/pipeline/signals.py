@@ -18,8 +18,8 @@ import pandas as pd
 
 from ..kernels.signals import blend_scores, expected_returns_from_scores, standardize_scores
 
-__all__ = ["SIGNALS", "DEFAULT_SIGNS", "PREFIX", "signal_columns", "alpha_scores",
-           "expected_alphas"]
+__all__ = ["SIGNALS", "DEFAULT_SIGNS", "PREFIX", "HORIZONS", "signal_columns", "alpha_scores",
+           "expected_alphas", "market_inputs"]
 
 #: the residual signals a flagship can use
 SIGNALS = ("wls", "kalman", "sscore")
@@ -70,8 +70,9 @@ def signal_columns(signals, mask, *, wls=None, rebalance="day", volatility_windo
     -------
     dict
         ``{"signal:<name>": term, "signal:volatility": ..., "signal:dollar_volume":
-        ..., "signal:sector": Sector()}``.
+        ..., "signal:volume": the latest volume, "signal:sector": Sector()}``.
     """
+    from zipline.pipeline.data import EquityPricing
     from zipline.pipeline.factors import AnnualizedVolatility, AverageDollarVolume
 
     from .classifiers import Sector
@@ -108,8 +109,24 @@ def signal_columns(signals, mask, *, wls=None, rebalance="day", volatility_windo
         window_length=volatility_window, annualization_factor=1, mask=mask))
     columns[PREFIX + "dollar_volume"] = every(AverageDollarVolume(
         window_length=dollar_volume_window, mask=mask))
+    columns[PREFIX + "volume"] = EquityPricing.volume.latest
     columns[PREFIX + "sector"] = Sector()
     return columns
+
+
+def market_inputs(frame):
+    """``(volatility, dollar_volume)`` for the market-impact cost, or ``(None, None)``.
+
+    None when the day's volumes are the same for every asset: a stand-in (the
+    sample bundle's), which says nothing about liquidity, so only the linear costs
+    apply (:meth:`~zipline_factorarb.optimize.CostModel.terms` says so once).
+    """
+    frame = _one_day(frame)
+    volume = frame[PREFIX + "volume"].to_numpy(dtype=float)
+    volume = volume[np.isfinite(volume)]
+    if volume.size < 2 or np.ptp(volume) == 0:
+        return None, None
+    return frame[PREFIX + "volatility"], frame[PREFIX + "dollar_volume"]
 
 
 def alpha_scores(frame, signals, signs=None, weights=None, winsor=3.0):
@@ -158,18 +175,27 @@ def alpha_scores(frame, signals, signs=None, weights=None, winsor=3.0):
     return out
 
 
-def expected_alphas(frame, scores, information_coefficient):
-    """Per-period expected returns ``IC * sigma * z`` of ``scores`` (Grinold's rule).
+def expected_alphas(frame, scores, information_coefficient, horizon=1):
+    """Expected returns over ``horizon`` sessions of ``scores`` (Grinold's rule).
 
-    ``sigma`` is the ``signal:volatility`` column (daily volatility); assets without
-    one are dropped.
+    ``IC * sigma * sqrt(horizon) * z``: ``sigma`` is the ``signal:volatility`` column
+    (daily volatility), scaled to the holding period, so that the alpha of a
+    weekly book (``horizon=5``) is weighed against a rebalance's one-off costs at
+    the right size; ``information_coefficient`` is the IC at that horizon. Assets
+    without a volatility are dropped.
     """
     frame = _one_day(frame)
+    if not horizon >= 1:
+        raise ValueError(f"horizon is a number of sessions, at least 1; got {horizon!r}")
     sigma = frame[PREFIX + "volatility"].reindex(scores.index).to_numpy(dtype=float)
-    alpha = expected_returns_from_scores(scores.to_numpy(dtype=float), sigma,
-                                         information_coefficient)
+    alpha = expected_returns_from_scores(scores.to_numpy(dtype=float),
+                                         sigma * np.sqrt(horizon), information_coefficient)
     out = pd.Series(alpha, index=scores.index)
     return out[np.isfinite(out.to_numpy())]
+
+
+#: sessions between rebalances, for :func:`expected_alphas`' horizon
+HORIZONS = {"day": 1, "week": 5, "month": 21}
 
 
 def _one_day(frame):
