@@ -122,7 +122,9 @@ def rebalance(context, data):
     w = result.result.new_weights.reindex(names, fill_value=0.0)
     sectors = out["signal:sector"].map(Sector.name_of)
     context.expected_cost = result.result.expected_cost
-    record(impact_modelled=int(market[0] is not None), factor_neutrality_max=float(np.abs(loadings.to_numpy().T @ w.to_numpy()).max()),
+    exposure = loadings.to_numpy().T @ w.to_numpy()  # Omega' w after the solve
+    record(impact_modelled=int(market[0] is not None),
+           factor_neutrality_max=float(np.abs(exposure).max()),
            **risk_records(w, pd.Series(0.0, index=names), model, sectors=sectors,
                           sector_names=sorted(set(sectors))))
 
