@@ -21,6 +21,18 @@ import pandas as pd
 __all__ = ["BarSnapshot", "bar_snapshot"]
 
 
+NAT = np.iinfo(np.int64).min
+_UNSEEN = NAT + 1
+
+
+def _ns(value):
+    return NAT if value is None or pd.isnull(value) else pd.Timestamp(value).value
+
+
+def _asset_dates(asset):
+    return (_ns(asset.start_date), _ns(asset.end_date), _ns(asset.auto_close_date))
+
+
 class _ReaderIndex:
     """Dense per-sid row arrays of a ``BcolzDailyBarReader`` (built once per reader)."""
 
@@ -39,6 +51,23 @@ class _ReaderIndex:
             self.offset[sid] = offset[sid]
         self.sessions = reader.sessions
         self.close = reader._table["close"]
+        # per-sid start, end and auto-close dates (ns; NaT-like minimum when absent),
+        # filled the first time an asset is seen
+        self._dates = np.full((size, 3), _UNSEEN, dtype=np.int64)
+
+    def lifetimes(self, sids, assets):
+        """``(start, end, auto_close)`` as int64 ns arrays; auto_close is NAT where none."""
+        known = (sids >= 0) & (sids < len(self._dates))
+        out = np.full((len(sids), 3), NAT, dtype=np.int64)
+        rows = np.flatnonzero(known)
+        cached = self._dates[sids[rows]]
+        for k in np.flatnonzero(cached[:, 0] == _UNSEEN):
+            a = assets[rows[k]]
+            cached[k] = self._dates[int(a.sid)] = _asset_dates(a)
+        out[rows] = cached
+        for i in np.flatnonzero(~known):  # sids beyond the table: read each time
+            out[i] = _asset_dates(assets[i])
+        return out[:, 0], out[:, 1], out[:, 2]
 
     def rows(self, sids, session):
         """Bar-table rows of ``sids`` on ``session`` (-1 where the table has none)."""
@@ -150,17 +179,11 @@ def bar_snapshot(data, assets, algo=None):
     is_equity = np.fromiter((type(a) is Equity for a in index), dtype=bool, count=n)
     sids = np.fromiter((int(a.sid) if e else -1 for a, e in zip(index, is_equity)),
                        dtype=np.int64, count=n)
-    starts = np.array([a.start_date if e else pd.NaT for a, e in zip(index, is_equity)],
-                      dtype="datetime64[ns]")
-    ends = np.array([a.end_date if e else pd.NaT for a, e in zip(index, is_equity)],
-                    dtype="datetime64[ns]")
-    autos = np.array([(a.auto_close_date or pd.NaT) if e else pd.NaT
-                      for a, e in zip(index, is_equity)], dtype="datetime64[ns]")
-    day = np.datetime64(session_naive.to_datetime64(), "ns")
-    alive = (starts <= day) & (ends >= day)
-    auto_ok = np.isnat(autos) | (day <= autos)
-
     idx = _index_of(reader)
+    starts, ends, autos = idx.lifetimes(sids, index)
+    day = session_naive.value
+    alive = is_equity & (starts != NAT) & (starts <= day) & (ends >= day)
+    auto_ok = (autos == NAT) | (day <= autos)
     rows = idx.rows(sids, session_naive)
     raw = np.zeros(n, dtype=np.float64)
     have = rows >= 0
