@@ -262,7 +262,8 @@ def order_target_weights(target_weights, data=None, *, context=None, min_weight_
     Returns
     -------
     OrderResult
-        ``result`` is None.
+        ``result`` is None; ``action`` is ``"hold"`` (nothing sent, an error logged)
+        when the portfolio value is not positive (a bankrupt book has no weights).
     """
     from zipline import api
     from zipline.utils.algo_instance import get_algo_instance
@@ -271,6 +272,12 @@ def order_target_weights(target_weights, data=None, *, context=None, min_weight_
     if algo is None:
         raise RuntimeError("order_target_weights must be called inside a running zipline algorithm")
     target = as_series(target_weights, "target_weights")
+    pv = float(algo.portfolio.portfolio_value)
+    if not (np.isfinite(pv) and pv > 0):
+        # weights of a non-positive value mean nothing: nothing can be targeted
+        log.error("portfolio value is %s on %s: no target weights can be ordered; holding",
+                  pv, algo.get_datetime().date())
+        return OrderResult(None, [], [], "hold", [])
     open_orders = api.get_open_orders()
     snapshot = None
     if data is not None:
