@@ -8,6 +8,7 @@ only assign new parameter values and re-solve, which skips cvxpy's canonicalisat
 
 from __future__ import annotations
 
+import functools
 import time
 import warnings
 from collections import OrderedDict
@@ -54,9 +55,15 @@ DEFAULT_SOLVER_OPTIONS = {
 _SOLVED = (cp.OPTIMAL, cp.OPTIMAL_INACCURATE)
 
 
+@functools.lru_cache(maxsize=None)
+def _installed_solvers():
+    # cvxpy probes every solver on each call (~10 ms): once per process is enough
+    return frozenset(cp.installed_solvers())
+
+
 def available_solvers(preference=DEFAULT_SOLVERS):
     """The installed solvers among ``preference``, in that order."""
-    installed = set(cp.installed_solvers())
+    installed = _installed_solvers()
     return tuple(s for s in preference if s in installed)
 
 
