@@ -22,8 +22,8 @@ The benchmark weights are market caps where the bundle has them, else the
 documented proxy (dollar-volume weights; equal weights where the volumes are a
 stand-in, as on the sample). zipline's fills are charged the same costs
 (``CostModel.slippage()`` / ``.commission()``), so the expected cost of each
-rebalance (``expected_cost``) and the cost zipline charged (``realised_cost``,
-every session) can be compared. Also recorded: ``ex_ante_tev``,
+rebalance (``expected_cost``: spread, commission and impact) and the cost zipline
+charged (``realised_cost``, every session) can be compared. Also recorded: ``ex_ante_tev``,
 ``factor_exposure_<f>``, ``risk_contribution_<f>``, ``sector_weight_<s>`` and
 ``benchmark_sector_weight_<s>``, ``tracked_benchmark_return``, the book's
 exposures, and ``optimizer_failure``.
@@ -123,20 +123,22 @@ def rebalance(context, data):
     if market[0] is not None:
         context.costs.update_market(*market)
     context.tracker.reset(benchmark)
-    context.expected_cost = result.result.expected_cost
+    expected = result.result.diagnostics["expected_costs"]
+    context.expected_cost = expected["linear"] + expected["impact"]  # what zipline charges
+    context.expected_borrow = expected["borrow"]
     record(impact_modelled=int(market[0] is not None),
            **risk_records(result.result.new_weights, benchmark, model, sectors=sectors,
                           sector_names=sorted(set(sectors))))
 
 
 def handle_data(context, data):
-    context.expected_cost = 0.0
+    context.expected_cost = context.expected_borrow = 0.0
     if first_session_of(context, PARAMS["rebalance"]):
         rebalance(context, data)
     # expected: of the orders sent today; realised: charged on today's fills (of
     # yesterday's orders); both fractions of the portfolio value, every session
     realised = context.costs.take_realised()["total"]
-    record(expected_cost=context.expected_cost,
+    record(expected_cost=context.expected_cost, expected_borrow_cost=context.expected_borrow,
            realised_cost=realised / context.portfolio.portfolio_value,
            **book_exposures(context.portfolio))
     context.tracker.record(data)

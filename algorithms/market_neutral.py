@@ -19,10 +19,11 @@ book (``wls_mean_reversion.py`` is the seed-faithful decile version). Costs are
 the half-spread plus commission, market impact where the bundle has real volumes,
 and a borrow fee on shorts (``borrow_rate``, per year); zipline's fills are
 charged the same spread, commission and impact (``CostModel``). Borrow is not
-charged by zipline: it is in ``expected_cost`` only.
+charged by zipline: it is recorded as ``expected_borrow_cost`` only.
 
-Recorded each session: ``expected_cost`` (of the orders sent that session) and
-``realised_cost`` (charged on that session's fills), the book's exposures; at
+Recorded each session: ``expected_cost`` (spread, commission and impact of the
+orders sent that session: what zipline will charge), ``expected_borrow_cost``
+and ``realised_cost`` (charged on that session's fills), the book's exposures; at
 each rebalance ``factor_neutrality_max`` (the largest ``|Omega' w|`` over the
 regression's factors, after the solve), ``factor_exposure_<f>`` and
 ``risk_contribution_<f>`` from the ``FactorRiskModel`` risk model (total risk:
@@ -121,7 +122,9 @@ def rebalance(context, data):
         context.costs.update_market(*market)
     w = result.result.new_weights.reindex(names, fill_value=0.0)
     sectors = out["signal:sector"].map(Sector.name_of)
-    context.expected_cost = result.result.expected_cost
+    expected = result.result.diagnostics["expected_costs"]
+    context.expected_cost = expected["linear"] + expected["impact"]  # what zipline charges
+    context.expected_borrow = expected["borrow"]
     exposure = loadings.to_numpy().T @ w.to_numpy()  # Omega' w after the solve
     record(impact_modelled=int(market[0] is not None),
            factor_neutrality_max=float(np.abs(exposure).max()),
@@ -130,10 +133,10 @@ def rebalance(context, data):
 
 
 def handle_data(context, data):
-    context.expected_cost = 0.0
+    context.expected_cost = context.expected_borrow = 0.0
     if first_session_of(context, PARAMS["rebalance"]):
         rebalance(context, data)
     realised = context.costs.take_realised()["total"]
-    record(expected_cost=context.expected_cost,
+    record(expected_cost=context.expected_cost, expected_borrow_cost=context.expected_borrow,
            realised_cost=realised / context.portfolio.portfolio_value,
            **book_exposures(context.portfolio))

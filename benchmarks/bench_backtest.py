@@ -82,7 +82,9 @@ def prepare_generated(cache, n_stocks, start, end):
 
     root = cache / f"generated_{n_stocks}"
     root.mkdir(parents=True, exist_ok=True)
-    bundle, ext = build_generated_bundle(root, n_stocks, start, end)
+    # data from 15 months before the backtest: the 252-session windows are full
+    first = (pd.Timestamp(start) - pd.DateOffset(months=15)).date()
+    bundle, ext = build_generated_bundle(root, n_stocks, first, end)
     return root, Path(ext), bundle
 
 
