@@ -2,8 +2,9 @@
 
 At each rebalance (``rebalance``: day, week or month):
 
-1. the alpha is a residual signal, chosen by ``signals``: the WLS weighted
-   residual, the Kalman standardised innovation, the s-score, or a blend of
+1. the alpha is a residual signal, chosen by ``signals``: the s-score (the
+   default: its rank IC survives zipline's fill lag, see docs/signals.md), the
+   WLS weighted residual, the Kalman standardised innovation, or a blend of
    their scores; each is signed (residuals revert), demeaned within sectors,
    winsorised and z-scored, then turned into an expected return with Grinold's
    rule ``alpha = IC * sigma * sqrt(h) * z`` (``information_coefficient``, sigma the
@@ -55,7 +56,9 @@ from zipline_factorarb.pipeline.signals import (HORIZONS, alpha_scores, expected
                                                 market_inputs, signal_columns)
 
 PARAMS = algorithm_params({
-    "signals": ["wls"],  # any of "wls", "kalman", "sscore"; several are blended
+    # any of "wls", "kalman", "sscore"; several are blended. The s-score is the one whose
+    # rank IC survives zipline's fill lag (docs/signals.md: lag 3 on the 505 stocks)
+    "signals": ["sscore"],
     "signal_weights": {},  # blend weights by signal (default equal)
     "information_coefficient": 0.02,  # Grinold: alpha = IC * sigma * z
     "rebalance": "week",  # "day", "week" or "month"

@@ -1,4 +1,4 @@
-"""Flagship: a market-neutral long-short book on WLS residuals, neutral to every factor.
+"""Flagship: a market-neutral long-short book, neutral to every factor of the WLS regression.
 
 At each rebalance (``rebalance``: day, week or month) the book maximises the
 residual signal's expected return minus expected costs:
@@ -7,19 +7,21 @@ residual signal's expected return minus expected costs:
     subject to  sum(w) = 0,  sum |w| <= gross_leverage,  |w_i| <= max_weight,
                 Omega' w = 0   (every factor of the day's WLS regression)
 
-``alpha`` is the chosen residual signal (``signals``: the WLS weighted
-residual by default; the Kalman innovation, the s-score or a blend), signed to
-mean-revert, sector-demeaned, winsorised, z-scored and sized with Grinold's
-``IC * sigma * sqrt(h) * z`` (h: sessions between rebalances). ``Omega`` is the
-day's regression loadings read back from the
-``WLSResidual`` pipeline output (``wls.loadings(out)``: intercept, sector dummies,
-styles or principal components, by ``variant``), so ``FactorExposure(Omega, 0,
-0)`` leaves no exposure to any of them: the recommended way to a factor-neutral
-book (``wls_mean_reversion.py`` is the seed-faithful decile version). Costs are
-the half-spread plus commission, market impact where the bundle has real volumes,
-and a borrow fee on shorts (``borrow_rate``, per year); zipline's fills are
-charged the same spread, commission and impact (``CostModel``). Borrow is not
-charged by zipline: it is recorded as ``expected_borrow_cost`` only.
+``alpha`` is the chosen residual signal (``signals``: the s-score by default,
+whose rank IC survives zipline's fill lag; the WLS weighted residual, the Kalman
+innovation or a blend), signed to mean-revert, sector-demeaned, winsorised,
+z-scored and sized with Grinold's ``IC * sigma * sqrt(h) * z`` (h: sessions
+between rebalances). ``Omega`` is the day's regression loadings read back from
+the ``WLSResidual`` pipeline output (``wls.loadings(out)``: intercept, sector
+dummies, styles or principal components, by ``variant``), so
+``FactorExposure(Omega, 0, 0)`` leaves no exposure to any of them: the
+recommended way to a factor-neutral book (``wls_mean_reversion.py`` is the
+seed-faithful decile version). Costs are the half-spread plus commission, market
+impact where the bundle has real volumes, and a borrow fee on shorts
+(``borrow_rate`` a year, over the sessions to the next rebalance); zipline's
+fills are charged the same spread, commission and impact (``CostModel``).
+Borrow is not charged by zipline: it is recorded as ``expected_borrow_cost``
+only.
 
 Recorded each session: ``expected_cost`` (spread, commission and impact of the
 orders sent that session: what zipline will charge), ``expected_borrow_cost``
@@ -55,7 +57,9 @@ from zipline_factorarb.pipeline.signals import (HORIZONS, alpha_scores, expected
                                                 market_inputs, signal_columns)
 
 PARAMS = algorithm_params({
-    "signals": ["wls"],  # any of "wls", "kalman", "sscore"; several are blended
+    # any of "wls", "kalman", "sscore"; several are blended. The s-score is the one whose
+    # rank IC survives zipline's fill lag (docs/signals.md: lag 3 on the 505 stocks)
+    "signals": ["sscore"],
     "variant": "industry",  # WLS loadings: "industry", "multi_factor" (+ styles), "pca"
     "styles": ["beta", "momentum", "reversal", "volatility"],  # multi_factor
     "pca_components": 3,  # pca
@@ -93,7 +97,8 @@ def initialize(context):
                **context.wls.pipeline_columns(), **context.risk.pipeline_columns()}
     attach_pipeline(Pipeline(columns, screen=universe), "neutral")
     context.costs = CostModel(PARAMS["half_spread"], PARAMS["commission_rate"], PARAMS["impact"],
-                              borrow_rate=PARAMS["borrow_rate"])
+                              borrow_rate=PARAMS["borrow_rate"],
+                              holding_periods=HORIZONS[PARAMS["rebalance"]])
     set_slippage(context.costs.slippage())
     set_commission(context.costs.commission())
 
