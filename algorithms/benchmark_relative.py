@@ -36,11 +36,8 @@ Run (the README's main job)::
     FACTORARB_PARAMS='{"signals": ["wls", "sscore"], "rebalance": "month"}' zipline run ...
 """
 
-import logging
-
 import numpy as np
-from zipline.api import (attach_pipeline, get_datetime, pipeline_output, record, set_commission,
-                         set_slippage)
+from zipline.api import attach_pipeline, pipeline_output, record, set_commission, set_slippage
 from zipline.pipeline import Pipeline
 
 from zipline_factorarb.algo import (algorithm_params, book_exposures, first_session_of,
@@ -48,10 +45,9 @@ from zipline_factorarb.algo import (algorithm_params, book_exposures, first_sess
 from zipline_factorarb.optimize import (BenchmarkTracker, CostModel, LongOnly, MaximizeAlpha,
                                         MaxTurnover, NetExposure, NetGroupExposure,
                                         PositionConcentration, TrackingError,
-                                        order_optimal_portfolio, proxy_benchmark_weights,
-                                        risk_records)
-from zipline_factorarb.pipeline.classifiers import IsStock, Sector
-from zipline_factorarb.pipeline.risk import factor_risk_model_for_algorithm
+                                        cost_records, order_optimal_portfolio,
+                                        proxy_benchmark_weights, risk_records)
+from zipline_factorarb.pipeline import IsStock, Sector, factor_risk_model_for_algorithm
 from zipline_factorarb.pipeline.signals import (HORIZONS, alpha_scores, expected_alphas,
                                                 market_inputs, signal_columns)
 
@@ -73,7 +69,6 @@ PARAMS = algorithm_params({
     "window": 252,  # sessions of the risk model's regression
     "on_failure": "hold",
 })
-log = logging.getLogger(__name__)
 
 
 def initialize(context):
@@ -122,26 +117,18 @@ def rebalance(context, data):
         MaximizeAlpha(alpha.reindex(model.assets, fill_value=0.0)), constraints,
         on_failure=PARAMS["on_failure"], data=data, costs=context.costs.terms(pv, *market))
     if result.action != "rebalance":
-        return
+        return result
     if market[0] is not None:
         context.costs.update_market(*market)
     context.tracker.reset(benchmark)
-    expected = result.result.diagnostics["expected_costs"]
-    context.expected_cost = expected["linear"] + expected["impact"]  # what zipline charges
-    context.expected_borrow = expected["borrow"]
     record(impact_modelled=int(market[0] is not None),
            **risk_records(result.result.new_weights, benchmark, model, sectors=sectors,
                           sector_names=sorted(set(sectors))))
+    return result
 
 
 def handle_data(context, data):
-    context.expected_cost = context.expected_borrow = 0.0
-    if first_session_of(context, PARAMS["rebalance"]):
-        rebalance(context, data)
-    # expected: of the orders sent today; realised: charged on today's fills (of
-    # yesterday's orders); both fractions of the portfolio value, every session
-    realised = context.costs.take_realised()["total"]
-    record(expected_cost=context.expected_cost, expected_borrow_cost=context.expected_borrow,
-           realised_cost=realised / context.portfolio.portfolio_value,
+    result = rebalance(context, data) if first_session_of(context, PARAMS["rebalance"]) else None
+    record(**cost_records(context.costs, context.portfolio.portfolio_value, result),
            **book_exposures(context.portfolio))
-    context.tracker.record(data)
+    context.tracker.record(data)  # tracked_benchmark_return: the benchmark weights' return

@@ -50,9 +50,9 @@ from zipline_factorarb.algo import (algorithm_params, book_exposures, first_sess
                                     forbid_trading_indexes, set_benchmark_from)
 from zipline_factorarb.optimize import (CostModel, DollarNeutral, FactorExposure, MaximizeAlpha,
                                         MaxGrossExposure, PositionConcentration,
-                                        order_optimal_portfolio, risk_records)
-from zipline_factorarb.pipeline import IsStock, Sector, WLSResidual
-from zipline_factorarb.pipeline.risk import factor_risk_model_for_algorithm
+                                        cost_records, order_optimal_portfolio, risk_records)
+from zipline_factorarb.pipeline import (IsStock, Sector, WLSResidual,
+                                        factor_risk_model_for_algorithm)
 from zipline_factorarb.pipeline.signals import (HORIZONS, alpha_scores, expected_alphas,
                                                 market_inputs, signal_columns)
 
@@ -122,26 +122,20 @@ def rebalance(context, data):
         on_failure=PARAMS["on_failure"], data=data,
         costs=context.costs.terms(context.portfolio.portfolio_value, *market))
     if result.action != "rebalance":
-        return
+        return result
     if market[0] is not None:
         context.costs.update_market(*market)
     w = result.result.new_weights.reindex(names, fill_value=0.0)
     sectors = out["signal:sector"].map(Sector.name_of)
-    expected = result.result.diagnostics["expected_costs"]
-    context.expected_cost = expected["linear"] + expected["impact"]  # what zipline charges
-    context.expected_borrow = expected["borrow"]
     exposure = loadings.to_numpy().T @ w.to_numpy()  # Omega' w after the solve
     record(impact_modelled=int(market[0] is not None),
            factor_neutrality_max=float(np.abs(exposure).max()),
            **risk_records(w, pd.Series(0.0, index=names), model, sectors=sectors,
                           sector_names=sorted(set(sectors))))
+    return result
 
 
 def handle_data(context, data):
-    context.expected_cost = context.expected_borrow = 0.0
-    if first_session_of(context, PARAMS["rebalance"]):
-        rebalance(context, data)
-    realised = context.costs.take_realised()["total"]
-    record(expected_cost=context.expected_cost, expected_borrow_cost=context.expected_borrow,
-           realised_cost=realised / context.portfolio.portfolio_value,
+    result = rebalance(context, data) if first_session_of(context, PARAMS["rebalance"]) else None
+    record(**cost_records(context.costs, context.portfolio.portfolio_value, result),
            **book_exposures(context.portfolio))

@@ -19,7 +19,6 @@ Prints medians over the sessions (the first, which compiles, is shown apart).
 from __future__ import annotations
 
 import argparse
-import statistics
 import sys
 import tempfile
 import time

@@ -75,6 +75,7 @@ _LAZY = {
     "OrderResult": "zipline_factorarb.optimize.orders",
     # records for the crisis report
     "risk_records": "zipline_factorarb.optimize.records",
+    "cost_records": "zipline_factorarb.optimize.records",
     "sector_weights": "zipline_factorarb.optimize.records",
     "BenchmarkTracker": "zipline_factorarb.optimize.records",
     # errors

@@ -106,6 +106,27 @@ def risk_records(weights, benchmark_weights, risk_model, sectors=None, periods_p
 
 
 
+def cost_records(cost_model, portfolio_value, order_result=None):
+    """The session's costs as ``{record name: fraction of the portfolio value}``.
+
+    ``expected_cost``: spread, commission and impact the optimizer expected for the
+    orders of ``order_result`` (what zipline will charge on their fills; 0 when no
+    rebalance ran); ``expected_borrow_cost``: its borrow fee (zipline charges none);
+    ``realised_cost``: what ``cost_model``'s zipline models charged since the last
+    call (this session's fills). Call once per session, after any rebalance::
+
+        record(**cost_records(context.costs, context.portfolio.portfolio_value, result))
+    """
+    expected = {"linear": 0.0, "impact": 0.0, "borrow": 0.0}
+    opt = getattr(order_result, "result", None)
+    if opt is not None and getattr(order_result, "action", None) == "rebalance":
+        expected.update(opt.diagnostics.get("expected_costs", {}))
+    realised = cost_model.take_realised()["total"]
+    return {"expected_cost": float(expected["linear"] + expected["impact"]),
+            "expected_borrow_cost": float(expected["borrow"]),
+            "realised_cost": float(realised / float(portfolio_value))}
+
+
 class BenchmarkTracker:
     """Daily total return of benchmark weights held from one rebalance to the next.
 
