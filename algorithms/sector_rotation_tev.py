@@ -1,8 +1,9 @@
 """Sector rotation under a tracking-error budget.
 
-Once a month, choose k sector weights x (long-only, summing to one) that maximise
-the expected active factor return under an ex-ante tracking error of at most
-``tev_budget`` (6% a year). Two modes (``mode``):
+Once a month (``rebalance``: also "week" or "day"), choose k sector weights x
+(long-only, summing to one) that maximise the expected active factor return under
+an ex-ante tracking error of at most ``tev_budget`` (6% a year). Two modes
+(``mode``):
 
 ``"stocks"``
     The research's sector rotation on single names: a mapping W (assets x
@@ -30,9 +31,11 @@ the expected active factor return under an ex-ante tracking error of at most
 ``"auto"`` picks ``"stocks"`` when the bundle has stocks with a GICS sector, else
 ``"etfs"``.
 
-The risk model comes from one pipeline
-(:class:`~zipline_factorarb.pipeline.risk.FactorRiskModel`), trailing ``window``
-sessions. Factors (``factor_source="auto"``): in stock mode as in
+The risk model is :class:`~zipline_factorarb.pipeline.risk.FactorRiskModel`
+over the trailing ``window`` sessions, estimated only on rebalance sessions (its
+``frequency`` follows ``rebalance``), with the factor moments from a one-row
+pipeline of their own (``FactorRiskModel.moments_pipeline``). Factors
+(``factor_source="auto"``): in stock mode as in
 ``tev_factor_tilt.py`` (the factor ETFs plus the market index on the sample; an
 equal-weighted market and sector-minus-market factors on a stock-only bundle); in
 ETF mode the market (SPY) plus every sector ETF that trades through the whole
@@ -103,10 +106,14 @@ from zipline_factorarb.optimize import (
 from zipline_factorarb.pipeline.classifiers import IsETF, IsStock, Sector
 from zipline_factorarb.pipeline.risk import factor_risk_model_for_algorithm
 
+#: rebalance schedule -> the risk model's estimation frequency
+_FREQUENCY = {"day": None, "week": "week_start", "month": "month_start"}
+
 PARAMS = algorithm_params(
     {
         "mode": "auto",  # "auto", "stocks" (stocks mapped to sectors) or "etfs" (sector ETFs)
         "tev_budget": 0.06,  # annualised ex-ante tracking-error budget
+        "rebalance": "month",  # "month", "week" (first session of each) or "day"
         "objective": "tev_budget",  # "tev_budget" or "risk_aversion"
         "risk_aversion": 10.0,  # gamma (per-day variance units) when not calibrated
         "calibrate": True,  # risk_aversion form: calibrate gamma to tev_budget each rebalance
@@ -133,6 +140,9 @@ _OBJECTIVES = ("tev_budget", "risk_aversion")
 def _check_params():
     if PARAMS["mode"] not in _MODES:
         raise ValueError(f"mode must be one of {_MODES}, got {PARAMS['mode']!r}")
+    if PARAMS["rebalance"] not in _FREQUENCY:
+        raise ValueError(f"rebalance must be one of {sorted(_FREQUENCY)}, "
+                         f"got {PARAMS['rebalance']!r}")
     if PARAMS["objective"] not in _OBJECTIVES:
         raise ValueError(f"objective must be one of {_OBJECTIVES}, got {PARAMS['objective']!r}")
     if not 0 < PARAMS["tev_budget"] < 1:
@@ -190,7 +200,7 @@ def initialize(context):
         market_symbols = [context.market.symbol]
     risk, info = factor_risk_model_for_algorithm(
         PARAMS["factor_source"], factor_symbols, market_symbols, window_length=PARAMS["window"],
-        mask=universe, halflife=PARAMS["halflife"])
+        mask=universe, halflife=PARAMS["halflife"], frequency=_FREQUENCY[PARAMS["rebalance"]])
     for name, reason in info["left_out"].items():
         log.info("factor or market symbol %s not used: %s", name, reason)
     if context.mode == "etfs" and info["market"] != context.market:
@@ -199,13 +209,13 @@ def initialize(context):
             "whole backtest and its risk-model window; start the backtest later")
     context.risk = risk
     context.factor_info = info
-    columns = risk.pipeline_columns()
-    columns.update(
-        sector=sector,
-        dollar_volume=AverageDollarVolume(window_length=63, mask=universe),
-        volume=EquityPricing.volume.latest,
-    )
+    columns = risk.pipeline_columns(moments=False, into={
+        "sector": sector,
+        "dollar_volume": AverageDollarVolume(window_length=63, mask=universe),
+        "volume": EquityPricing.volume.latest,
+    })
     attach_pipeline(Pipeline(columns, screen=universe), "sector_rotation")
+    attach_pipeline(risk.moments_pipeline(), "sector_rotation_moments")
     context.benchmark_tracker = BenchmarkTracker()
 
 
@@ -248,8 +258,9 @@ def rebalance(context, data):
                  get_datetime().date())
         return
     risk = context.risk
-    model = risk.risk_model(out)
-    mu_f = risk.expected_factor_returns(out, include_alpha=PARAMS["include_alpha"])
+    moments = pipeline_output("sector_rotation_moments")
+    model = risk.risk_model(out, moments=moments)
+    mu_f = risk.expected_factor_returns(moments, include_alpha=PARAMS["include_alpha"])
     sectors = out["sector"].map(Sector.name_of)
     if context.mode == "stocks":
         rebalance_stocks(context, data, out, model, mu_f, sectors)
@@ -333,13 +344,14 @@ def rebalance_etfs(context, data, out, model, mu_f, sectors):
 
 
 def handle_data(context, data):
-    """Rebalance on the first session of each month, then track the benchmark.
+    """Rebalance on the first session of each ``rebalance`` period, then track the
+    benchmark.
 
     Both run from ``handle_data`` rather than ``schedule_function``: in daily mode
     zipline 3 runs no scheduled function on some early-close sessions (e.g.
     2018-07-03), which would skip a rebalance and a day of the benchmark's return.
     """
-    if first_session_of(context, "month"):
+    if first_session_of(context, PARAMS["rebalance"]):
         rebalance(context, data)
     # tracked_benchmark_return: the daily total return of the benchmark weights set
     # at the last rebalance (held until the next), the TEV's benchmark

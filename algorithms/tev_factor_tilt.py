@@ -1,17 +1,22 @@
 """Single-name factor tilt under a tracking-error budget.
 
-Once a month, choose long-only, fully invested stock weights w that maximise the
-expected active factor return ``mu_f' F (w - b)`` subject to an ex-ante tracking
-error of at most ``tev_budget`` (6% a year) against the benchmark b:
+Once a month (``rebalance``: also "week" or "day"), choose long-only, fully
+invested stock weights w that maximise the expected active factor return
+``mu_f' F (w - b)`` subject to an ex-ante tracking error of at most
+``tev_budget`` (6% a year) against the benchmark b:
 
     maximise    mu_f' F (w - b)
     subject to  sqrt(252 (w - b)' Sigma (w - b)) <= tev_budget,  sum(w) = 1,  w >= 0
 
-with the factor model ``Sigma = F' Sigma_f F + diag(E)`` estimated by one pipeline
-(:class:`~zipline_factorarb.pipeline.risk.FactorRiskModel`): each stock's trailing
+with the factor model ``Sigma = F' Sigma_f F + diag(E)`` estimated by
+:class:`~zipline_factorarb.pipeline.risk.FactorRiskModel`: each stock's trailing
 ``window`` daily returns regressed on the factor returns give its loadings F, its
 intercept (alpha) and its specific variance E; the factor means mu_f and
-covariance Sigma_f come from the same window. With ``include_alpha`` (off by
+covariance Sigma_f come from the same window. The model is estimated only on
+rebalance sessions (its ``frequency`` follows ``rebalance``), and the factor
+moments, the same numbers for every stock, come from a one-row pipeline of their
+own (``FactorRiskModel.moments_pipeline``) rather than as columns of every stock:
+at 2,000 stocks this keeps the pipelines' memory to a few hundred MB. With ``include_alpha`` (off by
 default) the intercepts count in the expected return (the research's formulation,
 where the constant's expected "factor return" is 1).
 
@@ -51,6 +56,8 @@ Run::
 
 Parameters (defaults below) can be overridden with ``FACTORARB_PARAMS``, e.g.
 ``FACTORARB_PARAMS='{"objective": "risk_aversion"}'``.
+
+Speed and memory at scale: ``benchmarks/bench_tev_memory.py``.
 """
 
 import logging
@@ -91,9 +98,13 @@ from zipline_factorarb.optimize import (
 from zipline_factorarb.pipeline.classifiers import IsStock, Sector
 from zipline_factorarb.pipeline.risk import factor_risk_model_for_algorithm
 
+#: rebalance schedule -> the risk model's estimation frequency
+_FREQUENCY = {"day": None, "week": "week_start", "month": "month_start"}
+
 PARAMS = algorithm_params(
     {
         "tev_budget": 0.06,  # annualised ex-ante tracking-error budget
+        "rebalance": "month",  # "month", "week" (first session of each) or "day"
         "objective": "tev_budget",  # "tev_budget" or "risk_aversion"
         "risk_aversion": 10.0,  # gamma (per-day variance units) when not calibrated
         "calibrate": True,  # risk_aversion form: calibrate gamma to tev_budget each rebalance
@@ -118,6 +129,9 @@ _OBJECTIVES = ("tev_budget", "risk_aversion")
 
 
 def _check_params():
+    if PARAMS["rebalance"] not in _FREQUENCY:
+        raise ValueError(f"rebalance must be one of {sorted(_FREQUENCY)}, "
+                         f"got {PARAMS['rebalance']!r}")
     if PARAMS["objective"] not in _OBJECTIVES:
         raise ValueError(f"objective must be one of {_OBJECTIVES}, got {PARAMS['objective']!r}")
     if not 0 < PARAMS["tev_budget"] < 1:
@@ -140,18 +154,19 @@ def initialize(context):
     universe = IsStock() & sector.notnull()
     risk, info = factor_risk_model_for_algorithm(
         PARAMS["factor_source"], PARAMS["factor_symbols"], PARAMS["market_symbols"],
-        window_length=PARAMS["window"], mask=universe, halflife=PARAMS["halflife"])
+        window_length=PARAMS["window"], mask=universe, halflife=PARAMS["halflife"],
+        frequency=_FREQUENCY[PARAMS["rebalance"]])
     for name, reason in info["left_out"].items():
         log.info("factor or market symbol %s not used: %s", name, reason)
     context.risk = risk
     context.factor_info = info
-    columns = risk.pipeline_columns()
-    columns.update(
-        sector=sector,
-        dollar_volume=AverageDollarVolume(window_length=63, mask=universe),
-        volume=EquityPricing.volume.latest,
-    )
+    columns = risk.pipeline_columns(moments=False, into={
+        "sector": sector,
+        "dollar_volume": AverageDollarVolume(window_length=63, mask=universe),
+        "volume": EquityPricing.volume.latest,
+    })
     attach_pipeline(Pipeline(columns, screen=universe), "tev_factor_tilt")
+    attach_pipeline(risk.moments_pipeline(), "tev_factor_tilt_moments")
     context.benchmark_tracker = BenchmarkTracker()
 
 
@@ -181,8 +196,9 @@ def rebalance(context, data):
                  get_datetime().date())
         return
     out = out.loc[loadings.index]
-    model = risk.risk_model(out)
-    mu_f = risk.expected_factor_returns(out, include_alpha=PARAMS["include_alpha"])
+    moments = pipeline_output("tev_factor_tilt_moments")
+    model = risk.risk_model(out, moments=moments)
+    mu_f = risk.expected_factor_returns(moments, include_alpha=PARAMS["include_alpha"])
     benchmark = proxy_benchmark_weights(model.assets, out["dollar_volume"], out["volume"],
                                         PARAMS["benchmark_weighting"])
     constraints = [LongOnly(), NetExposure(1.0, 1.0)]
@@ -211,13 +227,14 @@ def rebalance(context, data):
 
 
 def handle_data(context, data):
-    """Rebalance on the first session of each month, then track the benchmark.
+    """Rebalance on the first session of each ``rebalance`` period, then track the
+    benchmark.
 
     Both run from ``handle_data`` rather than ``schedule_function``: in daily mode
     zipline 3 runs no scheduled function on some early-close sessions (e.g.
     2018-07-03), which would skip a rebalance and a day of the benchmark's return.
     """
-    if first_session_of(context, "month"):
+    if first_session_of(context, PARAMS["rebalance"]):
         rebalance(context, data)
     # tracked_benchmark_return: the daily total return of the benchmark weights set
     # at the last rebalance (held until the next), the TEV's benchmark

@@ -1,7 +1,11 @@
 """The risk-model pipeline and the two tracking-error algorithms on real bundles.
 
 * ``FactorRiskModel``: one day's pipeline output equals the kernels called on the
-  same window of returns computed independently from the bundle's prices.
+  same window of returns computed independently from the bundle's prices; its
+  columns are prefixed (``risk:``) so that a user's ``alpha`` cannot replace the
+  model's; estimated at period starts only (``frequency``) it equals the daily
+  estimate on those sessions; its one-row moments pipeline equals the moment
+  columns.
 * ``algorithms/tev_factor_tilt.py`` and ``algorithms/sector_rotation_tev.py`` run
   through the real ``zipline run`` command line and ``run_algorithm`` on the sample
   bundle, the real SPDR sector ETFs (``factorarb-csv``) and the real 505 S&P 500
@@ -151,17 +155,17 @@ def test_factor_risk_model_equals_kernels_on_the_bundle_window(sample_root):
     cov = kr.factor_covariance(X, shrinkage="ledoit_wolf")
 
     assert risk.factors == ("market", *FACTOR_ETFS)
-    np.testing.assert_allclose(out["alpha"], reg.loadings[0], rtol=1e-8, atol=1e-12)
+    np.testing.assert_allclose(out["risk:alpha"], reg.loadings[0], rtol=1e-8, atol=1e-12)
     for k, name in enumerate(risk.factors):
-        np.testing.assert_allclose(out[f"loading_{name}"], reg.loadings[k + 1], rtol=1e-8,
+        np.testing.assert_allclose(out[f"risk:loading_{name}"], reg.loadings[k + 1], rtol=1e-8,
                                    atol=1e-10)
-    np.testing.assert_allclose(out["specific_variance"], spec, rtol=1e-8)
-    assert (out["n_observations"] == 252).all()
+    np.testing.assert_allclose(out["risk:specific_variance"], spec, rtol=1e-8)
+    assert (out["risk:n_observations"] == 252).all()
     # factor moments: the same in every row, equal to the kernel's
     np.testing.assert_allclose(risk.factor_covariance(out).to_numpy(), cov, rtol=1e-8, atol=1e-14)
     np.testing.assert_allclose(risk.expected_factor_returns(out).to_numpy(), X.mean(axis=0),
                                rtol=1e-8, atol=1e-14)
-    assert out["cov_0_0"].nunique() == 1
+    assert out["risk:cov_0_0"].nunique() == 1
     # read back as a RiskModel: intercept first, zero variance for it
     model = risk.risk_model(out)
     assert list(model.factors) == ["const", "market", *FACTOR_ETFS]
@@ -169,6 +173,135 @@ def test_factor_risk_model_equals_kernels_on_the_bundle_window(sample_root):
     np.testing.assert_allclose(model.specific_variance.to_numpy(), spec, rtol=1e-8)
     mu = risk.expected_factor_returns(out, include_alpha=True)
     assert mu["const"] == 1.0 and list(mu.index) == list(model.factors)
+
+
+def _sample_risk_model(root, **kwargs):
+    from zipline.data import bundles
+
+    from zipline_factorarb.pipeline.classifiers import IsStock
+    from zipline_factorarb.pipeline.risk import FactorRiskModel
+
+    data = bundles.load("factorarb-sample", environ=zipline_environ(root))
+    try:
+        finder = data.asset_finder
+        symbol = {a.symbol: a for a in finder.retrieve_all(finder.sids)}
+    finally:
+        data.close()
+    return FactorRiskModel(factor_assets=[symbol[s] for s in FACTOR_ETFS],
+                           market=symbol["SP500"], window_length=126, mask=IsStock(), **kwargs)
+
+
+def _sample_pipeline(root, columns, start, end, screen=None, chunksize=None):
+    from zipline.pipeline import Pipeline
+
+    from zipline_factorarb.pipeline.classifiers import IsStock
+    from zipline_factorarb.pipeline.research import run_pipeline
+
+    pipeline = columns if isinstance(columns, Pipeline) else \
+        Pipeline(columns, screen=IsStock() if screen is None else screen)
+    return run_pipeline(pipeline, start, end, bundle="factorarb-sample", chunksize=chunksize,
+                        environ=zipline_environ(root))
+
+
+@pytest.mark.slow
+def test_a_user_alpha_column_leaves_the_models_intercepts_unchanged(sample_root):
+    from zipline.pipeline.factors import Returns
+
+    day = pd.Timestamp("2019-06-03")
+    risk = _sample_risk_model(sample_root)
+    user_alpha = Returns(window_length=21)
+    alone = _sample_pipeline(sample_root, risk.pipeline_columns(), day, day).xs(day)
+    model_alone = risk.risk_model(alone)
+    # the user's "alpha" beside the model's columns, merged in either order
+    for columns in ({"alpha": user_alpha, **risk.pipeline_columns()},
+                    {**risk.pipeline_columns(), "alpha": user_alpha},
+                    risk.pipeline_columns(into={"alpha": user_alpha})):
+        out = _sample_pipeline(sample_root, columns, day, day).xs(day)
+        np.testing.assert_array_equal(out["risk:alpha"], alone["risk:alpha"])
+        assert not np.allclose(out["alpha"], out["risk:alpha"])  # the user's own column
+        model = risk.risk_model(out)
+        pd.testing.assert_frame_equal(model.loadings, model_alone.loadings)
+        np.testing.assert_array_equal(model.loadings["const"], alone["risk:alpha"])
+        pd.testing.assert_series_equal(risk.expected_factor_returns(out),
+                                       risk.expected_factor_returns(alone))
+    # a clash is refused, naming the column, whatever the prefix
+    with pytest.raises(ValueError, match="'risk:alpha' is both one of yours"):
+        risk.pipeline_columns(into={"risk:alpha": user_alpha})
+    with pytest.raises(ValueError, match="'alpha' is both one of yours"):
+        risk.pipeline_columns(prefix="", into={"alpha": user_alpha})
+    # the read-backs take the same prefix, and see a replaced moment column
+    bare = _sample_pipeline(sample_root, risk.pipeline_columns(prefix="m1:"), day, day).xs(day)
+    np.testing.assert_array_equal(risk.loadings(bare, prefix="m1:").to_numpy(),
+                                  risk.loadings(alone).to_numpy())
+    with pytest.raises(KeyError, match="'risk:alpha' is missing"):
+        risk.loadings(bare)
+    replaced = alone.assign(**{"risk:cov_0_0": np.linspace(1e-4, 2e-4, len(alone))})
+    with pytest.raises(ValueError, match="'risk:cov_0_0' should hold the same factor moment"):
+        risk.risk_model(replaced)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("frequency, period", [("month_start", "M"), ("week_start", "W")])
+def test_sampled_model_equals_the_daily_model_at_period_starts(sample_root, frequency, period):
+    start, end = pd.Timestamp("2019-05-15"), pd.Timestamp("2019-08-15")
+    daily = _sample_risk_model(sample_root)
+    sampled = _sample_risk_model(sample_root, frequency=frequency)
+    assert sampled.params["frequency"] == frequency and daily.params["frequency"] is None
+    assert daily.downsample(frequency) is sampled  # zipline's idiom, the same term
+    # the daily model from the start of the first period, so the first sampled rows
+    # (mid-period, before the first period start of the range) have their reference
+    out_daily = _sample_pipeline(sample_root, daily.pipeline_columns(), "2019-04-29", end)
+    # small chunks: the sampled values must not depend on where a chunk starts
+    out_sampled = _sample_pipeline(sample_root, sampled.pipeline_columns(), start, end,
+                                   chunksize=7)
+    dates = out_sampled.index.get_level_values(0)
+    sessions = dates.unique()
+    period_start = pd.Series(sessions, index=sessions).groupby(
+        sessions.tz_localize(None).to_period(period)).transform("first")
+    first = out_daily.index.get_level_values(0).unique()
+    first = pd.Series(first, index=first).groupby(
+        first.tz_localize(None).to_period(period)).transform("first")
+    for day in sessions:
+        ref_day = first[period_start[day]]
+        got = out_sampled.xs(day)
+        want = out_daily.xs(ref_day).reindex(got.index)
+        pd.testing.assert_frame_equal(got, want, check_exact=True, obj=str(day.date()))
+    n_starts = len(set(period_start))
+    assert n_starts == (4 if frequency == "month_start" else 14)
+    # and the moments through the read-backs on a period start
+    day = sessions[sessions.tz_localize(None).to_period(period) != sessions[0].tz_localize(
+        None).to_period(period)][0]
+    pd.testing.assert_frame_equal(sampled.factor_covariance(out_sampled.xs(day)),
+                                  daily.factor_covariance(out_daily.xs(day)))
+    with pytest.raises(ValueError, match="frequency must be None .* or one of"):
+        _sample_risk_model(sample_root, frequency="monthly")
+
+
+@pytest.mark.slow
+def test_moments_pipeline_is_one_row_of_the_moment_columns(sample_root):
+    start, end = pd.Timestamp("2019-06-03"), pd.Timestamp("2019-06-28")
+    risk = _sample_risk_model(sample_root, frequency="week_start")
+    full = _sample_pipeline(sample_root, risk.pipeline_columns(), start, end)
+    per_asset = _sample_pipeline(sample_root, risk.pipeline_columns(moments=False), start, end)
+    moments = _sample_pipeline(sample_root, risk.moments_pipeline(), start, end)
+    assert not any("mean_" in c or "cov_" in c for c in per_asset.columns)
+    assert list(moments.columns) == list(risk.moment_columns())
+    assert set(moments.columns) | set(per_asset.columns) == set(full.columns)
+    sessions = full.index.get_level_values(0).unique()
+    assert (moments.groupby(level=0).size() == 1).all() and len(moments) == len(sessions)
+    for day in sessions:
+        one = moments.xs(day)
+        pd.testing.assert_frame_equal(risk.factor_covariance(one),
+                                      risk.factor_covariance(full.xs(day)), check_exact=True)
+        pd.testing.assert_series_equal(risk.expected_factor_returns(one, include_alpha=True),
+                                       risk.expected_factor_returns(full.xs(day),
+                                                                    include_alpha=True))
+        a = risk.risk_model(per_asset.xs(day), moments=one)
+        b = risk.risk_model(full.xs(day))
+        pd.testing.assert_frame_equal(a.factor_covariance, b.factor_covariance)
+        pd.testing.assert_frame_equal(a.loadings, b.loadings)
+    # the moment columns are the same number in every row
+    assert (full.groupby(level=0)["risk:cov_1_2"].nunique() == 1).all()
 
 
 @pytest.mark.slow
@@ -198,7 +331,8 @@ def test_sector_factors_are_sector_mean_returns(sample_root):
                                     for c in codes])
     reg = kr.regression_loadings(R.to_numpy(), X)
     assert risk.factors == ("market", "Energy", "Health Care", "Information Technology")
-    np.testing.assert_allclose(out["loading_Health_Care"], reg.loadings[3], rtol=1e-7, atol=1e-9)
+    np.testing.assert_allclose(out["risk:loading_Health_Care"], reg.loadings[3], rtol=1e-7,
+                               atol=1e-9)
     np.testing.assert_allclose(risk.expected_factor_returns(out).to_numpy(), X.mean(axis=0),
                                rtol=1e-8, atol=1e-14)
 
@@ -462,8 +596,14 @@ def test_bad_parameters_are_named(monkeypatch):
     tilt = _load(TILT, "tilt_bad_tev", monkeypatch, {"tev_budget": 6})
     with pytest.raises(ValueError, match=r"tev_budget is annualised \(0.06 for 6%\)"):
         tilt._check_params()
+    tilt = _load(TILT, "tilt_bad_rebalance", monkeypatch, {"rebalance": "quarter"})
+    with pytest.raises(ValueError, match="rebalance must be one of"):
+        tilt._check_params()
     rotation = _load(ROTATION, "rotation_bad", monkeypatch, {"mode": "sectors"})
     with pytest.raises(ValueError, match="mode must be one of"):
+        rotation._check_params()
+    rotation = _load(ROTATION, "rotation_bad_rebalance", monkeypatch, {"rebalance": "hourly"})
+    with pytest.raises(ValueError, match="rebalance must be one of"):
         rotation._check_params()
     with pytest.raises(ValueError, match="unknown parameter 'tev'"):
         _load(ROTATION, "rotation_unknown", monkeypatch, {"tev": 0.05})

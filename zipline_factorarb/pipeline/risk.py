@@ -10,12 +10,21 @@ everything it needs to build a :class:`~zipline_factorarb.optimize.RiskModel` an
 the expected factor returns for the optimiser::
 
     risk = FactorRiskModel(factor_assets=[symbol("MTUM"), symbol("VLUE")],
-                           market=symbol("SP500"), window_length=252, mask=IsStock())
-    attach_pipeline(Pipeline(risk.pipeline_columns(), screen=IsStock()), "risk")
+                           market=symbol("SP500"), window_length=252, mask=IsStock(),
+                           frequency="month_start")   # estimated at month starts only
+    columns = risk.pipeline_columns(into={"sector": Sector()})  # "risk:alpha", ...
+    attach_pipeline(Pipeline(columns, screen=IsStock()), "risk")
     ...
     frame = pipeline_output("risk")
     model = risk.risk_model(frame)                 # RiskModel, per-day variances
     mu_f = risk.expected_factor_returns(frame)     # trailing daily factor means
+
+Columns are named ``"risk:" + output`` (:data:`DEFAULT_PREFIX`), so that no column
+of the user's (an ``alpha`` of their own, say) can replace one of the model's;
+``pipeline_columns(into=...)`` refuses a clash. For large universes, the factor
+moments can come from a one-row pipeline of their own
+(:meth:`FactorRiskModel.moments_pipeline`) instead of K + K(K+1)/2 columns of
+every asset.
 
 Factors can be
 
@@ -27,8 +36,10 @@ Factors can be
   sector's assets in the mask, optionally in excess of the market.
 
 Every factor's daily return is a one-column pipeline term (an asset's
-``Returns(window_length=2)[asset]`` slice, or a :class:`CrossSectionMeanReturn`), so
-it is computed once per day and read as a window by the terms that need it. The
+``Returns(window_length=2)[asset]`` slice, or an output of one
+:class:`CrossSectionMeanReturns` term holding the equal-weighted market and all the
+sector means), so it is computed once per day and read as a window by the terms
+that need it. The
 math is in module-level functions (:func:`stack_factor_returns`,
 :func:`estimate_factor_model`, :func:`factor_moments`) that call the kernels of
 :mod:`zipline_factorarb.kernels.risk` and are tested without an engine (the pattern
@@ -43,9 +54,11 @@ import re
 import numpy as np
 import pandas as pd
 from zipline.assets import Asset
-from zipline.pipeline import CustomFactor
+from zipline.pipeline import CustomFactor, CustomFilter, Pipeline
 from zipline.pipeline.classifiers import Classifier
+from zipline.pipeline.downsample_helpers import select_sampling_indices
 from zipline.pipeline.factors import Returns
+from zipline.pipeline.factors.factor import RecarrayField
 from zipline.pipeline.filters import StaticAssets
 from zipline.pipeline.filters.filter import Filter
 from zipline.pipeline.term import AssetExists
@@ -59,6 +72,7 @@ __all__ = [
     "FactorRiskModel",
     "FactorMoments",
     "CrossSectionMeanReturn",
+    "CrossSectionMeanReturns",
     "FactorModelEstimate",
     "cross_section_mean",
     "stack_factor_returns",
@@ -67,6 +81,8 @@ __all__ = [
     "estimate_factor_model",
     "factor_risk_model_for_algorithm",
     "FACTOR_SOURCES",
+    "FREQUENCIES",
+    "DEFAULT_PREFIX",
     "MARKET",
     "EQUAL_WEIGHT",
 ]
@@ -77,9 +93,12 @@ MARKET = "market"
 EQUAL_WEIGHT = "equal_weight"
 #: name of the intercept in the risk model (as in ``RiskModel.from_returns``)
 CONSTANT = "const"
-#: factor moments per companion term (zipline copies a multi-output term's whole
-#: output once per extra output read, so the cost grows with the square of the count)
-_MOMENTS_PER_TERM = 12
+#: prefix of the pipeline columns of :meth:`FactorRiskModel.pipeline_columns` and of
+#: its read-backs (as ``"wls:"`` for ``WLSResidual``): a user's own ``alpha`` column
+#: cannot replace the model's ``risk:alpha``
+DEFAULT_PREFIX = "risk:"
+#: ``frequency`` of :class:`FactorRiskModel`: zipline's downsampling frequencies
+FREQUENCIES = ("week_start", "month_start", "quarter_start", "year_start")
 
 
 # ----------------------------------------------------------------------------- pure math
@@ -279,12 +298,107 @@ def _check_asset(value, what):
     return value
 
 
+class _OutputField(RecarrayField):
+    """One output of a multi-output term, copied out of the term's record array.
+
+    zipline's engine hands a multi-output term's whole record array (every output,
+    every day and asset of the chunk) to each of its output fields, copying it for
+    every field but the last (the consumer might modify its input), and zipline's
+    ``RecarrayField`` returns a view into that copy, which keeps the copy alive until
+    the chunk ends: F outputs hold F whole copies, F^2 arrays of (days x assets)
+    (3.6 GB for this model's 105 outputs over a 126-session chunk of 2,000 stocks).
+    Copying the one field out lets each whole copy go at once: F arrays.
+
+    The field of a one-column term (``ndim=1``: one value a day, such as the factor
+    moments) is that column broadcast to every asset, a read-only view that costs
+    no memory until the pipeline's output frame is built.
+    """
+
+    def _compute(self, windows, dates, assets, mask):
+        values = windows[0][self._attribute]
+        if self.inputs[0].ndim == 1:
+            return np.broadcast_to(values, mask.shape)
+        return np.ascontiguousarray(values)
+
+
+class _MultiOutputTerm(CustomFactor):
+    """Base of the multi-output terms here: light output fields, optional sampling.
+
+    Outputs are :class:`_OutputField` terms (``term.alpha`` as usual). With the
+    ``frequency`` parameter (``term.params["frequency"]``, one of
+    :data:`FREQUENCIES`), :meth:`compute` runs only
+    on the first session of each week / month / ... of a chunk, and the other
+    sessions repeat that value, as zipline's ``Term.downsample`` does (which does not
+    support multi-output terms): an algorithm that reads the term once a month
+    pays for it once a month.
+    """
+
+    def __getattribute__(self, name):
+        outputs = object.__getattribute__(self, "outputs")
+        if isinstance(outputs, tuple) and name in outputs:
+            return _OutputField(self, name)
+        return super().__getattribute__(name)
+
+    def __iter__(self):
+        return (_OutputField(self, name) for name in self.outputs)
+
+    def compute_extra_rows(self, all_dates, start_date, end_date, min_extra_rows):
+        """Reach back to the first session of the period holding the first row
+        computed, so that results do not depend on where a chunk starts (as
+        zipline's downsampled terms)."""
+        freq = self.params["frequency"]
+        if freq is None:
+            return min_extra_rows
+        start = all_dates.get_loc(start_date) - min_extra_rows
+        candidates = all_dates[:start + 1]
+        period_start = all_dates.get_loc(candidates[select_sampling_indices(candidates, freq)[-1]])
+        return min_extra_rows + (start - period_start)
+
+    def _compute(self, windows, dates, assets, mask):
+        freq = self.params["frequency"]
+        if freq is None:
+            return super()._compute(windows, dates, assets, mask)
+        sample = np.zeros(len(dates), dtype=bool)
+        sample[select_sampling_indices(dates, freq)] = True
+        out = self._allocate_output(windows, (len(mask), 1) if self.ndim == 1 else mask.shape)
+        for i in range(len(dates)):
+            if sample[i]:
+                out[i] = super()._compute(windows, dates[i:i + 1], assets, mask[i:i + 1])[0]
+            else:
+                for window in windows:
+                    next(window)
+                out[i] = out[i - 1]
+        return out
+
+
+class _FirstOfMask(CustomFilter):
+    """True for one asset a day: the first (lowest sid) of the mask.
+
+    The screen of :meth:`FactorRiskModel.moments_pipeline`, whose columns hold the
+    same value for every asset: one row a day is all of it.
+    """
+
+    inputs = ()
+    window_length = 1
+
+    def compute(self, today, assets, out):
+        out[:] = False
+        out[:1] = True
+
+
+def _check_frequency(frequency):
+    if frequency is not None and frequency not in FREQUENCIES:
+        raise ValueError(f"frequency must be None (every session) or one of {FREQUENCIES}, "
+                         f"got {frequency!r}")
+    return frequency
+
+
 class CrossSectionMeanReturn(CustomFactor):
     """One-column term: the day's equal-weighted mean return of the mask's assets.
 
-    With ``sectors`` and ``code``, only the assets of that sector. Used as the
-    equal-weighted market and the sector factors of :class:`FactorRiskModel`; each
-    day is computed once and later read as a window.
+    With ``sectors`` and ``code``, only the assets of that sector. (The equal-weighted
+    market and sector factors of :class:`FactorRiskModel` come from one
+    :class:`CrossSectionMeanReturns` term, which holds them all.)
 
     Parameters
     ----------
@@ -313,6 +427,72 @@ class CrossSectionMeanReturn(CustomFactor):
         out[:] = cross_section_mean(returns[-1], labels[0][-1] if labels else None, code)
 
 
+class _DailyField(RecarrayField):
+    """One output of a one-column (``ndim=1``) multi-output term, itself one column.
+
+    Window-safe like its parent, so that windowed terms can take it as an input
+    (as they take ``Returns(...)[asset]``).
+    """
+
+    ndim = 1
+
+    def _compute(self, windows, dates, assets, mask):
+        return np.ascontiguousarray(windows[0][self._attribute])
+
+
+class CrossSectionMeanReturns(CustomFactor):
+    """One-column multi-output term: each day's equal-weighted mean returns of the mask.
+
+    Outputs ``market`` (all the mask's assets; with ``market=True``) and
+    ``sector_<code>`` (the assets of each of ``codes``), each
+    :func:`cross_section_mean`: the values of :class:`CrossSectionMeanReturn` terms,
+    computed by one term a day instead of one per factor (zipline copies a term's
+    (sessions x assets) inputs for each term that reads them, so twelve sector
+    terms cost twelve copies of the returns). Its outputs are window-safe
+    one-column terms (``term.sector_45``), the inputs of :class:`FactorRiskModel`.
+
+    Parameters
+    ----------
+    returns : Factor
+        Daily returns (``Returns(window_length=2)``).
+    market : bool
+    sectors : Classifier, optional
+    codes : sequence of int
+        Needs ``sectors``.
+    mask : Filter, optional
+    """
+
+    window_safe = True
+    dtype = float64_dtype
+    window_length = 1
+    params = ("with_market", "codes")
+
+    def __new__(cls, returns, market=True, sectors=None, codes=(), mask=None):
+        codes = tuple(int(c) for c in codes)
+        if bool(codes) != (sectors is not None):
+            raise ValueError("give sectors and codes together (or neither)")
+        outputs = (["market"] if market else []) + [f"sector_{c}" for c in codes]
+        if not outputs:
+            raise ValueError("no outputs: give market=True or sector codes")
+        kwargs = {} if mask is None else {"mask": mask}
+        return super().__new__(cls, inputs=[returns] + ([sectors] if codes else []),
+                               outputs=outputs, window_length=1, ndim=1,
+                               with_market=bool(market), codes=codes, **kwargs)
+
+    def __getattribute__(self, name):
+        outputs = object.__getattribute__(self, "outputs")
+        if isinstance(outputs, tuple) and name in outputs:
+            return _DailyField(self, name)
+        return super().__getattribute__(name)
+
+    def compute(self, today, assets, out, returns, *labels, with_market, codes):
+        r = returns[-1]
+        if with_market:
+            out["market"][:] = cross_section_mean(r)
+        for c in codes:
+            out[f"sector_{c}"][:] = cross_section_mean(r, labels[0][-1], c)
+
+
 def _factor_inputs(factor_assets, market, sectors, codes, mask):
     """The one-column factor-return terms, market first, and the returns input."""
     slice_assets = ([market] if isinstance(market, Asset) else []) + list(factor_assets)
@@ -320,29 +500,37 @@ def _factor_inputs(factor_assets, market, sectors, codes, mask):
         daily_returns = Returns(window_length=2, mask=AssetExists() | StaticAssets(slice_assets))
     else:
         daily_returns = Returns(window_length=2)
+    means = None
+    if market == EQUAL_WEIGHT or codes:
+        means = CrossSectionMeanReturns(daily_returns, market=market == EQUAL_WEIGHT,
+                                        sectors=sectors if codes else None, codes=codes,
+                                        mask=mask)
     terms = []
     if isinstance(market, Asset):
         terms.append(daily_returns[market])
     elif market == EQUAL_WEIGHT:
-        terms.append(CrossSectionMeanReturn(mask=mask))
+        terms.append(means.market)
     terms.extend(daily_returns[a] for a in factor_assets)
-    terms.extend(CrossSectionMeanReturn(mask=mask, sectors=sectors, code=c) for c in codes)
+    terms.extend(getattr(means, f"sector_{c}") for c in codes)
     return daily_returns, terms
 
 
-class FactorMoments(CustomFactor):
-    """Companion of :class:`FactorRiskModel`: some of its factor means and covariances.
+class FactorMoments(_MultiOutputTerm):
+    """Companion of :class:`FactorRiskModel`: its factor means and covariances.
 
-    Built by :attr:`FactorRiskModel.moment_terms`; each output is the same number for
-    every asset. Not meant to be constructed directly.
+    Built by :attr:`FactorRiskModel.moment_terms`. A one-column term (``ndim=1``,
+    like a slice): one value a day per output, held once, not once per asset; its
+    outputs (``moments.mean_market``, ...) are pipeline columns that hold that value
+    for every asset (see :class:`_OutputField`). Not meant to be constructed
+    directly.
     """
 
     dtype = float64_dtype
     params = ("has_market", "excess_of_market", "halflife", "shrinkage",
-              "min_factor_coverage", "fields")
+              "min_factor_coverage", "fields", "frequency")
 
     def compute(self, today, assets, out, *factors, has_market, excess_of_market, halflife,
-                shrinkage, min_factor_coverage, fields):
+                shrinkage, min_factor_coverage, fields, frequency):
         X = stack_factor_returns(factors[0] if has_market else None,
                                  factors[1:] if has_market else factors, excess_of_market)
         mean, cov = factor_moments(X, halflife, shrinkage, min_factor_coverage)
@@ -350,7 +538,7 @@ class FactorMoments(CustomFactor):
             out[name][:] = mean[i] if j < 0 else cov[i, j]
 
 
-class FactorRiskModel(CustomFactor):
+class FactorRiskModel(_MultiOutputTerm):
     """Per-asset factor loadings, alpha and specific variance (plus factor moments).
 
     Each day, for every asset of ``mask``, regresses its trailing ``window_length``
@@ -370,8 +558,9 @@ class FactorRiskModel(CustomFactor):
     Its :attr:`moment_terms` output ``mean_<factor>`` and ``cov_<i>_<j>``: mean and
     covariance (Ledoit-Wolf shrunk by default) of the factor returns over the same
     rows, the same number in every row. :meth:`pipeline_columns` gives all of them
-    for a Pipeline; :meth:`risk_model` and :meth:`expected_factor_returns` read one
-    day's output back as a :class:`~zipline_factorarb.optimize.RiskModel` and a Series.
+    for a Pipeline, named ``"risk:" + output`` (:data:`DEFAULT_PREFIX`);
+    :meth:`risk_model` and :meth:`expected_factor_returns` read one day's output
+    back as a :class:`~zipline_factorarb.optimize.RiskModel` and a Series.
 
     Parameters
     ----------
@@ -409,6 +598,14 @@ class FactorRiskModel(CustomFactor):
     mask : Filter, optional
         The universe: the assets regressed, and those averaged into the
         equal-weighted market and sector factors.
+    frequency : {None, "week_start", "month_start", "quarter_start", "year_start"}
+        Estimate only on the first session of each week / month / ... and repeat
+        that estimate on the other sessions (zipline's downsampling; its
+        ``Term.downsample`` does not take multi-output terms, so it is a parameter
+        here, and :meth:`downsample` returns the model with it). Match it to the
+        algorithm's rebalance schedule: a monthly rebalance that reads the model
+        once a month then pays for 12 estimates a year, not 252. Default None:
+        every session.
 
     Notes
     -----
@@ -416,6 +613,14 @@ class FactorRiskModel(CustomFactor):
     (errors at construction, not mid-backtest), factor assets enter as
     ``Returns(window_length=2)[asset]`` slices, and :meth:`compute` hands the
     window to :func:`stack_factor_returns` and :func:`estimate_factor_model`.
+
+    Memory: every per-asset output is a (sessions x assets) array of each pipeline
+    chunk and a column of the output frame. The factor moments are computed as one
+    value a day (:class:`FactorMoments` is a one-column term), but as columns of a
+    per-asset pipeline they still fill K + K(K+1)/2 columns of the frame (90 for 12
+    factors); with many assets take them from :meth:`moments_pipeline` instead and
+    build the per-asset pipeline with ``pipeline_columns(moments=False)`` (as
+    ``algorithms/tev_factor_tilt.py`` does).
     """
 
     dtype = float64_dtype
@@ -429,12 +634,21 @@ class FactorRiskModel(CustomFactor):
         "shrinkage",
         "min_factor_coverage",
         "specific_variance_floor",
+        "frequency",
     )
 
     def __new__(cls, factor_assets=(), market=None, sectors=None, sector_codes=None,
                 excess_of_market=True, window_length=252, add_constant=True,
                 min_observations=None, halflife=None, shrinkage="ledoit_wolf",
-                min_factor_coverage=0.9, specific_variance_floor=0.0, mask=None):
+                min_factor_coverage=0.9, specific_variance_floor=0.0, mask=None,
+                frequency=None):
+        arguments = dict(factor_assets=factor_assets, market=market, sectors=sectors,
+                         sector_codes=sector_codes, excess_of_market=excess_of_market,
+                         window_length=window_length, add_constant=add_constant,
+                         min_observations=min_observations, halflife=halflife,
+                         shrinkage=shrinkage, min_factor_coverage=min_factor_coverage,
+                         specific_variance_floor=specific_variance_floor, mask=mask)
+        _check_frequency(frequency)
         factor_assets = tuple(_check_asset(a, "each of factor_assets") for a in factor_assets)
         if len(set(factor_assets)) != len(factor_assets):
             raise ValueError("factor_assets lists an asset twice; give each factor once")
@@ -504,7 +718,7 @@ class FactorRiskModel(CustomFactor):
         outputs = (["alpha"] if add_constant else []) + [f"loading_{s}" for s in safe] \
             + ["specific_variance", "n_observations"]
         kwargs = {} if mask is None else {"mask": mask}
-        return super().__new__(
+        term = super().__new__(
             cls,
             inputs=[daily_returns, *factor_terms],
             outputs=outputs,
@@ -518,12 +732,30 @@ class FactorRiskModel(CustomFactor):
             shrinkage=shrinkage,
             min_factor_coverage=float(min_factor_coverage),
             specific_variance_floor=float(specific_variance_floor),
+            frequency=frequency,
             **kwargs,
         )
+        term._arguments = arguments  # for downsample (terms are immutable and cached)
+        return term
+
+    def downsample(self, frequency):
+        """This model estimated only on the first session of each period.
+
+        zipline's ``Term.downsample`` does not take multi-output terms; this returns
+        ``FactorRiskModel(..., frequency=frequency)`` with the same arguments (and
+        its :attr:`moment_terms` are sampled alike).
+
+        Parameters
+        ----------
+        frequency : {"week_start", "month_start", "quarter_start", "year_start"}
+        """
+        if frequency is None:
+            raise ValueError(f"frequency must be one of {FREQUENCIES}, got None")
+        return type(self)(**self._arguments, frequency=_check_frequency(frequency))
 
     def compute(self, today, assets, out, returns, *factors, factor_names, has_market,
                 excess_of_market, add_constant, min_observations, halflife, shrinkage,
-                min_factor_coverage, specific_variance_floor):
+                min_factor_coverage, specific_variance_floor, frequency):
         X = stack_factor_returns(factors[0] if has_market else None,
                                  factors[1:] if has_market else factors, excess_of_market)
         with one_blas_thread():
@@ -546,43 +778,107 @@ class FactorRiskModel(CustomFactor):
 
     @property
     def moment_terms(self):
-        """The :class:`FactorMoments` terms holding ``mean_<factor>`` and ``cov_<i>_<j>``."""
+        """``[FactorMoments]``: the term whose outputs are ``mean_<factor>`` and
+        ``cov_<i>_<j>`` (a list, for the pipelines built with earlier versions)."""
         safe = [_output_name(n) for n in self.factors]
         m = len(safe)
         fields = [(f"mean_{s}", k, -1) for k, s in enumerate(safe)]
         fields += [(f"cov_{i}_{j}", i, j) for i in range(m) for j in range(i, m)]
         p = self.params
-        terms = []
-        for start in range(0, len(fields), _MOMENTS_PER_TERM):
-            chunk = tuple(fields[start:start + _MOMENTS_PER_TERM])
-            terms.append(FactorMoments(
-                inputs=self.inputs[1:],
-                outputs=[name for name, _, _ in chunk],
-                window_length=self.window_length,
-                mask=self.mask,
-                has_market=p["has_market"],
-                excess_of_market=p["excess_of_market"],
-                halflife=p["halflife"],
-                shrinkage=p["shrinkage"],
-                min_factor_coverage=p["min_factor_coverage"],
-                fields=chunk,
-            ))
-        return terms
+        return [FactorMoments(
+            inputs=self.inputs[1:],
+            outputs=[name for name, _, _ in fields],
+            window_length=self.window_length,
+            mask=self.mask,
+            ndim=1,
+            has_market=p["has_market"],
+            excess_of_market=p["excess_of_market"],
+            halflife=p["halflife"],
+            shrinkage=p["shrinkage"],
+            min_factor_coverage=p["min_factor_coverage"],
+            fields=tuple(fields),
+            frequency=p["frequency"],
+        )]
 
-    def pipeline_columns(self, prefix="", moments=True):
-        """``{prefix + output: term}`` for every output, for ``Pipeline(columns=...)``.
+    def moment_columns(self, prefix=DEFAULT_PREFIX):
+        """``{prefix + "mean_<factor>" / prefix + "cov_<i>_<j>": term}``: the factor moments."""
+        if not isinstance(prefix, str):
+            raise TypeError(f"prefix must be a string; got {prefix!r}")
+        return {prefix + name: getattr(term, name)
+                for term in self.moment_terms for name in term.outputs}
+
+    def moments_pipeline(self, prefix=DEFAULT_PREFIX):
+        """A Pipeline of the factor moments alone, one row a day.
+
+        The factor means and covariances are the same for every asset: as columns of
+        the per-asset pipeline they cost K + K(K+1)/2 columns (90 for 12 factors) for
+        every asset and session of each chunk (measured on a 126-session chunk of
+        2,000 stocks: a 208 MB output frame instead of 35 MB, and 0.7 GB more peak
+        memory while it is built). Here they come once a day (the screen keeps one
+        asset of the mask). Pair it with ``pipeline_columns(moments=False)``::
+
+            attach_pipeline(Pipeline(risk.pipeline_columns(moments=False), screen=universe), "risk")
+            attach_pipeline(risk.moments_pipeline(), "risk_moments")
+            ...
+            out, moments = pipeline_output("risk"), pipeline_output("risk_moments")
+            model = risk.risk_model(out, moments=moments)
+            mu_f = risk.expected_factor_returns(moments)
+
+        The factor returns the moments are computed from are computed again for this
+        pipeline (zipline shares no terms between pipelines): the market and sector
+        means cost one more read of the daily returns per chunk.
 
         Parameters
         ----------
-        prefix : str, default ""
+        prefix : str, default ``"risk:"``
+        """
+        return Pipeline(self.moment_columns(prefix), screen=_FirstOfMask(mask=self.mask))
+
+    def pipeline_columns(self, prefix=DEFAULT_PREFIX, moments=True, into=None):
+        """``{prefix + output: term}`` for every output, for ``Pipeline(columns=...)``.
+
+        The read-backs (:meth:`loadings`, :meth:`risk_model`,
+        :meth:`factor_covariance`, :meth:`expected_factor_returns`) find their
+        columns by the same prefix. With your own columns, pass them as ``into``
+        (a name of yours that is also one of the model's is refused, not silently
+        replaced), or merge with the model's columns last::
+
+            columns = risk.pipeline_columns(into={"sector": Sector(), "alpha": my_alpha})
+            columns = {**my_columns, **risk.pipeline_columns()}
+
+        Parameters
+        ----------
+        prefix : str, default ``"risk:"``
+            Give each model of a pipeline its own prefix.
         moments : bool, default True
             Include the factor means and covariances (:attr:`moment_terms`).
+        into : mapping, optional
+            Existing ``{name: term}`` columns; the result is a new dict holding them
+            and the model's.
+
+        Returns
+        -------
+        dict
+
+        Raises
+        ------
+        ValueError
+            If a name of ``into`` is also a name of the model's columns.
         """
+        if not isinstance(prefix, str):
+            raise TypeError(f"prefix must be a string; got {prefix!r}")
         columns = {prefix + name: getattr(self, name) for name in self.outputs}
         if moments:
-            for term in self.moment_terms:
-                columns.update({prefix + name: getattr(term, name) for name in term.outputs})
-        return columns
+            columns.update(self.moment_columns(prefix))
+        if into is None:
+            return columns
+        clash = [name for name in columns if name in into]
+        if clash:
+            raise ValueError(
+                f"pipeline column {clash[0]!r} is both one of yours and one of the risk "
+                f"model's ({len(clash)} such name(s)); rename yours or give the model "
+                f"another prefix (pipeline_columns(prefix=...), now {prefix!r})")
+        return {**into, **columns}
 
     # ------------------------------------------------------------------ read back
     @staticmethod
@@ -601,15 +897,24 @@ class FactorRiskModel(CustomFactor):
         col = prefix + name
         if col not in frame.columns:
             raise KeyError(f"column {col!r} is missing from the pipeline output; add the "
-                           "columns with FactorRiskModel.pipeline_columns(prefix)")
+                           "columns with FactorRiskModel.pipeline_columns(prefix) and read "
+                           f"them back with the same prefix (now {prefix!r})")
         return frame[col]
 
     def _scalar(self, frame, name, prefix):
         v = self._column(frame, name, prefix).to_numpy(dtype=float)
         v = v[np.isfinite(v)]
-        return float(v[0]) if len(v) else np.nan
+        if not len(v):
+            return np.nan
+        if v.min() != v.max():
+            raise ValueError(
+                f"column {prefix + name!r} should hold the same factor moment in every "
+                "row but does not: another pipeline column of that name replaced the "
+                "model's (build the columns with pipeline_columns(into=your_columns), "
+                "which refuses such a clash)")
+        return float(v[0])
 
-    def factor_covariance(self, frame, prefix=""):
+    def factor_covariance(self, frame, prefix=DEFAULT_PREFIX):
         """The factor covariance of one day's output (a DataFrame, per-day units)."""
         frame = self._day(frame)
         names = list(self.factors)
@@ -620,14 +925,14 @@ class FactorRiskModel(CustomFactor):
                 cov[i, j] = cov[j, i] = self._scalar(frame, f"cov_{i}_{j}", prefix)
         return pd.DataFrame(cov, index=names, columns=names)
 
-    def expected_factor_returns(self, frame, prefix="", include_alpha=False):
+    def expected_factor_returns(self, frame, prefix=DEFAULT_PREFIX, include_alpha=False):
         """Trailing mean daily factor returns of one day's output (a Series).
 
         Parameters
         ----------
         frame : pandas.DataFrame
             One day's pipeline output (``pipeline_output(name)``).
-        prefix : str, default ""
+        prefix : str, default ``"risk:"``
             As given to :meth:`pipeline_columns`.
         include_alpha : bool, default False
             Add ``"const": 1.0``, so that a risk model with intercepts counts the
@@ -642,7 +947,7 @@ class FactorRiskModel(CustomFactor):
             out = pd.concat([pd.Series({CONSTANT: 1.0}), out])
         return out
 
-    def loadings(self, frame, prefix="", dropna=True):
+    def loadings(self, frame, prefix=DEFAULT_PREFIX, dropna=True):
         """Loadings (assets x factors, with ``"const"`` first when there is an intercept).
 
         With ``dropna`` (default), assets without a complete estimate are left out.
@@ -660,7 +965,7 @@ class FactorRiskModel(CustomFactor):
             out = out[keep]
         return out
 
-    def risk_model(self, frame, prefix="", factor_covariance=None):
+    def risk_model(self, frame, prefix=DEFAULT_PREFIX, factor_covariance=None, moments=None):
         """A :class:`~zipline_factorarb.optimize.RiskModel` from one day's output.
 
         Assets with NaN loadings or specific variance (too short a history) are left
@@ -671,10 +976,14 @@ class FactorRiskModel(CustomFactor):
         ----------
         frame : pandas.DataFrame
             One day's pipeline output.
-        prefix : str, default ""
+        prefix : str, default ``"risk:"``
+            As given to :meth:`pipeline_columns`.
         factor_covariance : pandas.DataFrame, optional
-            Use this instead of the ``cov_*`` outputs (needed when the pipeline was
-            built with ``pipeline_columns(moments=False)``).
+            Use this instead of the ``cov_*`` outputs of ``frame``.
+        moments : pandas.DataFrame, optional
+            One day's output of :meth:`moments_pipeline` (with the same prefix):
+            the factor covariance comes from it (for a ``frame`` built with
+            ``pipeline_columns(moments=False)``).
 
         Returns
         -------
@@ -690,7 +999,8 @@ class FactorRiskModel(CustomFactor):
                 "history in the window?): start the backtest later or lower window_length "
                 "/ min_observations")
         if factor_covariance is None:
-            factor_covariance = self.factor_covariance(frame, prefix)
+            factor_covariance = self.factor_covariance(frame if moments is None else moments,
+                                                       prefix)
         names = list(self.factors)
         cov = pd.DataFrame(factor_covariance).reindex(index=names, columns=names)
         if not np.isfinite(cov.to_numpy(dtype=float)).all():
@@ -707,6 +1017,8 @@ class FactorRiskModel(CustomFactor):
 # ----------------------------------------------------------------------------- in an algorithm
 #: factor sources understood by :func:`factor_risk_model_for_algorithm`
 FACTOR_SOURCES = ("auto", "assets", "market", "market_sector")
+#: the most sessions a sampled model reaches back before a chunk's first session
+_PERIOD_SESSIONS = {"week_start": 5, "month_start": 23, "quarter_start": 66, "year_start": 253}
 
 
 def _covers(asset, first_needed, last_needed):
@@ -744,7 +1056,8 @@ def factor_risk_model_for_algorithm(factor_source="auto", factor_symbols=(), mar
     sectors : Classifier, optional
         For ``"market_sector"``; default ``Sector()``.
     **kwargs
-        Passed to :class:`FactorRiskModel` (e.g. ``halflife``, ``excess_of_market``).
+        Passed to :class:`FactorRiskModel` (e.g. ``halflife``, ``excess_of_market``,
+        ``frequency``).
 
     Returns
     -------
@@ -766,7 +1079,10 @@ def factor_risk_model_for_algorithm(factor_source="auto", factor_symbols=(), mar
     sessions = calendar.sessions
     start = pd.Timestamp(algo.sim_params.start_session).tz_localize(None).normalize()
     end = pd.Timestamp(algo.sim_params.end_session).tz_localize(None).normalize()
-    pos = max(int(sessions.searchsorted(start)) - int(window_length) - 1, 0)
+    # a sampled model (frequency) first reaches back to the start of the period
+    # holding the backtest's first session
+    back = int(window_length) + 1 + _PERIOD_SESSIONS.get(kwargs.get("frequency"), 0)
+    pos = max(int(sessions.searchsorted(start)) - back, 0)
     first_needed = pd.Timestamp(sessions[pos]).tz_localize(None).normalize()
 
     left_out = {}
