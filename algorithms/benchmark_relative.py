@@ -40,8 +40,9 @@ import numpy as np
 from zipline.api import attach_pipeline, pipeline_output, record, set_commission, set_slippage
 from zipline.pipeline import Pipeline
 
-from zipline_factorarb.algo import (algorithm_params, book_exposures, first_session_of,
-                                    forbid_trading_indexes, set_benchmark_from)
+from zipline_factorarb.algo import (SAMPLING_FREQUENCIES, algorithm_params, book_exposures,
+                                    first_session_of, forbid_trading_indexes,
+                                    set_benchmark_from)
 from zipline_factorarb.optimize import (BenchmarkTracker, CostModel, LongOnly, MaximizeAlpha,
                                         MaxTurnover, NetExposure, NetGroupExposure,
                                         PositionConcentration, TrackingError,
@@ -80,7 +81,8 @@ def initialize(context):
     universe = IsStock() & Sector().notnull()
     risk, _ = factor_risk_model_for_algorithm(
         "auto", PARAMS["factor_symbols"], PARAMS["market_symbols"],
-        window_length=PARAMS["window"], mask=universe)
+        window_length=PARAMS["window"], mask=universe,
+        frequency=SAMPLING_FREQUENCIES[PARAMS["rebalance"]])  # estimated when rebalancing
     columns = {**signal_columns(PARAMS["signals"], universe, rebalance=PARAMS["rebalance"]),
                **risk.pipeline_columns()}
     attach_pipeline(Pipeline(columns, screen=universe), "flagship")

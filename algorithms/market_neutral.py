@@ -46,8 +46,9 @@ import pandas as pd
 from zipline.api import attach_pipeline, pipeline_output, record, set_commission, set_slippage
 from zipline.pipeline import Pipeline
 
-from zipline_factorarb.algo import (algorithm_params, book_exposures, first_session_of,
-                                    forbid_trading_indexes, set_benchmark_from)
+from zipline_factorarb.algo import (SAMPLING_FREQUENCIES, algorithm_params, book_exposures,
+                                    first_session_of, forbid_trading_indexes,
+                                    set_benchmark_from)
 from zipline_factorarb.optimize import (CostModel, DollarNeutral, FactorExposure, MaximizeAlpha,
                                         MaxGrossExposure, PositionConcentration,
                                         cost_records, order_optimal_portfolio, risk_records)
@@ -91,7 +92,8 @@ def initialize(context):
     context.wls = WLSResidual(mask=universe, **VARIANTS[PARAMS["variant"]])
     context.risk, _ = factor_risk_model_for_algorithm(
         "auto", PARAMS["factor_symbols"], PARAMS["market_symbols"],
-        window_length=PARAMS["window"], mask=universe)
+        window_length=PARAMS["window"], mask=universe,
+        frequency=SAMPLING_FREQUENCIES[PARAMS["rebalance"]])  # estimated when rebalancing
     columns = {**signal_columns(PARAMS["signals"], universe, wls=context.wls,
                                 rebalance=PARAMS["rebalance"]),
                **context.wls.pipeline_columns(), **context.risk.pipeline_columns()}

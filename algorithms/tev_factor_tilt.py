@@ -76,6 +76,7 @@ from zipline.pipeline.data import EquityPricing
 from zipline.pipeline.factors import AverageDollarVolume
 
 from zipline_factorarb.algo import (
+    SAMPLING_FREQUENCIES,
     algorithm_params,
     first_session_of,
     forbid_trading_indexes,
@@ -98,8 +99,6 @@ from zipline_factorarb.optimize import (
 from zipline_factorarb.pipeline.classifiers import IsStock, Sector
 from zipline_factorarb.pipeline.risk import factor_risk_model_for_algorithm
 
-#: rebalance schedule -> the risk model's estimation frequency
-_FREQUENCY = {"day": None, "week": "week_start", "month": "month_start"}
 
 PARAMS = algorithm_params(
     {
@@ -129,8 +128,8 @@ _OBJECTIVES = ("tev_budget", "risk_aversion")
 
 
 def _check_params():
-    if PARAMS["rebalance"] not in _FREQUENCY:
-        raise ValueError(f"rebalance must be one of {sorted(_FREQUENCY)}, "
+    if PARAMS["rebalance"] not in ("day", "week", "month"):
+        raise ValueError("rebalance must be one of ['day', 'week', 'month'], "
                          f"got {PARAMS['rebalance']!r}")
     if PARAMS["objective"] not in _OBJECTIVES:
         raise ValueError(f"objective must be one of {_OBJECTIVES}, got {PARAMS['objective']!r}")
@@ -155,7 +154,7 @@ def initialize(context):
     risk, info = factor_risk_model_for_algorithm(
         PARAMS["factor_source"], PARAMS["factor_symbols"], PARAMS["market_symbols"],
         window_length=PARAMS["window"], mask=universe, halflife=PARAMS["halflife"],
-        frequency=_FREQUENCY[PARAMS["rebalance"]])
+        frequency=SAMPLING_FREQUENCIES[PARAMS["rebalance"]])
     for name, reason in info["left_out"].items():
         log.info("factor or market symbol %s not used: %s", name, reason)
     context.risk = risk

@@ -128,6 +128,13 @@ _PERIODS = {
 }
 
 
+#: zipline's pipeline sampling frequency of each rebalance period (``Term.downsample``
+#: and ``FactorRiskModel(frequency=...)``): a term read only on rebalance sessions
+#: needs computing only there
+SAMPLING_FREQUENCIES = {"day": None, "week": "week_start", "month": "month_start",
+                        "quarter": "quarter_start"}
+
+
 def first_session_of(context, period, today=None, name="rebalance"):
     """True on the first session of each ``period`` a call sees, else False.
 

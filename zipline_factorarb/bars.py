@@ -18,7 +18,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-__all__ = ["BarSnapshot", "bar_snapshot"]
+__all__ = ["BarSnapshot", "bar_snapshot", "bar_returns"]
 
 
 NAT = np.iinfo(np.int64).min
@@ -54,6 +54,22 @@ class _ReaderIndex:
         # per-sid start, end and auto-close dates (ns; NaT-like minimum when absent),
         # filled the first time an asset is seen
         self._dates = np.full((size, 3), _UNSEEN, dtype=np.int64)
+        self._ratios = None
+
+    def ratios(self, portal, session_ns):
+        """``{sid: ratio}`` of the price adjustments (splits, mergers, dividends)
+        effective on the session: zipline multiplies earlier prices by them."""
+        if self._ratios is None:
+            self._ratios = {}
+            reader = getattr(portal, "_adjustment_reader", None)
+            if reader is not None:
+                for table in ("splits", "mergers", "dividends"):
+                    df = reader.get_df_from_table(table, convert_dates=True)
+                    for day, sid, ratio in zip(pd.to_datetime(df["effective_date"]).array.asi8,
+                                               df["sid"], df["ratio"]):
+                        by_sid = self._ratios.setdefault(int(day), {})
+                        by_sid[int(sid)] = by_sid.get(int(sid), 1.0) * float(ratio)
+        return self._ratios.get(session_ns, {})
 
     def lifetimes(self, sids, assets):
         """``(start, end, auto_close)`` as int64 ns arrays; auto_close is NAT where none."""
@@ -213,3 +229,61 @@ def _slow(data, index, todo, prices, tradable):
         tradable[todo] = np.asarray(pd.Series(data.can_trade(rest)), dtype=bool)
     return BarSnapshot(index, pd.Series(prices, index=index), pd.Series(tradable, index=index),
                        int((~todo).sum()))
+
+
+def bar_returns(data, assets, algo=None):
+    """Each asset's total return over the current session, for the whole book at once.
+
+    ``close / round(previous close * ratio, 3) - 1``, with ``ratio`` the product of
+    the split, merger and dividend adjustments effective on the session (zipline's
+    history rounds adjusted prices to 3 decimals): what
+    ``data.history(assets, "price", 2, "1d")`` gives as ``last / first - 1``.
+    Assets the block read cannot settle (no close on either session, a session
+    outside the asset's life, minute mode, another reader) are answered by that
+    ``data.history`` call; NaN where zipline has no return either.
+
+    Returns
+    -------
+    pandas.Series
+        Returns by asset.
+    """
+    index = pd.Index(list(dict.fromkeys(assets)), dtype=object)
+    n = len(index)
+    out = np.full(n, np.nan)
+    if algo is None:
+        from zipline.utils.algo_instance import get_algo_instance
+
+        algo = get_algo_instance()
+    reader = None if algo is None or n == 0 else _bcolz_reader(algo)
+    todo = np.ones(n, dtype=bool)
+    if reader is not None:
+        from zipline.assets import Equity
+
+        idx = _index_of(reader)
+        session = pd.Timestamp(algo.trading_calendar.minute_to_session(algo.get_datetime()))
+        session = session.tz_localize(None) if session.tzinfo else session
+        is_equity = np.fromiter((type(a) is Equity for a in index), dtype=bool, count=n)
+        sids = np.fromiter((int(a.sid) if e else -1 for a, e in zip(index, is_equity)),
+                           dtype=np.int64, count=n)
+        rows = idx.rows(sids, session)
+        known = sids >= 0
+        first = np.where(known, idx.first[np.clip(sids, 0, len(idx.first) - 1)], -1)
+        ok = (rows > first) & (first >= 0)  # a row today and one before it
+        today = np.zeros(n)
+        before = np.zeros(n)
+        if ok.any():
+            today[ok] = idx.close[rows[ok]]
+            before[ok] = idx.close[rows[ok] - 1]
+        ok &= (today > 0) & (before > 0)
+        ratios = idx.ratios(algo.data_portal, session.value)
+        ratio = np.array([ratios.get(int(s), 1.0) for s in sids]) if ratios else np.ones(n)
+        # as zipline's history window: prices * 0.001, adjusted, rounded to 3 decimals
+        now = np.round(today[ok] * 0.001, 3)
+        then = np.round(before[ok] * 0.001 * ratio[ok], 3)
+        out[ok] = now / then - 1.0
+        todo = ~ok
+    if todo.any():
+        rest = list(index[todo])
+        prices = data.history(rest, "price", 2, "1d")
+        out[todo] = (prices.iloc[-1] / prices.iloc[0] - 1.0).reindex(rest).to_numpy(dtype=float)
+    return pd.Series(out, index=index)

@@ -141,8 +141,11 @@ class BenchmarkTracker:
         ...
         tracker.record(data)  # record(tracked_benchmark_return=...) once there is one
 
-    Returns come from ``data.history(..., "price", 2, "1d")``, which zipline adjusts
-    for splits and dividends, so they are total returns like the portfolio's.
+    Returns are total returns like the portfolio's: the session's close over the
+    previous close adjusted for the session's splits and dividends
+    (:func:`zipline_factorarb.bars.bar_returns`, one block read for the whole
+    benchmark; zipline's ``data.history`` over more than its 1,000-asset cache
+    re-read the bar table every session).
     """
 
     def __init__(self):
@@ -157,8 +160,9 @@ class BenchmarkTracker:
         """Advance one session; returns the day's return (None before the first reset)."""
         out = None
         if self.values is not None and len(self.values):
-            prices = data.history(list(self.values.index), "price", 2, "1d")
-            growth = (prices.iloc[-1] / prices.iloc[0]).reindex(self.values.index)
+            from ..bars import bar_returns
+
+            growth = 1.0 + bar_returns(data, self.values.index).reindex(self.values.index)
             growth = growth.where(growth.notna() & (growth > 0), 1.0)
             new = self.values * growth
             out = float(new.sum() / self.values.sum() - 1.0)

@@ -16,6 +16,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from ..algo import SAMPLING_FREQUENCIES
 from ..kernels.signals import blend_scores, expected_returns_from_scores, standardize_scores
 
 __all__ = ["SIGNALS", "DEFAULT_SIGNS", "PREFIX", "HORIZONS", "signal_columns", "alpha_scores",
@@ -30,7 +31,7 @@ DEFAULT_SIGNS = {"wls": -1.0, "kalman": -1.0, "sscore": -1.0}
 
 PREFIX = "signal:"
 
-_REBALANCE_DOWNSAMPLE = {"day": None, "week": "week_start", "month": "month_start"}
+_REBALANCE_DOWNSAMPLE = SAMPLING_FREQUENCIES
 
 
 def _check_signals(signals):
@@ -195,7 +196,7 @@ def expected_alphas(frame, scores, information_coefficient, horizon=1):
 
 
 #: sessions between rebalances, for :func:`expected_alphas`' horizon
-HORIZONS = {"day": 1, "week": 5, "month": 21}
+HORIZONS = {"day": 1, "week": 5, "month": 21, "quarter": 63}
 
 
 def _one_day(frame):
