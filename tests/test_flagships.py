@@ -84,6 +84,11 @@ def test_flagships_on_the_505_stocks(shared_csv_root, tmp_path, variant):
     assert len(neutral) >= 10 and neutral.max() < 1e-6
     assert perf["gross_exposure"].iloc[-1] > 0.5
     assert (perf["impact_modelled"].dropna() == 1).all()  # real volumes: impact priced
+    # the risk model's ex-ante volatility of the book is of the size it realises (with
+    # all eleven sector factors, which are linearly dependent with the equal-weighted
+    # market, it read 20-100% for a book that realised 5%)
+    realised_vol = perf["returns"].iloc[5:].std() * np.sqrt(252)
+    assert 0.5 * realised_vol < perf["ex_ante_tev"].iloc[5:].mean() < 2.0 * realised_vol
     if variant == "industry":
         perf = _run(root, BENCHMARK_RELATIVE, "factorarb-csv-stocks", "2015-01-02",
                     "2015-03-31", tmp_path, None, "--no-benchmark")
