@@ -279,7 +279,13 @@ def _build_problem(objective, constraints, datas, n, obj_override=None, costs=()
                 z = cp.Variable(n, name="trades")
                 cons.append(z == w - w0)
             cost_params = [_make_params(c, d) for c, d in zip(costs, cost_datas)]
-            total = sum(c._expression(w, z, p) for c, p in zip(costs, cost_params))
+            total = 0
+            for c, p in zip(costs, cost_params):
+                expr = c._expression(w, z, p)
+                if isinstance(expr, tuple):  # (expression, constraints it needs)
+                    expr, extra = expr
+                    cons.extend(extra)
+                total = total + expr
             obj = (cp.Maximize(obj.args[0] - total) if isinstance(obj, cp.Maximize)
                    else cp.Minimize(obj.args[0] + total))
     else:
