@@ -190,12 +190,7 @@ class MarketImpact(Cost):
         return {"k": k}
 
     def _expression(self, w, z, p):
-        # t_i >= |z_i|^(3/2) as a 3-d power cone (t^(2/3) 1^(1/3) >= |z|): one cone an
-        # asset, where cp.power(., 1.5) takes a chain of second-order cones whose
-        # restructuring made the parameterised problem ~10x slower to compile
-        t = cp.Variable(z.shape, nonneg=True, name="impact")
-        cone = cp.constraints.PowCone3D(t, np.ones(z.shape), z, 2.0 / 3.0)
-        return p["k"] @ t, [cone]
+        return p["k"] @ cp.power(cp.abs(z), 1.5)
 
     def _costs(self, w, w0, data):
         return kc.impact_cost(w - w0, data["k"])
