@@ -474,9 +474,37 @@ def test_argument_validation():
         kalman_filter(r, f, 1e-4, 0.0)
     with pytest.raises(ValueError, match="state_noise"):
         kalman_last(r, f, -1.0, 1e-4)
-    with pytest.raises(ValueError, match="factors"):
+    with pytest.raises(ValueError, match="factor_returns"):
         kalman_filter(r, np.ones((4, 1)), 1e-4, 1e-4)
     with pytest.raises(ValueError, match="beta0"):
         kalman_filter(r, f, 1e-4, 1e-4, beta0=np.zeros((3, 1)))
     with pytest.raises(ValueError, match="p0"):
         kalman_filter(r, f, 1e-4, 1e-4, p0=np.ones((2, 2, 2)))
+
+
+def test_window_function_matches_kernel_and_masks_short_histories():
+    # one session of the KalmanInnovation term, without an engine
+    from zipline_factorarb.kernels.kalman import kalman_innovation_window
+    from zipline_factorarb.kernels.pca import pca_factors
+
+    delta, v_e = 1e-5, 1e-4  # the term's defaults
+
+    rng = np.random.default_rng(3)
+    f = rng.normal(0, 0.01, (120, 2))
+    r = f @ rng.normal(1, 0.3, (2, 30)) + rng.normal(0, 0.005, (120, 30))
+    r[:100, 4] = np.nan  # listed late: 20 observations
+    res = kalman_innovation_window(r, f, state_noise=delta, obs_noise=v_e, min_observations=30)
+    ref = kalman_last(r, f, delta, v_e, 1.0)
+    keep = np.arange(30) != 4
+    np.testing.assert_array_equal(res.innovations[keep], ref.innovations[keep])
+    np.testing.assert_array_equal(res.betas[keep], ref.betas[keep])
+    assert np.isnan(res.innovations[4]) and np.isnan(res.betas[4]).all()
+    assert res.n_observations[4] == 20 and res.n_observations[0] == 120
+
+    pca = kalman_innovation_window(r, None, k=2, state_noise=delta, obs_noise=v_e)
+    ref = kalman_last(r, pca_factors(r, 2).scores, delta, v_e, 1.0)
+    np.testing.assert_allclose(pca.standardized_innovations, ref.standardized_innovations,
+                               rtol=1e-12, atol=1e-14)
+    # fewer complete assets than components: NaN, not an error mid-backtest
+    few = kalman_innovation_window(r[:, :2], None, k=3)
+    assert np.isnan(few.innovations).all()

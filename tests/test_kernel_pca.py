@@ -168,7 +168,7 @@ def test_parameter_errors():
         pca_factors(np.zeros((10, 3)), 4)
     with pytest.raises(ValueError, match="k must satisfy"):
         pca_factors(np.zeros((10, 3)), 0)
-    with pytest.raises(ValueError, match="k must be an integer"):
+    with pytest.raises(TypeError, match="k must be an integer"):
         pca_factors(np.zeros((10, 3)), 1.5)
 
 
@@ -197,3 +197,70 @@ def test_wide_window_gram_path_matches_sklearn(seed):
     # pure noise (no dominant factors) still agrees
     noise = np.random.default_rng(seed).standard_normal((60, 200)) * 0.01
     assert_matches_sklearn(pca_factors(noise, 3), noise, 3)
+
+
+def test_correlation_pca_is_sklearn_pca_of_standardised_returns():
+    from sklearn.decomposition import PCA
+    from sklearn.preprocessing import StandardScaler
+
+    from zipline_factorarb.kernels.pca import correlation_pca_loadings
+
+    rng = np.random.default_rng(17)
+    T, N, k = 120, 30, 3
+    R = rng.standard_normal((T, k)) @ rng.standard_normal((k, N)) * 0.01
+    R += rng.standard_normal((T, N)) * rng.uniform(0.002, 0.03, N)
+    R[7, 4] = np.nan  # incomplete: left out
+    candidates = np.ones(N, dtype=bool)
+    candidates[9] = False  # not a candidate: left out
+    got = correlation_pca_loadings(R, k, candidates)
+    fitted = np.isfinite(R).all(axis=0) & candidates
+    # ddof=1 scaling, as the kernel; sklearn's scaler uses ddof=0, which only
+    # rescales every column alike and leaves the eigenvectors unchanged
+    x = StandardScaler().fit_transform(R[:, fitted])
+    ref = PCA(n_components=k, svd_solver="full").fit(x).components_.T
+    assert np.isnan(got[~fitted]).all() and np.isfinite(got[fitted]).all()
+    for j in range(k):
+        sign = np.sign(got[fitted, j] @ ref[:, j])
+        np.testing.assert_allclose(got[fitted, j], sign * ref[:, j], rtol=1e-8, atol=1e-10)
+    assert np.isnan(correlation_pca_loadings(R[:, :3], k)).all()  # too few columns
+
+
+def test_pca_residuals_are_the_projection_off_the_loadings():
+    from zipline_factorarb.kernels.pca import pca_residual_window, pca_residuals
+
+    rng = np.random.default_rng(4)
+    T, N, k = 60, 12, 2
+    R = rng.standard_normal((T, N)) * 0.01
+    fit = pca_factors(R[:-1], k)
+    scores, eps = pca_residuals(R, fit.loadings, fit.mean)
+    W, mu = fit.loadings, fit.mean
+    np.testing.assert_allclose(eps, (R - mu) @ (np.eye(N) - W @ W.T), atol=1e-15)
+    np.testing.assert_allclose(scores, (R - mu) @ W, atol=1e-15)
+    # an asset outside the fit: NaN residual, the others unchanged
+    R2 = R.copy()
+    R2[3, 5] = np.nan
+    fit2 = pca_factors(R2, k)
+    _, eps2 = pca_residuals(R2[-1:], fit2.loadings, fit2.mean)
+    assert np.isnan(eps2[0, 5]) and np.isfinite(np.delete(eps2[0], 5)).all()
+    np.testing.assert_array_equal(pca_residual_window(R2, k), eps2[0])
+    with pytest.raises(ValueError, match="shapes do not match"):
+        pca_residuals(R, fit.loadings[:5], fit.mean)
+
+
+def test_daily_returns_is_the_one_definition():
+    import pandas as pd
+
+    from zipline_factorarb.kernels.returns import daily_returns
+
+    rng = np.random.default_rng(2)
+    prices = pd.DataFrame(np.exp(np.cumsum(rng.normal(0, 0.01, (50, 4)), axis=0)) * 30)
+    prices.iloc[10, 2] = np.nan
+    simple = daily_returns(prices.to_numpy(), log=False)
+    logr = daily_returns(prices.to_numpy(), log=True)
+    np.testing.assert_allclose(simple, prices.pct_change(fill_method=None).iloc[1:],
+                               rtol=1e-12, atol=1e-16)
+    np.testing.assert_allclose(logr, np.log(prices).diff().iloc[1:], rtol=1e-10, atol=1e-15)
+    assert np.isnan(simple[9:11, 2]).all() and np.isnan(logr[9:11, 2]).all()
+    for bad in (None, 1, "yes"):
+        with pytest.raises(TypeError, match="log must be True or False"):
+            daily_returns(prices.to_numpy(), log=bad)

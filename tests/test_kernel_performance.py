@@ -63,3 +63,31 @@ def test_diversification_measures():
     assert pk.effective_number_of_bets([0.25] * 4) == pytest.approx(4.0)
     assert pk.effective_number_of_bets([1.0, 0, 0]) == pytest.approx(1.0)
     assert 1.0 < pk.effective_number_of_bets([0.7, 0.2, 0.1]) < 3.0
+
+
+@settings(max_examples=40, deadline=None)
+@given(returns_arrays, st.integers(0, 2**31 - 1))
+def test_sortino_tail_alpha_beta_closed_forms(r, seed):
+    """The statistics delegated to empyrical, against their formulas written out."""
+    b = np.random.default_rng(seed).normal(0, 0.01, r.size)
+    if (r < 0).any() and np.std(r) > 1e-12:
+        downside = np.sqrt(np.mean(np.minimum(r, 0.0) ** 2)) * np.sqrt(252)
+        assert pk.sortino_ratio(r) == pytest.approx(np.mean(r) * 252 / downside, rel=1e-9)
+    if np.percentile(r, 5) != 0:
+        expected = abs(np.percentile(r, 95)) / abs(np.percentile(r, 5))
+        assert pk.tail_ratio(r) == pytest.approx(expected, rel=1e-12)
+    alpha, beta = pk.alpha_beta(r, b)
+    slope = np.polyfit(b, r, 1)[0]  # least squares, an independent route to beta
+    assert beta == pytest.approx(slope, rel=1e-7, abs=1e-10)
+    assert alpha == pytest.approx((1 + np.mean(r - beta * b)) ** 252 - 1, rel=1e-9, abs=1e-12)
+
+
+def test_statistics_edge_cases():
+    assert np.isnan(pk.sharpe_ratio([0.01, 0.01, 0.01]))  # no variation
+    assert np.isnan(pk.sortino_ratio([0.01, 0.02]))  # no downside
+    assert np.isnan(pk.tail_ratio(np.zeros(30)))  # a cash benchmark
+    assert all(np.isnan(pk.alpha_beta([0.01, -0.01, 0.02], [0.0, 0.0, 0.0])))
+    assert np.isnan(pk.total_return([])) and np.isnan(pk.max_drawdown([]))
+    # NaN returns are dropped before a statistic, as before the move to empyrical
+    r = np.array([0.01, np.nan, -0.02, 0.015])
+    assert pk.annual_return(r) == pytest.approx(empyrical.annual_return(r[~np.isnan(r)]))

@@ -220,3 +220,19 @@ def test_argument_validation():
         sscore(np.zeros((60, 2)), np.zeros((59, 1)))
     with pytest.raises(ValueError, match="per-asset"):
         sscore(np.zeros((60, 2)), np.zeros((60, 3, 1)))
+
+
+def test_window_function_fits_the_window_pca_and_leaves_gaps_invalid():
+    # one session of the SScore term, without an engine
+    from zipline_factorarb.kernels.ou import sscore_window
+    from zipline_factorarb.kernels.pca import pca_factors
+
+    rng = np.random.default_rng(5)
+    f = rng.normal(0, 0.01, (60, 2))
+    r = f @ rng.normal(1, 0.3, (2, 12)) + rng.normal(0, 0.01, (60, 12))
+    r[:5, 3] = np.nan
+    res = sscore_window(r, None, k=2)
+    ref = sscore(r, pca_factors(r, 2).scores)
+    np.testing.assert_array_equal(res.valid, ref.valid)
+    np.testing.assert_allclose(res.s_score, ref.s_score, rtol=1e-12)
+    assert not res.valid[3] and np.isnan(res.s_score[3])

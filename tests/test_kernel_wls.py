@@ -338,40 +338,34 @@ def test_huge_finite_loadings_count_as_usable_in_both_paths():
 
 @pytest.mark.parametrize("seed", [0, 1, 2])
 @pytest.mark.parametrize("T", [1, 5, 24])
-def test_fixed_plus_daily_loadings_equal_the_concatenated_loadings(seed, T):
+def test_shared_loadings_equal_the_broadcast_loadings(seed, T):
+    # 2-D loadings are used for every day: the same answer as the (T, N, K)
+    # array that repeats them, NaN rows (unknown sector) included.
     rng = np.random.default_rng(seed)
     N = 60
     codes = rng.integers(0, 4, N)
     codes[7] = -1  # unknown sector: NaN row in the fixed loadings
     fixed = sector_loadings(codes).loadings  # intercept + 3 dummies
-    daily = rng.standard_normal((T, N, 3)) * [1.0, 5.0, 0.1]
-    daily[rng.random((T, N, 3)) < 0.03] = np.nan
     returns = rng.standard_normal((T, N)) * 0.02
     returns[rng.random((T, N)) < 0.05] = np.nan
     weights = rng.uniform(100, 5000, (T, N))
     weights[rng.random((T, N)) < 0.05] = 0.0
     if T > 2:
         returns[2, 3:] = np.nan  # a day with too few assets
-    daily_before = daily.copy()
-    everything = np.concatenate([np.broadcast_to(fixed, (T, N, 4)), daily], axis=2)
+    fixed_before = fixed.copy()
+    everything = np.broadcast_to(fixed, (T, N, 4)).copy()
     for ridge in (0.0, 50.0):
         for w in (weights, weights[0]):
-            split = wls_residuals(returns, fixed, w, ridge, daily_loadings=daily)
+            shared = wls_residuals(returns, fixed, w, ridge)
             whole = wls_residuals(returns, everything, w, ridge)
-            np.testing.assert_array_equal(split.valid, whole.valid)
-            np.testing.assert_array_equal(split.n_assets, whole.n_assets)
-            for a, b in zip(split[:4], whole[:4]):
-                scale = np.max(np.abs(b[np.isfinite(b)]), initial=0.0)
-                np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-13 * scale)
-    np.testing.assert_array_equal(daily, daily_before)  # input left untouched
+            np.testing.assert_array_equal(shared.valid, whole.valid)
+            np.testing.assert_array_equal(shared.n_assets, whole.n_assets)
+            for x, y in zip(shared[:4], whole[:4]):
+                scale = np.max(np.abs(y[np.isfinite(y)]), initial=0.0)
+                np.testing.assert_allclose(x, y, rtol=1e-10, atol=1e-13 * scale)
+    np.testing.assert_array_equal(fixed, fixed_before)  # input left untouched
     if T > 2:
-        assert not split.valid[2]
-    single = wls_residuals(returns[0], fixed, weights[0], daily_loadings=daily[0])
-    np.testing.assert_allclose(
-        single.factor_returns, wls_residuals(returns[0], everything[0], weights[0]).factor_returns
-    )
-    with pytest.raises(ValueError, match=r"daily_loadings must have shape \(60, K_d\)"):
-        wls_residuals(returns[0], fixed, weights[0], daily_loadings=daily)
+        assert not shared.valid[2]
 
 
 def test_nan_asset_fit_equals_fit_on_the_remaining_assets():
@@ -592,18 +586,20 @@ def test_shape_errors_name_the_parameter(returns_shape, loadings_shape, weights_
 
 
 @pytest.mark.parametrize(
-    "kwargs, match",
+    "kwargs, error, match",
     [
-        ({"ridge": -1.0}, "ridge must be a finite number >= 0"),
-        ({"ridge": np.nan}, "ridge must be a finite number >= 0"),
-        ({"ridge": "a"}, "ridge must be a non-negative number"),
-        ({"ridge": 1.0, "ridge_mask": np.ones(2, bool)}, r"ridge_mask .* \(K,\) = \(3,\)"),
-        ({"ridge": 1.0, "ridge_mask": np.ones(3)}, r"ridge_mask must be a boolean array"),
-        ({"max_condition": 0.5}, "max_condition must be a number > 1"),
+        ({"ridge": -1.0}, ValueError, "ridge must be >= 0"),
+        ({"ridge": np.nan}, ValueError, "ridge must be finite"),
+        ({"ridge": "a"}, TypeError, "ridge must be a number"),
+        ({"ridge": 1.0, "ridge_mask": np.ones(2, bool)}, ValueError,
+         r"ridge_mask .* \(K,\) = \(3,\)"),
+        ({"ridge": 1.0, "ridge_mask": np.ones(3)}, ValueError,
+         r"ridge_mask must be a boolean array"),
+        ({"max_condition": 0.5}, ValueError, "max_condition must be > 1"),
     ],
 )
-def test_parameter_errors(kwargs, match):
-    with pytest.raises(ValueError, match=match):
+def test_parameter_errors(kwargs, error, match):
+    with pytest.raises(error, match=match):
         wls_residuals(np.zeros(10), np.ones((10, 3)), np.ones(10), **kwargs)
 
 
@@ -694,10 +690,10 @@ def test_batched_weights_equal_per_window():
         ({}, "exactly one of lookback and halflife"),
         ({"lookback": 10, "halflife": 5}, "exactly one of lookback and halflife"),
         ({"lookback": 100}, r"lookback \(100\) exceeds the number of rows W = 30"),
-        ({"lookback": 1}, "lookback must be an integer >= 2"),
-        ({"halflife": -1}, "halflife must be a positive number"),
-        ({"lookback": 10, "cap_quantile": 1.5}, r"cap_quantile must be a number in \(0, 1\]"),
-        ({"lookback": 10, "min_periods": 1}, "min_periods must be an integer >= 2"),
+        ({"lookback": 1}, "lookback must be >= 2"),
+        ({"halflife": -1}, "halflife must be > 0"),
+        ({"lookback": 10, "cap_quantile": 1.5}, r"cap_quantile must be > 0 and <= 1"),
+        ({"lookback": 10, "min_periods": 1}, "min_periods must be >= 2"),
     ],
 )
 def test_weight_parameter_errors(kwargs, match):
@@ -896,30 +892,43 @@ def test_style_factors_missing_data_and_selection():
 
 
 def test_kernels_module_is_pure_numpy():
+    # numpy and the standard library only; relative imports only of sibling
+    # kernels and the package's checks module (itself numpy only)
     import ast
     import inspect
+    import subprocess
+    import sys
 
-    tree = ast.parse(inspect.getsource(wls_module))
-    imported = set()
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Import):
-            imported.update(alias.name.split(".")[0] for alias in node.names)
-        elif isinstance(node, ast.ImportFrom) and node.module:
-            imported.add(node.module.split(".")[0])
-    assert imported <= {"numpy", "typing", "__future__"}
+    from zipline_factorarb.kernels import wls_window as window_module
+
+    for module in (wls_module, window_module):
+        tree = ast.parse(inspect.getsource(module))
+        imported, relative = set(), set()
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Import):
+                imported.update(alias.name.split(".")[0] for alias in node.names)
+            elif isinstance(node, ast.ImportFrom) and node.level:
+                relative.add((node.level, node.module))
+            elif isinstance(node, ast.ImportFrom) and node.module:
+                imported.add(node.module.split(".")[0])
+        assert imported <= {"numpy", "typing", "__future__", "dataclasses", "warnings"}
+        assert all(level == 1 or (level, name) == (2, "checks") for level, name in relative)
+    code = ("import sys, zipline_factorarb.kernels.wls_window; "
+            "print(sorted(m for m in ('zipline', 'pandas', 'jax') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True)
+    assert out.stdout.strip() == "[]"
 
 
-def test_day_invariant_columns_are_found_checked_and_reordered():
+def test_batched_days_equal_one_day_at_a_time():
     # (T, N, K) loadings whose intercept and sector columns repeat every day
-    # (as when sector dummies are broadcast over the days) take the shared
-    # path; the answer, factor_returns in the original column order
-    # included, is that of the plain computation.
+    # and whose style columns change: the batched answer is that of solving
+    # each day alone (the pipeline factor's form).
     rng = np.random.default_rng(21)
     T, N = 40, 80
     codes = rng.integers(0, 5, N)
     sectors = sector_loadings(codes).loadings  # intercept + 4 dummies
     styles = rng.standard_normal((T, N, 2))
-    # shared columns not first: style, intercept + dummies, style
     X = np.concatenate([styles[:, :, :1], np.broadcast_to(sectors, (T, N, 5)),
                         styles[:, :, 1:]], axis=2)
     R = rng.standard_normal((T, N)) * 0.02
@@ -927,7 +936,6 @@ def test_day_invariant_columns_are_found_checked_and_reordered():
     w = rng.uniform(100, 5000, (T, N))
 
     def plain(loadings, **kwargs):
-        # one day at a time never takes the shared path
         days = [wls_residuals(R[t], loadings[t], w[t], **kwargs) for t in range(T)]
         return WLSResult(*(np.array([d[i] for d in days]) for i in range(6)))
 
@@ -936,20 +944,11 @@ def test_day_invariant_columns_are_found_checked_and_reordered():
         result = wls_residuals(R, X, w, ridge)
         for a, b in zip(result, expected):
             np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-13)
-    assert wls_module._invariant_runs(X) == [(1, 6)]
-    # a column equal on the probed days (first, middle, last) but not on
-    # another one is caught on its block, and the plain path answers
     X2 = X.copy()
-    X2[7, 3, 2] = 5.0
-    assert wls_module._invariant_runs(X2) == [(1, 6)]
-    np.testing.assert_allclose(wls_residuals(R, X2, w).residuals, plain(X2).residuals,
-                               rtol=1e-10, atol=1e-13)
-    # with daily_loadings appended, their factor returns stay last
-    extra = rng.standard_normal((T, N, 1))
-    both = wls_residuals(R, X, w, daily_loadings=extra)
-    whole = plain(np.concatenate([X, extra], axis=2))
-    np.testing.assert_allclose(both.factor_returns, whole.factor_returns, rtol=1e-10,
-                               atol=1e-13)
+    X2[7, 3, 2] = np.nan  # one asset's loading missing on one day only
+    result = wls_residuals(R, X2, w)
+    np.testing.assert_allclose(result.residuals, plain(X2).residuals, rtol=1e-10, atol=1e-13)
+    assert np.isnan(result.residuals[7, 3])
 
 
 # ---------------------------------------------------------------------------
@@ -1004,3 +1003,129 @@ def test_neutralize_weights_sector_book_and_errors():
         neutralize_weights(w0, X[:5])
     with pytest.raises(ValueError, match="finite"):
         neutralize_weights(np.r_[w0[:5], np.nan], X)
+
+
+# ---------------------------------------------------------------------------
+# one session of the WLSResidual recipe (kernels.wls_window), no engine
+# ---------------------------------------------------------------------------
+
+
+def test_window_function_neutrality_and_ridge():
+    from zipline_factorarb.kernels.wls_window import factor_neutrality, wls_window
+
+    rng = np.random.default_rng(3)
+    W, N = 80, 60
+    returns = rng.standard_normal((W, N)) * rng.uniform(0.005, 0.03, N)
+    returns[rng.random((W, N)) < 0.02] = np.nan
+    codes = rng.integers(0, 5, N) * 5 + 10
+    codes[:2] = -1
+    plain = wls_window(returns, codes, styles=("reversal", "volatility"))
+    assert plain.valid and plain.labels[0] == "intercept" and plain.labels[-1] == "volatility"
+    exposures, relative = factor_neutrality(plain.weighted_residuals, plain.loadings)
+    assert np.all(relative < 1e-13) and plain.neutrality < 1e-13
+    assert np.isnan(plain.weighted_residuals[:2]).all()
+    # sector returns: one value per sector, the members' fitted sector level
+    for code in np.unique(codes[codes >= 0]):
+        members = plain.sector_returns[codes == code]
+        assert np.isfinite(members).all() and np.unique(members).size == 1
+    ridged = wls_window(returns, codes, styles=("reversal", "volatility"), ridge=0.5)
+    assert ridged.neutrality > 1e-6
+    # the intercept is not penalised: weighted residuals still sum to zero
+    assert abs(np.nansum(ridged.weighted_residuals)) < 1e-9 * np.nansum(
+        np.abs(ridged.weighted_residuals))
+    with pytest.raises(ValueError, match="need at least 64"):
+        wls_window(returns[:10], codes, styles=("volatility",))
+    with pytest.raises(ValueError, match="sector_codes are needed"):
+        wls_window(returns, sector=True)
+    too_few = wls_window(returns[:, 2:5], np.array([10, 15, 20]), styles=("volatility",))
+    assert not too_few.valid and np.isnan(too_few.weighted_residuals).all()
+    assert np.isnan(too_few.neutrality)
+
+
+def test_window_result_gives_sector_codes_and_the_reference_sector():
+    from zipline_factorarb.kernels.wls_window import wls_window
+
+    rng = np.random.default_rng(5)
+    W, N = 62, 30
+    returns = rng.standard_normal((W, N)) * 0.01
+    codes = np.array([10] * 12 + [20] * 8 + [45] * 7 + [-1] * 3)
+    returns[-1, 0] = np.nan  # not in the regression
+    result = wls_window(returns, codes)
+    assert result.labels == ("intercept", "sector_20", "sector_45")
+    assert result.reference_sector == 10.0  # the largest sector
+    expected = np.where(np.arange(N) == 0, np.nan, np.where(codes >= 0, codes, np.nan))
+    np.testing.assert_array_equal(result.sector_codes, expected)
+    no_intercept = wls_window(returns, codes, intercept=False)
+    assert np.isnan(no_intercept.reference_sector)
+    assert no_intercept.labels == ("sector_10", "sector_20", "sector_45")
+    without = wls_window(returns, sector=False)
+    assert without.sector_codes is None and np.isnan(without.reference_sector)
+
+
+def test_scale_free_ridge_is_a_fraction_of_the_mean_normal_diagonal():
+    from zipline_factorarb.kernels.wls import scale_free_ridge
+
+    rng = np.random.default_rng(8)
+    N, K = 40, 4
+    X = rng.standard_normal((N, K)) * [1.0, 10.0, 0.1, 3.0]
+    z = rng.uniform(50, 500, N)
+    X[3] = np.nan  # left out
+    z[5] = np.nan  # left out
+    use = np.isfinite(X).all(axis=1) & np.isfinite(z)
+    gram = X[use].T @ np.diag(z[use]) @ X[use]
+    assert np.isclose(scale_free_ridge(0.3, X, z), 0.3 * np.trace(gram) / K, rtol=1e-12)
+    assert scale_free_ridge(0.0, X, z) == 0.0
+    # scale-free: the same fraction whatever the units of loadings and weights
+    lam = scale_free_ridge(0.3, X, z)
+    assert np.isclose(scale_free_ridge(0.3, X * 7.0, z * 0.01), lam * 49 * 0.01, rtol=1e-12)
+
+
+def test_sector_returns_and_reference_without_parsing_labels():
+    # the kernel reads each sector's return off the loadings block; the
+    # reference here parses the labels, as the adapter once did
+    from zipline_factorarb.kernels.wls_window import raw_styles, wls_window
+
+    rng = np.random.default_rng(13)
+    W, N = 70, 45
+    returns = rng.standard_normal((W, N)) * 0.01
+    codes = rng.choice([10, 15, 20, 45], N, p=[0.4, 0.3, 0.2, 0.1])
+    codes[:3] = -1
+    returns[-1, 5] = np.nan  # its sector's value is still given to it
+    for intercept in (True, False):
+        res = wls_window(returns, codes, intercept=intercept, styles=("volatility",))
+        f = dict(zip(res.labels, res.factor_returns))
+        base = f.get("intercept", 0.0)
+        for code in (10, 15, 20, 45):
+            expected = base + f.get(f"sector_{code}", 0.0)
+            np.testing.assert_allclose(res.sector_returns[codes == code], expected,
+                                       rtol=1e-12, atol=1e-15)
+        assert np.isnan(res.sector_returns[:3]).all()
+        dummies = {int(label[len("sector_"):]) for label in res.labels
+                   if label.startswith("sector_")}
+        if intercept:
+            assert dummies == {15, 20, 45} and res.reference_sector == 10.0
+        else:
+            assert dummies == {10, 15, 20, 45} and np.isnan(res.reference_sector)
+    # raw styles are the style kernel's columns, NaN outside the mask
+    from zipline_factorarb.kernels.wls_window import WLSSettings
+
+    settings = WLSSettings(styles=("reversal", "volatility"), sector=False)
+    mask = np.arange(N) % 4 != 0
+    raw = raw_styles(returns[:-1], settings, mask=mask)
+    ref = style_factors(returns[:-1], styles=("reversal", "volatility")).styles
+    np.testing.assert_array_equal(raw[mask], ref[mask])
+    assert np.isnan(raw[~mask]).all()
+
+
+def test_settings_take_the_deprecated_pca_components_and_reject_unknown_options():
+    from zipline_factorarb.kernels.wls_window import WLSSettings
+
+    with pytest.warns(DeprecationWarning, match="use components"):
+        old = WLSSettings.from_options({"pca_components": 3, "sector": False})
+    assert old == WLSSettings(components=3, sector=False) and old.pca_components == 3
+    with pytest.raises(TypeError, match=r"unexpected keyword argument\(s\) \['k'\]"):
+        WLSSettings.from_options({"k": 3})
+    with pytest.raises(TypeError, match="components must be an integer"):
+        WLSSettings(components=2.0)
+    with pytest.raises(ValueError, match="components must be >= 0"):
+        WLSSettings(components=-1)

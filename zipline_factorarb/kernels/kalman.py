@@ -79,28 +79,44 @@ and the user's own float32 programs never share a cache entry. After a call,
 still ``float32`` in a default process. Importing this module does not import
 JAX at all.
 
+One step, written once: every recursion here (both compiled paths and
+:func:`kalman_update`) is :func:`_predict_gain` (the covariance half) then
+:func:`_update_beta` (the mean half), in the asset-last layout, on numpy or
+``jax.numpy`` arrays; :func:`kalman_filter` and :func:`kalman_last` share one
+dispatch between the two paths (:func:`_run_by_path`).
+
 :func:`kalman_update`, the one-step recursion, is plain array code: on numpy
 inputs it computes in numpy float64; on JAX inputs it uses ``jax.numpy`` in
 the caller's dtype and precision setting (it can be used inside the caller's
-own ``jax.jit``).
+own ``jax.jit``). :func:`kalman_innovation_window` is one session of the
+pipeline factor (PCA or given factor returns, then :func:`kalman_last`).
+
+Vocabulary (``docs/glossary.md``): ``factor_returns`` are arrays of factor
+returns, ``(T, K)`` shared or ``(T, N, K)`` per asset; betas and loadings
+are ``(N, K)``.
 """
 
 from __future__ import annotations
 
 import functools
-import math
 from typing import NamedTuple
 
 import numpy as np
 
+from zipline_factorarb.checks import check_number
 from zipline_factorarb.kernels._jax import aligned_full, bucket_size, import_jax, x64_scope
+from zipline_factorarb.kernels.pca import DEFAULT_COMPONENTS, pca_factor_returns
 
 __all__ = [
+    "CarriedFilter",
+    "DEFAULT_COMPONENTS",
     "KalmanLastResult",
+    "KalmanWindowResult",
     "KalmanResult",
     "KalmanStep",
     "compilation_count",
     "kalman_filter",
+    "kalman_innovation_window",
     "kalman_last",
     "kalman_update",
 ]
@@ -206,36 +222,35 @@ def compilation_count():
 # --------------------------------------------------------------------------
 
 
-def _check_noise(state_noise, obs_noise):
-    delta = float(state_noise)
-    ve = float(obs_noise)
-    if not (math.isfinite(delta) and delta >= 0.0):
-        raise ValueError(f"state_noise (delta) must be finite and >= 0, got {state_noise!r}")
-    if not (math.isfinite(ve) and ve > 0.0):
-        raise ValueError(f"obs_noise (v_e) must be finite and > 0, got {obs_noise!r}")
-    return delta, ve
+def _noises(state_noise, obs_noise):
+    """``(delta, v_e)`` checked: ``state_noise >= 0``, ``obs_noise > 0``, both finite."""
+    return (check_number("state_noise", state_noise, 0),
+            check_number("obs_noise", obs_noise, 0, low_open=True))
 
 
-def _check_inputs(returns, factors):
+def _returns_and_factor_returns(returns, factor_returns):
+    """The two arrays as float64, their shapes checked against each other."""
     r = np.asarray(returns, dtype=np.float64)
     if r.ndim != 2:
         raise ValueError(f"returns must have shape (T, N), got {r.shape}")
     T, N = r.shape
-    f = np.asarray(factors, dtype=np.float64)
+    f = np.asarray(factor_returns, dtype=np.float64)
     if f.ndim == 2:
         if f.shape[0] != T:
             raise ValueError(
-                f"factors of shape (T, K) must have T={T} rows like returns, got {f.shape}"
+                f"factor_returns of shape (T, K) must have T={T} rows like returns, got "
+                f"{f.shape}"
             )
     elif f.ndim == 3:
         if f.shape[:2] != (T, N):
             raise ValueError(
-                f"per-asset factors must have shape (T, N, K) = ({T}, {N}, K), got {f.shape}"
+                f"per-asset factor_returns must have shape (T, N, K) = ({T}, {N}, K), got "
+                f"{f.shape}"
             )
     else:
-        raise ValueError(f"factors must have shape (T, K) or (T, N, K), got {f.shape}")
+        raise ValueError(f"factor_returns must have shape (T, K) or (T, N, K), got {f.shape}")
     if f.shape[-1] < 1:
-        raise ValueError("factors must have at least one column (K >= 1)")
+        raise ValueError("factor_returns must have at least one column (K >= 1)")
     return r, f
 
 
@@ -266,6 +281,43 @@ def _pad(r, f, Tp, Np, fill):
 
 
 # --------------------------------------------------------------------------
+# the one Kalman step (numpy or jax.numpy; asset axis last)
+# --------------------------------------------------------------------------
+
+
+def _predict_gain(xp, P, f, ok, state_noise, obs_noise):
+    r"""Covariance half of one step: :math:`P^-`, :math:`Q_t`, the gain, the new :math:`P`.
+
+    Layout: asset axis last. ``P`` is ``(K, K, ...)`` and ``f`` ``(K, ...)``
+    (``...`` is ``(N,)`` for one covariance per asset, ``(1,)`` for factors
+    shared by assets with their own covariance, or ``()`` for one covariance
+    shared by a group); ``ok`` (0/1, shaped ``...``) zeroes the gain where
+    the update is skipped. Every recursion of this module (and
+    :func:`kalman_update`) goes through this function and
+    :func:`_update_beta`.
+
+    Returns ``(P_new, gain, Q)``.
+    """
+    K = P.shape[0]
+    eye = xp.eye(K, dtype=P.dtype).reshape((K, K) + (1,) * (P.ndim - 2))
+    P_pred = P + state_noise * eye
+    Pf = xp.sum(P_pred * f[None], axis=1)  # P^- f_t, (K, ...)
+    Q = xp.sum(f * Pf, axis=0) + obs_noise
+    gain = Pf * (ok / Q)  # Kalman gain, zero where the update is skipped
+    return P_pred - gain[:, None] * Pf[None], gain, Q
+
+
+def _update_beta(xp, beta, r, f, gain):
+    r"""Mean half of one step: :math:`e_t = r_t - f_t^\top\beta`, :math:`\beta + K_t e_t`.
+
+    ``beta`` ``(K, N)``; ``r`` ``(N,)``; ``f`` and ``gain`` ``(K, N)`` or
+    ``(K, 1)``. Returns ``(beta_new, e)``.
+    """
+    e = r - xp.sum(f * beta, axis=0)
+    return beta + gain * e, e
+
+
+# --------------------------------------------------------------------------
 # compiled core
 # --------------------------------------------------------------------------
 
@@ -291,14 +343,8 @@ def _programs():
     def general_step(carry, x, obs_noise):
         beta, P = carry  # (K, N), (K, K, N)
         r_t, f_t, ok_t, d_t = x  # (N,), (K, 1|N), (N,) 0/1, ()
-        K = beta.shape[0]
-        P_pred = P + d_t * jnp.eye(K, dtype=P.dtype)[:, :, None]
-        Pf = jnp.sum(P_pred * f_t[None, :, :], axis=1)  # P^- f_t, (K, N)
-        Q = jnp.sum(f_t * Pf, axis=0) + obs_noise  # (N,)
-        e = r_t - jnp.sum(f_t * beta, axis=0)  # (N,)
-        gain = Pf * (ok_t / Q)  # Kalman gain, zero where the update is skipped
-        beta = beta + gain * e
-        P = P_pred - gain[:, None, :] * Pf[None, :, :]
+        P, gain, Q = _predict_gain(jnp, P, f_t, ok_t, d_t, obs_noise)
+        beta, e = _update_beta(jnp, beta, r_t, f_t, gain)
         return (beta, P), (e, Q)
 
     def general_masks(returns, factors):
@@ -340,23 +386,18 @@ def _programs():
     # ---- shared path: one K x K covariance for the whole group ----------
     def shared_gains(f0, okf, delta_t, P0, obs_noise):
         """Covariance recursion alone: gains (T, K), Q (T,), final P."""
-        eye = jnp.eye(P0.shape[0], dtype=P0.dtype)
 
         def body(P, x):
             f_t, ok_t, d_t = x
-            P_pred = P + d_t * eye
-            Pf = jnp.sum(P_pred * f_t[None, :], axis=1)  # P^- f_t
-            Q = jnp.sum(f_t * Pf) + obs_noise
-            gain = Pf * (ok_t / Q)  # zero where the update is skipped
-            return P_pred - gain[:, None] * Pf[None, :], (gain, Q)
+            P, gain, Q = _predict_gain(jnp, P, f_t, ok_t, d_t, obs_noise)
+            return P, (gain, Q)
 
         P, (gains, Q) = lax.scan(body, P0, (f0, okf, delta_t))
         return gains, Q, P
 
     def shared_beta_step(beta, x):
         r_t, f_t, gain_t = x  # (N,), (K,), (K,)
-        e = r_t - jnp.sum(f_t[:, None] * beta, axis=0)
-        return beta + gain_t[:, None] * e[None, :], e
+        return _update_beta(jnp, beta, r_t, f_t[:, None], gain_t[:, None])
 
     def shared_masks(factors):
         # returns of a shared group are finite (padding columns are 0)
@@ -434,12 +475,43 @@ def _shared_assets(r, f, P0):
     return shared
 
 
+def _run_by_path(r, f, shared, steps, run_shared, run_general, outputs, axes):
+    """Run the shared program where it applies and the general one elsewhere.
+
+    The one dispatch of :func:`kalman_filter` and :func:`kalman_last`.
+    ``shared`` is :func:`_shared_assets`'s mask. When any asset is shared,
+    ``run_shared(rp, fp)`` gets the padded returns of *all* assets (the
+    others zero-filled, their results overwritten below) and returns its
+    results for the ``N`` assets; then ``run_general(rp, fp, sel, n)`` gets
+    the padded returns of the ``n`` other assets (``sel`` selects them) and
+    returns theirs. Each result is written into ``outputs`` along its asset
+    axis (``axes``). Everything runs inside :func:`x64_scope`.
+    """
+    N = r.shape[1]
+    with x64_scope():
+        if shared.any():
+            r_sh = r if shared.all() else np.where(shared, r, 0.0)
+            rp, fp = _pad(r_sh, f, steps, bucket_size(N, ASSET_BUCKET), 0.0)
+            for out, value in zip(outputs, run_shared(rp, fp)):
+                out[...] = value
+        if not shared.all():
+            idx = np.flatnonzero(~shared)
+            n = idx.size
+            sel = slice(None) if n == N else idx
+            sub_r = r if n == N else r[:, idx]
+            sub_f = f if (n == N or f.ndim == 2) else f[:, idx]
+            rp, fp = _pad(sub_r, sub_f, steps, bucket_size(n, ASSET_BUCKET), np.nan)
+            for out, value, axis in zip(outputs, run_general(rp, fp, sel, n), axes):
+                out[(slice(None),) * axis + (sel,)] = value
+    return outputs
+
+
 # --------------------------------------------------------------------------
 # public API
 # --------------------------------------------------------------------------
 
 
-def kalman_filter(returns, factors, state_noise, obs_noise, beta0=None, p0=1.0):
+def kalman_filter(returns, factor_returns, state_noise, obs_noise, beta0=None, p0=1.0):
     r"""Filter time-varying factor betas for many assets (Kalman filter).
 
     Runs the random-walk-beta Kalman filter of the module docstring for every
@@ -452,7 +524,7 @@ def kalman_filter(returns, factors, state_noise, obs_noise, beta0=None, p0=1.0):
     returns : array_like, shape (T, N)
         Asset returns :math:`r_t` (log or simple, as the factors). NaN marks a
         missing return: that asset's update is skipped at that step.
-    factors : array_like, shape (T, K) or (T, N, K)
+    factor_returns : array_like, shape (T, K) or (T, N, K)
         Factor returns :math:`f_t`, shared by all assets (``(T, K)``, e.g. PCA
         factor scores or ETF returns) or one set per asset (``(T, N, K)``, e.g.
         each stock's own sector ETF). A NaN factor skips the update like a NaN
@@ -491,8 +563,8 @@ def kalman_filter(returns, factors, state_noise, obs_noise, beta0=None, p0=1.0):
     >>> np.round(res.beta[:, 0], 1)
     array([0.8, 1.2])
     """
-    delta, ve = _check_noise(state_noise, obs_noise)
-    r, f = _check_inputs(returns, factors)
+    delta, ve = _noises(state_noise, obs_noise)
+    r, f = _returns_and_factor_returns(returns, factor_returns)
     T, N = r.shape
     K = f.shape[-1]
 
@@ -504,9 +576,7 @@ def kalman_filter(returns, factors, state_noise, obs_noise, beta0=None, p0=1.0):
             raise ValueError(f"beta0 must have shape (N, K) = ({N}, {K}), got {b0.shape}")
     p0_arr = np.asarray(p0, dtype=np.float64)
     if p0_arr.ndim == 0:
-        p0v = float(p0_arr)
-        if not (math.isfinite(p0v) and p0v > 0):
-            raise ValueError(f"p0 must be finite and > 0, got {p0!r}")
+        p0v = check_number("p0", float(p0_arr), 0, low_open=True)
         P0 = np.broadcast_to(p0v * np.eye(K), (N, K, K)).copy()
     elif p0_arr.shape == (N, K, K):
         P0 = p0_arr.copy()
@@ -525,50 +595,35 @@ def kalman_filter(returns, factors, state_noise, obs_noise, beta0=None, p0=1.0):
     active[:T] = 1.0
     programs = _programs()
     d, v = np.float64(delta), np.float64(ve)
+
+    def run_shared(rp, fp):
+        Np = rp.shape[1]
+        b0p = np.zeros((K, Np))
+        b0p[:, :N] = b0.T
+        out = programs["shared", "filter"](rp, fp, active, b0p, P0[np.argmax(shared)], d, v)
+        e, Q, betas, beta, P = (np.asarray(x) for x in out)
+        return e[:T, :N], Q[:T, None], betas[:T, :N], beta[:N], P
+
+    def run_general(rp, fp, sel, n):
+        Np = rp.shape[1]
+        b0p = np.zeros((K, Np))
+        b0p[:, :n] = b0[sel].T
+        P0p = np.broadcast_to(np.eye(K)[:, :, None], (K, K, Np)).copy()
+        P0p[:, :, :n] = P0[sel].transpose(1, 2, 0)
+        out = programs["general", "filter"](rp, fp, active, b0p, P0p, d, v)
+        e, Q, betas, beta, P = (np.asarray(x) for x in out)
+        return e[:T, :n], Q[:T, :n], betas[:T, :n], beta[:n], P.transpose(2, 0, 1)[:n]
+
     shared = _shared_assets(r, f, P0)
-    out_e = np.empty((T, N))
-    out_Q = np.empty((T, N))
-    out_betas = np.empty((T, N, K))
-    out_beta = np.empty((N, K))
-    out_P = np.empty((N, K, K))
-    with x64_scope():
-        if shared.any():
-            Np = bucket_size(N, ASSET_BUCKET)
-            r_sh = r if shared.all() else np.where(shared, r, 0.0)
-            rp, fp = _pad(r_sh, f, Tp, Np, 0.0)
-            b0p = np.zeros((K, Np))
-            b0p[:, :N] = b0.T
-            P0p = P0[np.argmax(shared)]
-            out = programs["shared", "filter"](rp, fp, active, b0p, P0p, d, v)
-            e, Q, betas, beta, P = (np.asarray(x) for x in out)
-            out_e[:] = e[:T, :N]
-            out_Q[:] = Q[:T, None]
-            out_betas[:] = betas[:T, :N]
-            out_beta[:] = beta[:N]
-            out_P[:] = P
-        if not shared.all():
-            idx = np.flatnonzero(~shared)
-            n = idx.size
-            sel = slice(None) if n == N else idx
-            Np = bucket_size(n, ASSET_BUCKET)
-            sub_r = r if n == N else r[:, idx]
-            sub_f = f if (n == N or f.ndim == 2) else f[:, idx]
-            rp, fp = _pad(sub_r, sub_f, Tp, Np, np.nan)
-            b0p = np.zeros((K, Np))
-            b0p[:, :n] = b0[sel].T
-            P0p = np.broadcast_to(np.eye(K)[:, :, None], (K, K, Np)).copy()
-            P0p[:, :, :n] = P0[sel].transpose(1, 2, 0)
-            out = programs["general", "filter"](rp, fp, active, b0p, P0p, d, v)
-            e, Q, betas, beta, P = (np.asarray(x) for x in out)
-            out_e[:, sel] = e[:T, :n]
-            out_Q[:, sel] = Q[:T, :n]
-            out_betas[:, sel] = betas[:T, :n]
-            out_beta[sel] = beta[:n]
-            out_P[sel] = P.transpose(2, 0, 1)[:n]
+    out_e, out_Q, out_betas, out_beta, out_P = _run_by_path(
+        r, f, shared, Tp, run_shared, run_general,
+        [np.empty((T, N)), np.empty((T, N)), np.empty((T, N, K)), np.empty((N, K)),
+         np.empty((N, K, K))],
+        axes=(1, 1, 1, 0, 0))
     return KalmanResult(out_e, out_Q, out_betas, out_beta, out_P)
 
 
-def kalman_last(returns_window, factors_window, state_noise, obs_noise, p0=1.0):
+def kalman_last(returns_window, factor_returns_window, state_noise, obs_noise, p0=1.0):
     r"""Last-step innovation of a Kalman filter run over a window from the prior.
 
     Runs the filter of :func:`kalman_filter` over the window starting from
@@ -580,7 +635,7 @@ def kalman_last(returns_window, factors_window, state_noise, obs_noise, p0=1.0):
     ----------
     returns_window : array_like, shape (W, N)
         Asset returns over the window (NaN = missing, update skipped).
-    factors_window : array_like, shape (W, K) or (W, N, K)
+    factor_returns_window : array_like, shape (W, K) or (W, N, K)
         Factor returns over the window, shared or per asset (e.g. the
         ``scores`` of a PCA of the window's returns).
     state_noise : float
@@ -604,11 +659,9 @@ def kalman_last(returns_window, factors_window, state_noise, obs_noise, p0=1.0):
     universes of, e.g., 449 to 512 assets); the window length is not padded,
     so each distinct ``W`` compiles once.
     """
-    delta, ve = _check_noise(state_noise, obs_noise)
-    p0v = float(p0)
-    if not (math.isfinite(p0v) and p0v > 0):
-        raise ValueError(f"p0 must be finite and > 0, got {p0!r}")
-    r, f = _check_inputs(returns_window, factors_window)
+    delta, ve = _noises(state_noise, obs_noise)
+    p0v = check_number("p0", p0, 0, low_open=True)
+    r, f = _returns_and_factor_returns(returns_window, factor_returns_window)
     W, N = r.shape
     K = f.shape[-1]
     if W == 0:
@@ -619,33 +672,104 @@ def kalman_last(returns_window, factors_window, state_noise, obs_noise, p0=1.0):
 
     programs = _programs()
     params = (np.float64(delta), np.float64(ve), np.float64(p0v))
-    shared = _shared_assets(r, f, None)
-    out_e = np.empty(N)
-    out_Q = np.empty(N)
-    out_z = np.empty(N)
-    out_beta = np.empty((N, K))
-    with x64_scope():
-        if shared.any():
-            r_sh = r if shared.all() else np.where(shared, r, 0.0)
-            rp, fp = _pad(r_sh, f, W, bucket_size(N, ASSET_BUCKET), 0.0)
-            e, Q, z, beta = (np.asarray(x) for x in programs["shared", "last"](rp, fp, *params))
-            out_e[:] = e[:N]
-            out_Q[:] = Q
-            out_z[:] = z[:N]
-            out_beta[:] = beta[:N]
-        if not shared.all():
-            idx = np.flatnonzero(~shared)
-            n = idx.size
-            sel = slice(None) if n == N else idx
-            sub_r = r if n == N else r[:, idx]
-            sub_f = f if (n == N or f.ndim == 2) else f[:, idx]
-            rp, fp = _pad(sub_r, sub_f, W, bucket_size(n, ASSET_BUCKET), np.nan)
-            e, Q, z, beta = (np.asarray(x) for x in programs["general", "last"](rp, fp, *params))
-            out_e[sel] = e[:n]
-            out_Q[sel] = Q[:n]
-            out_z[sel] = z[:n]
-            out_beta[sel] = beta[:n]
+
+    def run(path, n):
+        def call(rp, fp, *_):
+            e, Q, z, beta = (np.asarray(x) for x in programs[path, "last"](rp, fp, *params))
+            return e[:n], (Q if Q.ndim == 0 else Q[:n]), z[:n], beta[:n]
+        return call
+
+    out_e, out_Q, out_z, out_beta = _run_by_path(
+        r, f, _shared_assets(r, f, None), W, run("shared", N),
+        lambda rp, fp, sel, n: run("general", n)(rp, fp),
+        [np.empty(N), np.empty(N), np.empty(N), np.empty((N, K))], axes=(0, 0, 0, 0))
     return KalmanLastResult(out_e, out_Q, out_z, out_beta)
+
+
+class KalmanWindowResult(NamedTuple):
+    """Output of :func:`kalman_innovation_window`, arrays of shape (N,) / (N, K).
+
+    Attributes
+    ----------
+    innovations : ndarray (N,)
+        :math:`e_t` at the window's last step.
+    standardized_innovations : ndarray (N,)
+        :math:`e_t / \\sqrt{Q_t}`.
+    innovation_variance : ndarray (N,)
+        :math:`Q_t`.
+    betas : ndarray (N, K)
+        Filtered betas :math:`\\hat\\beta_{t|t}` after the last update.
+    n_observations : ndarray (N,)
+        Steps of the window where the asset's return and every factor
+        return were observed (updates of the filter).
+    """
+
+    innovations: np.ndarray
+    standardized_innovations: np.ndarray
+    innovation_variance: np.ndarray
+    betas: np.ndarray
+    n_observations: np.ndarray
+
+
+def kalman_innovation_window(
+    returns,
+    factor_returns=None,
+    k=DEFAULT_COMPONENTS,
+    state_noise=1e-5,
+    obs_noise=1e-4,
+    p0=1.0,
+    min_observations=1,
+):
+    r"""Last-step Kalman innovation of every asset over one returns window.
+
+    What :class:`KalmanInnovation` computes for one session: the factor
+    returns are the given ones or, when ``factor_returns`` is None, the
+    scores of the top ``k`` principal components of ``returns``
+    (:func:`~zipline_factorarb.kernels.pca.pca_factor_returns`); the
+    random-walk-beta filter (:func:`kalman_last`) then runs over
+    the window from :math:`\beta_0 = 0, P_0 = p_0 I`.
+
+    Parameters
+    ----------
+    returns : array_like, shape (W, N)
+        Asset returns, oldest first; NaN = missing (that step is skipped).
+    factor_returns : array_like, shape (W, K), optional
+        Factor returns (e.g. ETF returns). NaN rows skip the step for all
+        assets. None: PCA of ``returns`` with ``k`` components.
+    k : int
+        Number of principal components when ``factor_returns`` is None.
+    state_noise, obs_noise, p0 : float
+        :math:`\delta`, :math:`v_e` and :math:`p_0` of the filter.
+    min_observations : int
+        Assets with fewer observed steps in the window get NaN outputs.
+
+    Returns
+    -------
+    KalmanWindowResult
+    """
+    r = np.asarray(returns, dtype=np.float64)
+    if factor_returns is None:
+        f = pca_factor_returns(r, int(k))
+    else:
+        f = np.asarray(factor_returns, dtype=np.float64)
+    W, N = r.shape
+    K = f.shape[1]
+    observed = np.isfinite(r) & np.isfinite(f).all(axis=1)[:, None]
+    n_obs = observed.sum(axis=0).astype(np.float64)
+    if N == 0:
+        empty = np.empty(0)
+        return KalmanWindowResult(empty, empty, empty, np.empty((0, K)), empty)
+    res = kalman_last(r, f, state_noise, obs_noise, p0)
+    e = res.innovations
+    z = res.standardized_innovations
+    Q = res.innovation_variance
+    betas = res.betas
+    short = n_obs < min_observations
+    if short.any():
+        e, z, Q, betas = e.copy(), z.copy(), Q.copy(), betas.copy()
+        e[short] = z[short] = Q[short] = np.nan
+        betas[short] = np.nan
+    return KalmanWindowResult(e, z, Q, betas, n_obs)
 
 
 def _namespace(*arrays):
@@ -698,7 +822,7 @@ def kalman_update(beta, P, r_t, f_t, state_noise, obs_noise):
     """
     xp = _namespace(beta, P, r_t, f_t, state_noise, obs_noise)
     if xp is np:
-        _check_noise(state_noise, obs_noise)
+        _noises(state_noise, obs_noise)
         beta = np.asarray(beta, dtype=np.float64)
         P = np.asarray(P, dtype=np.float64)
         r = np.asarray(r_t, dtype=np.float64)
@@ -722,17 +846,54 @@ def kalman_update(beta, P, r_t, f_t, state_noise, obs_noise):
 
     finite_f = xp.isfinite(f)
     ok = xp.isfinite(r) & xp.all(finite_f, axis=1)
-    f0 = xp.where(finite_f, f, 0.0)
+    f0 = xp.where(finite_f, f, 0.0).T  # asset axis last, as every recursion here
     r0 = xp.where(ok, r, 0.0)
-    P_pred = P + state_noise * xp.eye(K, dtype=P.dtype)
-    Pf = (P_pred @ f0[:, :, None])[:, :, 0]  # P^- f, (N, K)
-    Q = xp.sum(f0 * Pf, axis=1) + obs_noise
-    e = r0 - xp.sum(f0 * beta, axis=1)
-    gain = Pf * (ok / Q)[:, None]  # zero where the update is skipped
-    beta_new = beta + gain * e[:, None]
-    P_new = P_pred - gain[:, :, None] * Pf[:, None, :]
+    P_new, gain, Q = _predict_gain(xp, xp.transpose(P, (1, 2, 0)), f0, ok, state_noise,
+                                   obs_noise)
+    beta_new, e = _update_beta(xp, beta.T, r0, f0, gain)
+    beta_new, P_new = beta_new.T, xp.transpose(P_new, (2, 0, 1))
     e_out = xp.where(ok, e, xp.nan)
     Q_out = xp.where(ok, Q, xp.nan)
     if single:
         return KalmanStep(beta_new[0], P_new[0], e_out[0], Q_out[0])
     return KalmanStep(beta_new, P_new, e_out, Q_out)
+
+
+class CarriedFilter:
+    r"""The Kalman filter's state carried from session to session.
+
+    Starts from :math:`\beta_0 = 0, P_0 = p_0 I` and takes one
+    :func:`~zipline_factorarb.kernels.kalman.kalman_update` per new daily
+    return, in date order (a date already taken is skipped), so after the
+    returns of days 1..t its innovations are those of the full-history filter
+    (:func:`~zipline_factorarb.kernels.kalman.kalman_filter`) at day t,
+    whatever the chunks the returns arrive in.
+
+    The kernel object for a strategy that keeps one filter across sessions
+    (``filter_state="carried"`` of ``algorithms/kalman_residual_momentum.py``);
+    the pipeline term :class:`~zipline_factorarb.pipeline.KalmanInnovation`
+    instead reruns the filter over each trailing window, so it carries no
+    state. ``k`` is the number of factor columns.
+    """
+
+    def __init__(self, n_assets, k, p0, state_noise, obs_noise):
+        self.beta = np.zeros((n_assets, k))
+        self.P = np.broadcast_to(p0 * np.eye(k), (n_assets, k, k)).copy()
+        self.state_noise, self.obs_noise = state_noise, obs_noise
+        self.last = None
+        self.innovations = np.full(n_assets, np.nan)
+        self.innovation_variance = np.full(n_assets, np.nan)
+
+    def advance(self, dates, returns, factor_returns):
+        """Update with the rows dated after the last one taken; returns how many."""
+        taken = 0
+        for day, r, f in zip(dates, returns, factor_returns):
+            if self.last is not None and day <= self.last:
+                continue
+            step = kalman_update(self.beta, self.P, r, f, self.state_noise, self.obs_noise)
+            self.beta, self.P = step.beta, step.P
+            self.innovations, self.innovation_variance = step.innovations, \
+                step.innovation_variance
+            self.last = day
+            taken += 1
+        return taken

@@ -70,7 +70,10 @@ from typing import NamedTuple
 
 import numpy as np
 
-__all__ = ["SScoreResult", "sscore"]
+from .pca import DEFAULT_COMPONENTS, pca_factor_returns
+from .risk import regression_loadings
+
+__all__ = ["SScoreResult", "sscore", "sscore_window"]
 
 
 class SScoreResult(NamedTuple):
@@ -103,6 +106,10 @@ class SScoreResult(NamedTuple):
 def _residuals(R, F):
     """OLS residuals of each column of R on [1, F], batched; plus a rank flag.
 
+    Shared factors go through :func:`zipline_factorarb.kernels.risk.regression_loadings`
+    (the time-series regression of the risk model); per-asset factors are solved by one
+    stacked QR. The flag says whether ``[1, F]`` has full column rank.
+
     Parameters
     ----------
     R : ndarray (W, N), finite.
@@ -115,12 +122,11 @@ def _residuals(R, F):
     """
     W, N = R.shape
     if F.ndim == 2:
-        X = np.column_stack([np.ones(W), F])  # (W, K+1)
-        Qm, Rm = np.linalg.qr(X)
-        eps = R - Qm @ (Qm.T @ R)
-        d = np.abs(np.diag(Rm))
+        # shared factors: the package's one time-series regression
+        fit = regression_loadings(R, F, add_constant=True, min_observations=1)
+        d = np.linalg.svd(np.column_stack([np.ones(W), F]), compute_uv=False)
         full_rank = np.full(N, d.min() > d.max() * W * np.finfo(float).eps)
-        return eps, full_rank
+        return fit.residuals, full_rank
     X = np.concatenate([np.ones((N, W, 1)), F.transpose(1, 0, 2)], axis=2)  # (N, W, K+1)
     Qm, Rm = np.linalg.qr(X)  # stacked reduced QR
     y = R.T[:, :, None]  # (N, W, 1)
@@ -262,4 +268,48 @@ def sscore(
         sigma_eq=sigma_eq,
         mean_reversion_days=mean_reversion_days,
         valid=valid,
+    )
+
+
+def sscore_window(
+    returns,
+    factor_returns=None,
+    k=DEFAULT_COMPONENTS,
+    periods_per_year=252,
+    max_mean_reversion_days=30.0,
+    center_m=False,
+):
+    """Avellaneda-Lee s-score of every asset over one returns window.
+
+    What :class:`~zipline_factorarb.pipeline.sscore.SScore` computes for
+    one session: the factor returns are the given ones or, when
+    ``factor_returns`` is None, the scores of the top ``k`` principal
+    components of ``returns`` (assets with a missing return left out of the
+    fit); then :func:`sscore`.
+
+    Parameters
+    ----------
+    returns : array_like, shape (W, N)
+    factor_returns : array_like, shape (W, K), optional
+    k : int
+    periods_per_year, max_mean_reversion_days, center_m
+        As in :func:`sscore`.
+
+    Returns
+    -------
+    SScoreResult
+        An asset with a missing return in the window (or any missing factor
+        return) is not valid and has NaN outputs.
+    """
+    r = np.asarray(returns, dtype=np.float64)
+    if factor_returns is None:
+        f = pca_factor_returns(r, int(k))
+    else:
+        f = np.asarray(factor_returns, dtype=np.float64)
+    return sscore(
+        r,
+        f,
+        periods_per_year=periods_per_year,
+        max_mean_reversion_days=max_mean_reversion_days,
+        center_m=center_m,
     )

@@ -23,7 +23,13 @@ from typing import NamedTuple
 
 import numpy as np
 
-__all__ = ["PCAResult", "pca_factors", "pca_loadings"]
+from ..checks import check_int
+
+__all__ = ["PCAResult", "correlation_pca_loadings", "pca_factor_returns", "pca_factors",
+           "pca_loadings", "pca_residual_window", "pca_residuals", "DEFAULT_COMPONENTS"]
+
+#: default number of principal components of the terms' 'pca' factor source
+DEFAULT_COMPONENTS = 3
 
 
 class PCAResult(NamedTuple):
@@ -110,9 +116,7 @@ def pca_factors(returns, k, demean=True):
     if R.ndim != 2:
         raise ValueError(f"returns must have shape (T, N); got shape {R.shape}")
     T, N = R.shape
-    if isinstance(k, (bool, np.bool_)) or not isinstance(k, (int, np.integer)):
-        raise ValueError(f"k must be an integer; got {k!r}")
-    k = int(k)
+    k = check_int("k", k)
     if not 1 <= k <= min(T, N):
         raise ValueError(
             f"k must satisfy 1 <= k <= min(T, N) = {min(T, N)} for returns of "
@@ -184,3 +188,107 @@ def _top_components(X, k):
 def pca_loadings(returns, k, demean=True):
     """Only the ``loadings (N, k)`` of :func:`pca_factors` (same arguments)."""
     return pca_factors(returns, k, demean=demean).loadings
+
+
+def correlation_pca_loadings(window, k, candidates=None):
+    """Top-``k`` PCA loadings ``(N, k)`` of the correlation matrix of ``window``.
+
+    Each column of the ``(T, N)`` window is divided by its sample standard
+    deviation before :func:`pca_loadings`, as Avellaneda & Lee (2010) fit
+    the components on standardised returns. Columns outside ``candidates``
+    (a boolean ``(N,)`` mask), with a missing value or without variance are
+    left out of the fit (NaN rows); with ``k`` or fewer columns (or rows)
+    left, every row is NaN.
+    """
+    P, N = window.shape
+    x = window if candidates is None else np.where(candidates[None, :], window, np.nan)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        std = np.std(x, axis=0, ddof=1)
+        x = x / np.where(std > 0, std, np.nan)
+    complete = np.isfinite(x).all(axis=0)
+    if complete.sum() <= k or P <= k:
+        return np.full((N, k), np.nan)
+    return pca_loadings(x, k)
+
+
+def pca_residuals(returns, loadings, mean):
+    r"""Scores and residuals of returns against PCA loadings and a mean.
+
+    The one residual of a returns row against principal components: with
+    ``W`` the loadings and :math:`\mu` the mean of a fit (the
+    ``loadings``/``mean`` of :func:`pca_factors`, possibly fitted on another
+    window),
+
+    .. math::
+
+        F_t = (R_t - \mu) W, \qquad \varepsilon_t = R_t - (F_t W^\top + \mu),
+
+    the scores summing over the assets with finite loadings (the assets of
+    the fit); assets outside the fit get NaN residuals.
+
+    Parameters
+    ----------
+    returns : array_like, shape (T, N)
+    loadings : array_like, shape (N, k)
+    mean : array_like, shape (N,)
+
+    Returns
+    -------
+    scores : ndarray, shape (T, k)
+        NaN on a row with a missing return among the assets of the fit.
+    residuals : ndarray, shape (T, N)
+    """
+    R = np.asarray(returns, dtype=np.float64)
+    W = np.asarray(loadings, dtype=np.float64)
+    mu = np.asarray(mean, dtype=np.float64)
+    if R.ndim != 2 or W.ndim != 2 or R.shape[1] != W.shape[0] or mu.shape != (W.shape[0],):
+        raise ValueError(
+            f"shapes do not match: returns {R.shape}, loadings {W.shape}, mean {mu.shape}"
+        )
+    fitted_assets = np.isfinite(W).all(axis=1)
+    if fitted_assets.all():
+        scores = (R - mu) @ W
+    else:
+        scores = (R[:, fitted_assets] - mu[fitted_assets]) @ W[fitted_assets]
+    return scores, R - (scores @ W.T + mu)
+
+
+def pca_factor_returns(returns, k):
+    """Factor returns ``(W, k)`` of the top ``k`` principal components of a window.
+
+    The ``scores`` ``(R - mean) @ loadings`` of :func:`pca_factors` fitted
+    on the window's cross-section (assets with a missing return in the
+    window are left out of the fit). When fewer than ``k`` components can be
+    fitted (too few complete assets, or fewer than two rows) the missing
+    columns are NaN.
+    """
+    W, N = returns.shape
+    if N < k or W < 2:
+        return np.full((W, k), np.nan)
+    return pca_factors(returns, k).scores
+
+
+def pca_residual_window(returns, k=DEFAULT_COMPONENTS):
+    r"""Residual of the last day of a returns window against its own PCA.
+
+    Fits :func:`pca_factors` on the ``(W, N)`` window (assets with a missing
+    return in it are left out of the fit) and returns
+    :math:`\varepsilon_T = R_T - (F_T W^\top + \mu)` for its last row
+    (:func:`pca_residuals`).
+
+    Returns
+    -------
+    ndarray, shape (N,)
+        The last day's residuals; NaN for assets left out of the fit, and
+        for every asset when fewer than ``k`` components can be fitted
+        (fewer than ``k`` complete assets, or ``W <= k``).
+    """
+    r = np.asarray(returns, dtype=np.float64)
+    W, N = r.shape
+    k = int(k)
+    if N < k or W <= k:
+        return np.full(N, np.nan)
+    fit = pca_factors(r, k)
+    if not np.isfinite(fit.explained_variance).all():
+        return np.full(N, np.nan)
+    return pca_residuals(r[-1:], fit.loadings, fit.mean)[1][0]

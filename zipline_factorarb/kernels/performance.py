@@ -1,9 +1,13 @@
 """Performance, drawdown and diversification statistics on plain arrays.
 
-Conventions follow empyrical (and so pyfolio): simple daily returns,
-annualisation by 252 sessions, sample standard deviation (ddof=1),
-drawdowns measured on the compounded wealth curve. NaN returns are treated
-as zero (no position) where a path is compounded, and ignored in moments.
+The return statistics (total and annual return, volatility, Sharpe and
+Sortino ratios, maximum drawdown, tail ratio, alpha and beta) are those of
+empyrical-reloaded, the library pyfolio uses: this module only fixes the
+conventions (simple daily returns, 252 sessions a year, no risk-free rate,
+sample standard deviation) and the NaN handling (NaN returns are dropped
+before a statistic; an empty or one-value series gives NaN), so that every
+table of the project reads the same numbers. The path functions (wealth,
+drawdown, days to recover) and the diversification measures are plain numpy.
 """
 
 from __future__ import annotations
@@ -13,39 +17,80 @@ import numpy as np
 PERIODS_PER_YEAR = 252
 
 
+def _empyrical():
+    import empyrical  # imported on first use: it pulls in pandas and scipy
+
+    return empyrical
+
+
 def _clean(returns):
     r = np.asarray(returns, dtype=float)
     return r[~np.isnan(r)]
 
 
+def _clean_pair(returns, benchmark_returns):
+    r = np.asarray(returns, dtype=float)
+    b = np.asarray(benchmark_returns, dtype=float)
+    keep = ~(np.isnan(r) | np.isnan(b))
+    return r[keep], b[keep]
+
+
 def total_return(returns):
-    """Compounded return of the period: prod(1 + r) - 1."""
+    """Compounded return of the period: prod(1 + r) - 1 (empyrical ``cum_returns_final``)."""
     r = _clean(returns)
-    return float(np.prod(1.0 + r) - 1.0) if r.size else np.nan
+    return float(_empyrical().cum_returns_final(r)) if r.size else np.nan
 
 
 def annual_return(returns, periods_per_year=PERIODS_PER_YEAR):
-    """Compound annual growth rate."""
+    """Compound annual growth rate (empyrical ``annual_return``)."""
     r = _clean(returns)
     if not r.size:
         return np.nan
-    growth = np.prod(1.0 + r)
-    return float(growth ** (periods_per_year / r.size) - 1.0)
+    return float(_empyrical().annual_return(r, annualization=periods_per_year))
 
 
 def annual_volatility(returns, periods_per_year=PERIODS_PER_YEAR):
-    """Sample standard deviation x sqrt(periods per year)."""
-    r = _clean(returns)
-    return float(np.std(r, ddof=1) * np.sqrt(periods_per_year)) if r.size > 1 else np.nan
-
-
-def sharpe_ratio(returns, periods_per_year=PERIODS_PER_YEAR):
-    """mean / std x sqrt(periods per year) (no risk-free rate)."""
+    """Sample standard deviation x sqrt(periods per year) (empyrical ``annual_volatility``)."""
     r = _clean(returns)
     if r.size < 2:
         return np.nan
-    sd = np.std(r, ddof=1)
-    return float(np.mean(r) / sd * np.sqrt(periods_per_year)) if sd > 0 else np.nan
+    return float(_empyrical().annual_volatility(r, annualization=periods_per_year))
+
+
+def sharpe_ratio(returns, periods_per_year=PERIODS_PER_YEAR):
+    """mean / std x sqrt(periods per year), no risk-free rate (empyrical ``sharpe_ratio``)."""
+    r = _clean(returns)
+    if r.size < 2 or not np.std(r, ddof=1) > 0:
+        return np.nan
+    return float(_empyrical().sharpe_ratio(r, annualization=periods_per_year))
+
+
+def sortino_ratio(returns, periods_per_year=PERIODS_PER_YEAR):
+    """Annualised mean over downside deviation (empyrical ``sortino_ratio``, target 0)."""
+    r = _clean(returns)
+    if r.size < 2 or not (r < 0).any():
+        return np.nan
+    return float(_empyrical().sortino_ratio(r, annualization=periods_per_year))
+
+
+def tail_ratio(returns):
+    """95th percentile over |5th percentile| of daily returns (empyrical ``tail_ratio``)."""
+    r = _clean(returns)
+    if r.size < 2 or np.percentile(r, 5) == 0:
+        return np.nan  # e.g. a cash benchmark: no left tail to compare with
+    return float(_empyrical().tail_ratio(r))
+
+
+def alpha_beta(returns, benchmark_returns, periods_per_year=PERIODS_PER_YEAR):
+    """Annualised alpha and beta against the benchmark (empyrical ``alpha_beta``).
+
+    NaN, NaN when the benchmark does not vary (e.g. a cash benchmark).
+    """
+    r, b = _clean_pair(returns, benchmark_returns)
+    if r.size < 2 or not np.std(b) > 0:
+        return np.nan, np.nan
+    alpha, beta = _empyrical().alpha_beta_aligned(r, b, annualization=periods_per_year)
+    return float(alpha), float(beta)
 
 
 def wealth(returns):
@@ -62,9 +107,9 @@ def drawdown(returns):
 
 
 def max_drawdown(returns):
-    """Most negative drawdown (a number <= 0)."""
-    r = np.asarray(returns, dtype=float)
-    return float(drawdown(r).min()) if r.size else np.nan
+    """Most negative drawdown, a number <= 0 (empyrical ``max_drawdown``)."""
+    r = _clean(returns)
+    return float(_empyrical().max_drawdown(r)) if r.size else np.nan
 
 
 def active_returns(returns, benchmark_returns):
@@ -73,12 +118,13 @@ def active_returns(returns, benchmark_returns):
 
 
 def tracking_error(returns, benchmark_returns, periods_per_year=PERIODS_PER_YEAR):
-    """Annualised standard deviation of active returns."""
+    """Annualised standard deviation of active returns (empyrical's volatility of them)."""
     return annual_volatility(active_returns(returns, benchmark_returns), periods_per_year)
 
 
 def information_ratio(returns, benchmark_returns, periods_per_year=PERIODS_PER_YEAR):
-    """Annualised mean active return over tracking error."""
+    """Annualised mean active return over tracking error (empyrical's Sharpe ratio of them;
+    ``excess_sharpe`` x sqrt(periods per year))."""
     return sharpe_ratio(active_returns(returns, benchmark_returns), periods_per_year)
 
 
@@ -127,10 +173,13 @@ def euler_risk_contributions(weights, covariance):
 
     They sum to the total variance exactly (Euler's theorem for the
     homogeneous function w' S w). Works for active weights (w - b) too.
+    Computed by :func:`zipline_factorarb.kernels.risk.risk_contributions`
+    (the package's one risk-contribution function); this name is kept for
+    callers of the performance kernels.
     """
-    w = np.asarray(weights, dtype=float)
-    s = np.asarray(covariance, dtype=float)
-    return w * (s @ w)
+    from .risk import risk_contributions  # noqa: PLC0415
+
+    return risk_contributions(weights, covariance=covariance).asset
 
 
 def group_contributions(contributions, groups, labels):
@@ -138,3 +187,39 @@ def group_contributions(contributions, groups, labels):
     contributions = np.asarray(contributions, dtype=float)
     groups = np.asarray(groups)
     return np.array([contributions[groups == g].sum() for g in labels])
+
+
+def carino_weights(returns, benchmark_returns):
+    """Carino's linking coefficients ``k_t / k`` for an active return over a window.
+
+    With ``R`` and ``B`` the compounded strategy and benchmark returns of the
+    window and ``k = (ln(1+R) - ln(1+B)) / (R - B)`` (``1 / (1+R)`` when equal),
+    ``k_t`` the same of each day's ``r_t, b_t``: ``sum_t (k_t / k) (r_t - b_t)``
+    equals ``R - B`` exactly, so daily parts that sum to the day's active
+    return, weighted by these coefficients, sum to the window's active return
+    (Carino 1999, "Combining attribution effects over time").
+    """
+    r = np.asarray(returns, dtype=float)
+    b = np.asarray(benchmark_returns, dtype=float)
+
+    def k(x, y):
+        x, y = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
+        diff = x - y
+        same = np.abs(diff) < 1e-14
+        safe = np.where(same, 1.0, diff)
+        return np.where(same, 1.0 / (1.0 + x), (np.log1p(x) - np.log1p(y)) / safe)
+
+    total_r = np.prod(1.0 + r) - 1.0
+    total_b = np.prod(1.0 + b) - 1.0
+    return k(r, b) / k(total_r, total_b)
+
+
+def linked_parts(parts, returns, benchmark_returns):
+    """Daily attribution parts (T x P) linked over the window into P numbers.
+
+    ``parts`` rows must sum to the daily active returns ``r - b``; the result
+    then sums to the window's compounded active return ``R - B``
+    (:func:`carino_weights`).
+    """
+    weights = carino_weights(returns, benchmark_returns)
+    return weights @ np.asarray(parts, dtype=float)

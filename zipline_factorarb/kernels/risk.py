@@ -33,6 +33,7 @@ __all__ = [
     "active_variance",
     "tracking_error",
     "risk_contributions",
+    "risk_budget_weights",
     "cap_weights",
     "sector_mapping",
 ]
@@ -311,8 +312,9 @@ def specific_variance(residuals, halflife=None, n_parameters=0, floor=0.0):
         NaN marks a missing residual.
     halflife : float, optional
         Exponential weighting in rows (None: equal weights).
-    n_parameters : int, default 0
-        Regression parameters estimated per asset (degrees-of-freedom correction).
+    n_parameters : int or array_like of shape (n,), default 0
+        Regression parameters estimated per asset (degrees-of-freedom correction); an
+        array gives each asset its own (effective) number, as for penalised fits.
     floor : float, default 0.0
         Lower bound applied to the result.
 
@@ -407,24 +409,45 @@ def tracking_error(active_weights, loadings, factor_covariance, specific_varianc
     return float(np.sqrt(max(var, 0.0) * periods_per_year))
 
 
-def risk_contributions(active_weights, loadings, factor_covariance, specific_variance):
-    """Euler decomposition of the active variance by factor, specific risk and asset.
+def risk_contributions(active_weights, loadings=None, factor_covariance=None,
+                       specific_variance=None, *, covariance=None):
+    """Euler decomposition of a variance by factor, specific risk and asset.
 
-    The variance ``V(a) = a' Sigma a`` is homogeneous of degree two, so
+    The one risk-contribution function of the package: the optimiser's reports, the
+    risk model, the risk-budgeting objective and the crisis report's risk tables all
+    call it. The variance ``V(a) = a' Sigma a`` is homogeneous of degree two, so
     ``sum_i a_i dV/da_i = 2 V``: the contributions ``a_i (Sigma a)_i`` add up to ``V``;
     grouped through the factor model they are ``f_j (Sigma_f f)_j`` per factor plus
-    ``sum_i E_i a_i^2`` of specific risk.
+    ``sum_i E_i a_i^2`` of specific risk. Pass active weights ``w - b`` for the
+    contributions to the tracking variance, the weights for total variance.
 
     Parameters
     ----------
-    active_weights, loadings, factor_covariance, specific_variance
-        As in :func:`active_variance`.
+    active_weights : array_like, shape (n,)
+    loadings, factor_covariance, specific_variance
+        The factor model, as in :func:`active_variance`.
+    covariance : array_like, shape (n, n), optional
+        A full asset covariance instead of the factor model: the result then has no
+        factor contributions (an empty ``factor``) and ``specific`` 0.
 
     Returns
     -------
     RiskContributions
     """
     a = np.asarray(active_weights, dtype=float)
+    if covariance is not None:
+        if loadings is not None or factor_covariance is not None or specific_variance is not None:
+            raise TypeError("give either covariance or the factor model (loadings, "
+                            "factor_covariance, specific_variance), not both")
+        S = np.asarray(covariance, dtype=float)
+        if S.shape != (a.shape[0], a.shape[0]):
+            raise ValueError(f"covariance must be {a.shape[0]} x {a.shape[0]} to match the "
+                             f"weights, got shape {S.shape}")
+        asset = a * (S @ a)
+        return RiskContributions(np.zeros(0), 0.0, asset, float(asset.sum()))
+    if loadings is None or factor_covariance is None or specific_variance is None:
+        raise TypeError("risk_contributions needs loadings, factor_covariance and "
+                        "specific_variance, or covariance=")
     F = np.asarray(loadings, dtype=float)
     S = np.asarray(factor_covariance, dtype=float)
     E = np.asarray(specific_variance, dtype=float)
@@ -434,6 +457,68 @@ def risk_contributions(active_weights, loadings, factor_covariance, specific_var
     specific = float(np.sum(E * a * a))
     asset = a * (F.T @ Sf + E * a)
     return RiskContributions(factor, specific, asset, float(factor.sum() + specific))
+
+
+def risk_budget_weights(covariance, budgets, tol=1e-12, max_iter=100):
+    """Positive weights summing to one whose variance contributions equal ``budgets``.
+
+    Damped Newton's method on the strictly convex log-barrier function
+    ``0.5 x' S x - sum_i b_i log x_i`` (Spinu 2013), whose minimiser satisfies
+    ``x_i (S x)_i = b_i``; ``w = x / sum(x)`` then has risk shares
+    ``w_i (S w)_i / w' S w = b_i / sum(b)``. For a small covariance (the factors'); the
+    optimiser's :class:`~zipline_factorarb.optimize.RiskBudgeting` solves the asset
+    problem with a conic solver.
+
+    Parameters
+    ----------
+    covariance : array_like, shape (k, k)
+        Positive definite.
+    budgets : array_like, shape (k,)
+        Positive.
+    tol : float, default 1e-12
+        Stop when every ``|x_i (S x)_i - b_i|`` is at most ``tol`` (budgets normalised to
+        sum to one).
+    max_iter : int, default 100
+
+    Returns
+    -------
+    ndarray, shape (k,)
+    """
+    S = _as_2d(covariance, "covariance")
+    b = np.asarray(budgets, dtype=float).reshape(-1)
+    if S.shape != (b.size, b.size):
+        raise ValueError(f"covariance must be {b.size} x {b.size} to match the budgets, got "
+                         f"shape {S.shape}")
+    if not (np.isfinite(b).all() and (b > 0).all()):
+        raise ValueError("budgets must be finite and positive")
+    b = b / b.sum()
+    if not np.all(np.linalg.eigvalsh(0.5 * (S + S.T)) > 0):
+        raise ValueError("covariance must be positive definite for risk budgeting")
+
+    def value(x):
+        return 0.5 * x @ S @ x - b @ np.log(x)
+
+    x = b / np.sqrt(np.diag(S))
+    x = x / np.sqrt(x @ S @ x)
+    for _ in range(int(max_iter)):
+        Sx = S @ x
+        if np.max(np.abs(x * Sx - b)) <= tol:
+            break
+        g = Sx - b / x
+        d = np.linalg.solve(S + np.diag(b / (x * x)), g)
+        step, f0 = 1.0, value(x)
+        while True:
+            trial = x - step * d
+            if (trial > 0).all() and value(trial) <= f0 - 1e-4 * step * (g @ d):
+                break
+            step *= 0.5
+            if step < 1e-12:
+                trial = x
+                break
+        if trial is x:
+            break
+        x = trial
+    return x / x.sum()
 
 
 def cap_weights(values):

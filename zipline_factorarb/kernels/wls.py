@@ -17,7 +17,15 @@ intercept column they also sum to zero.
 
 Everything here is a pure function of its arguments: numpy arrays in, numpy
 arrays (or a small named tuple) out, float64 throughout, no I/O, no pandas,
-no global state. The zipline pipeline adapters call these kernels.
+no global state. One session of the whole recipe (weights, styles,
+components, sector dummies, then the regression) is
+:func:`zipline_factorarb.kernels.wls_window.wls_window`, which the pipeline
+factor calls.
+
+Vocabulary (``docs/glossary.md``): loadings are ``(N, K)``, assets by
+factors (``(T, N, K)`` by day); ``ridge`` here is the absolute penalty
+:math:`\lambda`, and :func:`scale_free_ridge` turns the factor's scale-free
+``ridge`` into it.
 
 References
 ----------
@@ -33,13 +41,18 @@ from typing import NamedTuple
 
 import numpy as np
 
+from ..checks import check_int, check_number
+from .risk import ewma_weights
+
 __all__ = [
     "STYLE_NAMES",
     "SectorLoadings",
     "StyleFactors",
     "WLSResult",
+    "characteristic_return",
     "inverse_variance_weights",
     "neutralize_weights",
+    "scale_free_ridge",
     "sector_loadings",
     "standardize_styles",
     "style_factors",
@@ -47,13 +60,9 @@ __all__ = [
 ]
 
 # Bytes of the two per-block buffers (design and weighted design, days x
-# (K + 1) x N) of the blocked path: big enough for efficient stacked BLAS
-# calls, small enough to stay in cache and keep peak memory independent of T.
+# (K + 1) x N): big enough for efficient stacked BLAS calls, small enough to
+# stay in cache and keep peak memory independent of T.
 _BLOCK_BYTES = 8 * 2**20
-# With shared (N, K) loadings and at least this many days, the normal matrices
-# of all days (of a block) come from one (T, N) x (N, K(K+1)/2) product;
-# below it the per-day products are cheaper.
-_SHARED_MIN_DAYS = 16
 
 STYLE_NAMES = ("beta", "size", "momentum", "reversal", "volatility")
 """Names of the style columns that :func:`style_factors` can compute."""
@@ -99,10 +108,16 @@ class WLSResult(NamedTuple):
 
 
 class SectorLoadings(NamedTuple):
-    """Result of :func:`sector_loadings`: ``loadings (N, K)`` and ``labels (K,)``."""
+    """Result of :func:`sector_loadings`.
+
+    ``loadings (N, K)``, ``labels (K,)`` and ``reference``, the code of the
+    reference sector (the one without a dummy column; NaN without the
+    intercept or when no asset qualifies).
+    """
 
     loadings: np.ndarray
     labels: tuple
+    reference: float = np.nan
 
 
 class StyleFactors(NamedTuple):
@@ -140,14 +155,6 @@ def _shift_by_first_finite(x, finite):
     return x - reference
 
 
-def _check_positive_int(name, value, minimum=1):
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
-        raise ValueError(f"{name} must be an integer >= {minimum}; got {value!r}")
-    if value < minimum:
-        raise ValueError(f"{name} must be an integer >= {minimum}; got {value}")
-    return int(value)
-
-
 # ---------------------------------------------------------------------------
 # the regression
 # ---------------------------------------------------------------------------
@@ -159,7 +166,6 @@ def wls_residuals(
     weights,
     ridge=0.0,
     *,
-    daily_loadings=None,
     ridge_mask=None,
     max_condition=1e10,
 ):
@@ -176,7 +182,7 @@ def wls_residuals(
     (zero when ``ridge == 0``). All days are solved together, without a
     Python loop over days: the normal matrices are stacked into ``(days, K,
     K)`` arrays and solved with :func:`numpy.linalg.solve` (never an
-    explicit inverse).
+    explicit inverse). The pipeline factor solves one day per call.
 
     Parameters
     ----------
@@ -184,28 +190,19 @@ def wls_residuals(
         Cross-sections of asset returns ``R``.
     loadings : array_like, shape (N, K) or (T, N, K)
         Factor loadings ``Omega``. A 2-D array is used for every day.
-    daily_loadings : array_like, shape (T, N, K_d) or (N, K_d), optional
-        Further loadings columns that change from day to day (e.g. style
-        exposures), appended after ``loadings``: the regression uses
-        ``Omega = [loadings | daily_loadings]`` and ``factor_returns`` has
-        ``K + K_d`` columns in that order. The result is the same as passing
-        the concatenated ``(T, N, K + K_d)`` array, but with 2-D
-        ``loadings`` (intercept, sector dummies) the fixed columns are
-        handled with large matrix products shared by all days, which is
-        faster. With 1-D ``returns`` it has shape ``(N, K_d)``.
     weights : array_like, shape (N,) or (T, N)
         Regression weights ``z_i`` (typically ``1 / sigma_i**2``, see
         :func:`inverse_variance_weights`). A 1-D array is used for every day.
     ridge : float, default 0.0
-        Non-negative ridge penalty ``lambda`` on the factor returns (Hoerl &
+        Absolute ridge penalty ``lambda`` on the factor returns (Hoerl &
         Kennard 1970), added to the diagonal of ``Omega' Z Omega`` for the
         penalised columns; it is in the units of ``sum_i z_i Omega_iA**2``
-        (a scale-free choice is ``lambda = c * trace(Omega' Z Omega) / K``).
-        With ``ridge > 0`` the orthogonality is no longer exact: the
-        weighted residuals satisfy ``sum_i R~_i Omega_iA = ridge * f_A`` for
-        every penalised column ``A`` (and stay exactly orthogonal to the
+        (:func:`scale_free_ridge` turns the factor's scale-free ``ridge``
+        into this). With ``ridge > 0`` the orthogonality is no longer exact:
+        the weighted residuals satisfy ``sum_i R~_i Omega_iA = ridge * f_A``
+        for every penalised column ``A`` (and stay exactly orthogonal to the
         unpenalised ones, e.g. the intercept).
-    ridge_mask : array_like of bool, shape (K,) or (K + K_d,), optional
+    ridge_mask : array_like of bool, shape (K,), optional
         Which factor columns the ridge penalises. Default: every column
         except those that are constant and non-zero over all finite loadings
         rows (all days), i.e. the intercept is not penalised, so the
@@ -228,6 +225,8 @@ def wls_residuals(
     ValueError
         On inconsistent shapes, a negative or non-finite ``ridge``, a bad
         ``ridge_mask`` or ``max_condition``. Data problems never raise.
+    TypeError
+        ``ridge`` or ``max_condition`` is not a number.
 
     Notes
     -----
@@ -248,16 +247,13 @@ def wls_residuals(
     condition number reported in ``condition_number`` and not on the units
     of the loadings or weights. Residuals are computed as ``R - Omega f``.
 
-    Speed. With day-varying loadings the days are processed in blocks that
-    stay in cache: each block's loadings are read once, its augmented
-    normal matrices ``[Omega | R]' Z [Omega | R]`` come from stacked
-    products, its systems are solved and its residuals formed before the
-    next block is read; the condition numbers of all days come from one
-    stacked :func:`numpy.linalg.eigvalsh` at the end. Shared loadings (2-D
-    ``loadings``, and columns of a 3-D ``loadings`` that are the same on
-    every day, e.g. broadcast sector dummies, which are recognised and
-    checked on every day) enter through plain matrix products over the
-    days instead. Peak memory does not grow with ``T`` beyond the outputs.
+    Speed. The days are processed in blocks that stay in cache: each
+    block's loadings are read once, its augmented normal matrices
+    ``[Omega | R]' Z [Omega | R]`` come from stacked products, its systems
+    are solved and its residuals formed before the next block is read; the
+    condition numbers of all days come from one stacked
+    :func:`numpy.linalg.eigvalsh` at the end. Peak memory does not grow
+    with ``T`` beyond the outputs.
 
     References
     ----------
@@ -311,18 +307,7 @@ def wls_residuals(
             f"loadings must have shape (N, K) or (T, N, K); got shape "
             f"{loadings.shape}"
         )
-    if daily_loadings is not None:
-        daily_loadings = _as_float("daily_loadings", daily_loadings)
-        expected = (N,) if single_day else (T, N)
-        if daily_loadings.ndim != len(expected) + 1 or daily_loadings.shape[:-1] != expected:
-            raise ValueError(
-                f"daily_loadings must have shape ({', '.join(map(str, expected))}, K_d) "
-                f"to match returns "
-                f"of shape {returns.shape}; got shape {daily_loadings.shape}"
-            )
-        if daily_loadings.shape[-1] == 0:
-            daily_loadings = None
-    K = loadings.shape[-1] + (0 if daily_loadings is None else daily_loadings.shape[-1])
+    K = loadings.shape[-1]
     if K < 1:
         raise ValueError(
             f"loadings must have at least one factor column; got shape "
@@ -351,73 +336,65 @@ def wls_residuals(
             f"weights must have shape (N,) or (T, N); got shape {weights.shape}"
         )
 
-    try:
-        ridge = float(ridge)
-    except (TypeError, ValueError):
-        raise ValueError(f"ridge must be a non-negative number; got {ridge!r}") from None
-    if not np.isfinite(ridge) or ridge < 0:
-        raise ValueError(f"ridge must be a finite number >= 0; got {ridge!r}")
-    try:
-        max_condition = float(max_condition)
-    except (TypeError, ValueError):
-        raise ValueError(
-            f"max_condition must be a number > 1; got {max_condition!r}"
-        ) from None
-    if not max_condition > 1:  # also rejects NaN
-        raise ValueError(f"max_condition must be a number > 1; got {max_condition!r}")
+    ridge = check_number("ridge", ridge, 0)
+    max_condition = check_number("max_condition", max_condition, 1, low_open=True)
 
     penalty = None
-    if ridge > 0:
-        if ridge_mask is None:
-            penalty = _default_ridge_mask(loadings)
-            if daily_loadings is not None:
-                penalty = np.concatenate([penalty, _default_ridge_mask(daily_loadings)])
-        else:
-            penalty = np.asarray(ridge_mask)
-            if penalty.shape != (K,) or penalty.dtype != np.bool_:
-                raise ValueError(
-                    f"ridge_mask must be a boolean array of shape (K,) = ({K},); "
-                    f"got dtype {penalty.dtype} and shape {penalty.shape}"
-                )
-        penalty = ridge * penalty.astype(np.float64)
-    elif ridge_mask is not None:
-        mask = np.asarray(ridge_mask)
-        if mask.shape != (K,) or mask.dtype != np.bool_:
+    if ridge_mask is not None:
+        ridge_mask = np.asarray(ridge_mask)
+        if ridge_mask.shape != (K,) or ridge_mask.dtype != np.bool_:
             raise ValueError(
                 f"ridge_mask must be a boolean array of shape (K,) = ({K},); "
-                f"got dtype {mask.dtype} and shape {mask.shape}"
+                f"got dtype {ridge_mask.dtype} and shape {ridge_mask.shape}"
             )
-
-    if daily_loadings is not None and single_day:
-        daily_loadings = daily_loadings[None]
+    if ridge > 0:
+        if ridge_mask is None:
+            ridge_mask = _default_ridge_mask(loadings)
+        penalty = ridge * ridge_mask.astype(np.float64)
 
     # Overflow or NaN inside a day's products is reported through `valid`.
     with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
-        if loadings.ndim == 2 and daily_loadings is None and T >= _SHARED_MIN_DAYS:
-            out = _wls_shared_loadings(R, loadings, weights, penalty, max_condition)
-        elif loadings.ndim == 2 and T >= _SHARED_MIN_DAYS:
-            daily = () if daily_loadings is None else (daily_loadings,)
-            out = _wls_blocks(R, loadings, daily, weights, penalty, max_condition)
-        elif loadings.ndim == 2:  # few days: per-day products on a broadcast view
+        if loadings.ndim == 2:  # a broadcast view: the same loadings every day
             rowfinite = np.isfinite(loadings).all(axis=1)
             if not rowfinite.all():  # such assets are left out: a zero weight row
                 loadings = np.where(rowfinite[:, None], loadings, 0.0)
                 weights = np.where(rowfinite, weights, np.nan)
-            fixed = np.broadcast_to(loadings, (T, N, loadings.shape[1]))
-            daily = (fixed,) if daily_loadings is None else (fixed, daily_loadings)
-            out = _wls_blocks(R, None, daily, weights, penalty, max_condition)
-        else:
-            out = None
-            if T >= _SHARED_MIN_DAYS:
-                out = _wls_invariant_columns(R, loadings, daily_loadings, weights, penalty,
-                                             max_condition)
-            if out is None:
-                daily = (loadings,) if daily_loadings is None else (loadings, daily_loadings)
-                out = _wls_blocks(R, None, daily, weights, penalty, max_condition)
+            loadings = np.broadcast_to(loadings, (T, N, K))
+        out = _wls_blocks(R, loadings, weights, penalty, max_condition)
 
     if single_day:
         out = WLSResult(*(a[0] for a in out))
     return out
+
+
+def scale_free_ridge(ridge, loadings, weights):
+    r"""The absolute ridge penalty of a scale-free ``ridge``.
+
+    ``lambda = ridge * trace(Omega' Z Omega) / K`` over the rows whose
+    loadings and weight are finite, so that ``ridge`` is a fraction of the
+    average diagonal of the normal matrix and does not depend on the units
+    of the loadings or the level of the weights (what
+    :class:`~zipline_factorarb.pipeline.wls.WLSResidual` calls ``ridge``;
+    :func:`wls_residuals` takes the absolute ``lambda``).
+
+    Parameters
+    ----------
+    ridge : float
+        Scale-free ridge, ``>= 0``.
+    loadings : array_like, shape (N, K)
+    weights : array_like, shape (N,)
+
+    Returns
+    -------
+    float
+        ``lambda`` (0 when ``ridge`` is 0 or no row is finite).
+    """
+    X = np.asarray(loadings, dtype=np.float64)
+    z = np.asarray(weights, dtype=np.float64)
+    rows = np.isfinite(z) & np.isfinite(X).all(axis=1)
+    if not ridge > 0 or not rows.any():
+        return 0.0
+    return float(ridge * (z[rows, None] * X[rows] ** 2).sum(axis=0).mean())
 
 
 def _default_ridge_mask(loadings):
@@ -433,154 +410,31 @@ def _default_ridge_mask(loadings):
     return ~constant
 
 
-def _usable(R, w, rowfinite):
-    """Finite return, finite positive weight, finite loadings (``rowfinite``)."""
+def _usable(R, w):
+    """Finite return and finite positive weight."""
     with np.errstate(invalid="ignore"):
         usable = np.isfinite(R)
         usable &= w > 0  # False for NaN
         usable &= w < np.inf
-        if rowfinite is not True:
-            usable &= rowfinite
         return usable
 
 
-def _fixed_gram(X0, wz, gram):
-    """Omega' Z Omega of shared (N, Kf) loadings for every day in one product.
-
-    ``z (T, N) @ [x_k x_l] (N, pairs)`` over the upper triangle, mirrored into
-    the leading ``Kf x Kf`` block of ``gram`` (exactly symmetric).
-    """
-    T, K = gram.shape[:2]
-    Kf = X0.shape[1]
-    upper, lower = np.triu_indices(Kf)
-    X0_t = np.ascontiguousarray(X0.T)
-    pairs = X0_t[upper] * X0_t[lower]  # (Kf(Kf+1)/2, N)
-    gram_upper = wz @ pairs.T
-    flat = gram.reshape(T, K * K)
-    flat[:, upper * K + lower] = gram_upper
-    flat[:, lower * K + upper] = gram_upper
-
-
-def _wls_shared_loadings(R, X, w, penalty, max_condition):
-    """All days share one (N, K) loadings matrix: large 2-D matrix products."""
-    T, N = R.shape
-    K = X.shape[1]
-    rowfinite = np.isfinite(X).all(axis=1)
-    X0 = X if rowfinite.all() else np.where(rowfinite[:, None], X, 0.0)
-    usable = _usable(R, w, rowfinite)  # (T, N)
-    wz = np.where(usable, w, 0.0)
-    wR = wz * np.where(usable, R, 0.0)
-    gram = np.empty((T, K, K))
-    _fixed_gram(X0, wz, gram)
-    rhs = wR @ X0
-    n_assets = usable.sum(axis=1)
-    f, cond, valid = _solve_stack(gram, rhs, n_assets, penalty, max_condition)
-    residuals = f @ X0.T  # fitted, then in place:
-    np.subtract(R, residuals, out=residuals)
-    residuals[~usable] = np.nan
-    weighted = wz * residuals  # NaN wherever the residual is NaN
-    return WLSResult(f, residuals, weighted, cond, n_assets.astype(np.int64), valid)
-
-
-class _NotInvariant(Exception):
-    """A column that looked the same every day differs on some day."""
-
-
-def _invariant_runs(loadings):
-    """Runs ``(a, b)`` of columns that look the same on every day.
-
-    A column qualifies when it is finite on day 0 and equal to day 0 on the
-    middle and the last day; :func:`_wls_blocks` then checks every day.
-    """
-    T = loadings.shape[0]
-    first = loadings[0]
-    same = np.isfinite(first).all(axis=0)
-    for t in (T // 2, T - 1):
-        same &= (loadings[t] == first).all(axis=0)
-    runs, start = [], None
-    for k, flag in enumerate(list(same) + [False]):
-        if flag and start is None:
-            start = k
-        elif not flag and start is not None:
-            runs.append((start, k))
-            start = None
-    return runs
-
-
-def _check_invariant(verify, start, stop):
-    """Raise :class:`_NotInvariant` unless the block equals day 0 on those columns.
-
-    Whole rows are compared (long contiguous runs, fast), then the columns
-    that must not change are picked from the per-column result.
-    """
-    loadings, invariant, first, scratch = verify
-    same = np.equal(loadings[start:stop], first, out=scratch[: stop - start])
-    if not same.all(axis=0)[:, invariant].all():
-        raise _NotInvariant
-
-
-def _wls_invariant_columns(R, loadings, daily_loadings, w, penalty, max_condition):
-    """(T, N, K) loadings some of whose columns do not change from day to day.
-
-    Such columns (typically the intercept and sector dummies, broadcast over
-    the days) are handled as shared loadings by :func:`_wls_blocks`, which
-    checks on every block that they really do not change. The results are
-    those of the plain computation, with ``factor_returns`` in the original
-    column order. Returns None when no column qualifies or one turns out to
-    change after all.
-    """
-    runs = _invariant_runs(loadings)
-    if not runs:
-        return None
-    K = loadings.shape[2]
-    invariant = np.zeros(K, dtype=bool)
-    for a, b in runs:
-        invariant[a:b] = True
-    fixed = np.ascontiguousarray(loadings[0][:, invariant])
-    daily, cuts = [], np.flatnonzero(np.diff(np.concatenate([[True], invariant, [True]])))
-    for a, b in zip(cuts[::2], cuts[1::2]):  # runs of changing columns
-        daily.append(loadings[:, :, a:b])
-    order = np.concatenate([np.flatnonzero(invariant), np.flatnonzero(~invariant)])
-    if daily_loadings is not None:
-        daily.append(daily_loadings)
-        order = np.concatenate([order, np.arange(K, K + daily_loadings.shape[2])])
-    if penalty is not None:
-        penalty = penalty[order]
-    T, N = R.shape
-    days = max(1, min(T, _BLOCK_BYTES // (16 * (K - fixed.shape[1] + 1) * max(N, 1))))
-    scratch = np.empty((days, N, K), dtype=bool)
-    first = np.ascontiguousarray(loadings[0])
-    try:
-        out = _wls_blocks(R, fixed, tuple(daily), w, penalty, max_condition,
-                          verify=(loadings, invariant, first, scratch))
-    except _NotInvariant:
-        return None
-    factor_returns = np.empty_like(out.factor_returns)
-    factor_returns[:, order] = out.factor_returns
-    return out._replace(factor_returns=factor_returns)
-
-
-def _wls_blocks(R, fixed, daily, w, penalty, max_condition, verify=None):
+def _wls_blocks(R, X, w, penalty, max_condition):
     """Normal equations, solve and residuals in blocks of days.
 
-    ``Omega = [fixed | daily[0] | daily[1] | ...]`` with ``fixed`` shared
-    ``(N, Kf)`` loadings (or None) and ``daily`` a tuple of ``(T, N, K_j)``
-    arrays. Each block of days goes through every step while its data are in
-    cache, so the loadings are read from memory once and no temporary of the
-    size of the inputs is made:
+    ``X`` is the ``(T, N, K)`` loadings (possibly a broadcast view). Each
+    block of days goes through every step while its data are in cache, so
+    the loadings are read from memory once and no temporary of the size of
+    the inputs is made:
 
-    1. the day-varying part of the design, ``A = [daily | R]'``, is copied
-       transposed, ``(days, Kd + 1, N)``, into a reused buffer (zero return
-       for assets left out), and ``A Z`` beside it;
-    2. the augmented normal matrix ``[Omega | R]' Z [Omega | R]`` of every
-       day (:func:`_normal_matrices`): stacked products ``(A Z) A'`` for the
-       day-varying block, and for the shared loadings two plain matrix
-       products per block (``Z`` times the products of pairs of columns, and
-       the shared columns times ``(A Z)'``);
+    1. the design ``A = [Omega | R]'`` is copied transposed, ``(days, K + 1,
+       N)``, into a reused buffer (zero return for assets left out), and
+       ``A Z`` beside it;
+    2. the augmented normal matrices ``[Omega | R]' Z [Omega | R]`` of the
+       block: one stacked product ``(A Z) A'``;
     3. the block's systems are scaled and solved (:func:`_scaled_systems`,
        :func:`_solve_scaled`);
-    4. ``eps = R - Omega f`` from one stacked product ``[-f_daily', 1] A``
-       and one product ``f_fixed' fixed'``.
+    4. ``eps = R - Omega f`` from one stacked product ``[-f', 1] A``.
 
     The condition numbers of all days come from one stacked
     :func:`numpy.linalg.eigvalsh` at the end; the results of days found too
@@ -588,28 +442,10 @@ def _wls_blocks(R, fixed, daily, w, penalty, max_condition, verify=None):
     non-finite diagonal has a non-finite loading somewhere (or overflows);
     only such days get the exact per-row finiteness check, which leaves the
     assets with a non-finite loading out.
-
-    ``verify``, if given, is ``(loadings, invariant, first, scratch)``:
-    ``fixed`` holds the columns ``invariant`` (a boolean mask) of day 0
-    (``first``) of the ``(T, N, K)`` array ``loadings``, which must be the
-    same on every day; each block is checked as it is read
-    (:func:`_check_invariant`; ``scratch`` is a boolean buffer of a block's
-    shape), and :class:`_NotInvariant` is raised at the first difference.
     """
     T, N = R.shape
-    Kf = 0 if fixed is None else fixed.shape[1]
-    Kd = sum(d.shape[2] for d in daily)
-    K = Kf + Kd
+    K = X.shape[2]
     w = np.broadcast_to(w, (T, N))
-
-    shared = None
-    rowfinite = True
-    if Kf:
-        rowfinite = np.isfinite(fixed).all(axis=1)
-        fixed_t = np.ascontiguousarray(np.where(rowfinite[:, None], fixed, 0.0).T)  # (Kf, N)
-        upper, lower = np.triu_indices(Kf)
-        pairs = np.ascontiguousarray((fixed_t[upper] * fixed_t[lower]).T)  # (N, pairs)
-        shared = (fixed_t, pairs, upper, lower)
 
     factor_returns = np.empty((T, K))
     scaled = np.empty((T, K, K))
@@ -618,36 +454,29 @@ def _wls_blocks(R, fixed, daily, w, penalty, max_condition, verify=None):
     residuals = np.empty((T, N))
     weighted = np.empty((T, N))
     n_assets = np.empty(T, dtype=np.int64)
-    block = max(1, min(T, _BLOCK_BYTES // (16 * (Kd + 1) * max(N, 1))))
-    design = np.empty((block, Kd + 1, N))
-    weighted_design = np.empty((block, Kd + 1, N))
+    block = max(1, min(T, _BLOCK_BYTES // (16 * (K + 1) * max(N, 1))))
+    design = np.empty((block, K + 1, N))
+    weighted_design = np.empty((block, K + 1, N))
     normal = np.empty((block, K + 1, K + 1))
-    coefficients = np.empty((block, 1, Kd + 1))
-    coefficients[:, 0, Kd] = 1.0
+    coefficients = np.empty((block, 1, K + 1))
+    coefficients[:, 0, K] = 1.0
     for start in range(0, T, block):
         stop = min(start + block, T)
         b = stop - start
         Rb, wb = R[start:stop], w[start:stop]
-        ub = _usable(Rb, wb, rowfinite)  # updated below on days with bad loadings
+        ub = _usable(Rb, wb)  # updated below on days with bad loadings
         wz = np.where(ub, wb, 0.0)
-        if verify is not None:
-            _check_invariant(verify, start, stop)
         A = design[:b]
-        row = 0
-        for part in daily:
-            width = part.shape[2]
-            A[:, row : row + width] = part[start:stop].transpose(0, 2, 1)
-            row += width
-        np.copyto(A[:, Kd], Rb)
-        A[:, Kd][~ub] = 0.0
+        A[:, :K] = X[start:stop].transpose(0, 2, 1)
+        np.copyto(A[:, K], Rb)
+        A[:, K][~ub] = 0.0
         AZ = np.multiply(A, wz[:, None, :], out=weighted_design[:b])
-        G = _normal_matrices(A, AZ, wz, shared, normal[:b])
+        G = np.matmul(AZ, A.transpose(0, 2, 1), out=normal[:b])
         bad = ~np.isfinite(np.diagonal(G, axis1=1, axis2=2)[:, :K].sum(axis=1))
-        if daily and bad.any():
+        if bad.any():
             days = np.flatnonzero(bad)
-            _exclude_nonfinite_rows(A, AZ, wz, daily, ub, start, days)
-            G[days] = _normal_matrices(A[days], AZ[days], wz[days], shared,
-                                       np.empty((len(days), K + 1, K + 1)))
+            _exclude_nonfinite_rows(A, AZ, wz, X, ub, start, days)
+            G[days] = np.matmul(AZ[days], A[days].transpose(0, 2, 1))
         n = n_assets[start:stop]
         n[:] = ub.sum(axis=1)
         corr, scaled_rhs, scale, ok = _scaled_systems(G[:, :K, :K], G[:, :K, K], n, penalty)
@@ -656,11 +485,9 @@ def _wls_blocks(R, fixed, daily, w, penalty, max_condition, verify=None):
         well_posed[start:stop] = ok
         factor_returns[start:stop] = f
         C = coefficients[:b]
-        np.negative(f[:, Kf:], out=C[:, 0, :Kd])
+        np.negative(f, out=C[:, 0, :K])
         eps = residuals[start:stop]
-        np.matmul(C, A, out=eps[:, None, :])  # R - daily loadings f (NaN where not solved)
-        if Kf:
-            eps -= f[:, :Kf] @ shared[0]
+        np.matmul(C, A, out=eps[:, None, :])  # R - Omega f (NaN where not solved)
         eps[~ub] = np.nan
         np.multiply(wb, eps, out=weighted[start:stop])  # NaN wherever eps is NaN
     # Condition numbers of all days in one stacked call; days found too
@@ -674,31 +501,8 @@ def _wls_blocks(R, fixed, daily, w, penalty, max_condition, verify=None):
     return WLSResult(factor_returns, residuals, weighted, cond, n_assets, valid)
 
 
-def _normal_matrices(A, AZ, wz, shared, out):
-    """Augmented normal matrices ``[Omega | R]' Z [Omega | R]`` of a block of days.
-
-    Rows and columns are ordered ``[fixed | daily | R]``. ``A`` and ``AZ``
-    hold the day-varying rows ``[daily | R]`` (and ``A Z``); ``shared`` is
-    None or ``(fixed', products of pairs of fixed columns, pair indices)``.
-    """
-    b, D, N = A.shape
-    np.matmul(AZ, A.transpose(0, 2, 1), out=out[:, -D:, -D:])
-    if shared is not None:
-        fixed_t, pairs, upper, lower = shared
-        Kf = fixed_t.shape[0]
-        size = out.shape[1]
-        flat = out.reshape(b, size * size)
-        products = wz @ pairs  # (b, pairs): sum_n z_n x_nk x_nl, one product
-        flat[:, upper * size + lower] = products
-        flat[:, lower * size + upper] = products
-        cross = (fixed_t @ AZ.reshape(b * D, N).T).reshape(Kf, b, D).transpose(1, 0, 2)
-        out[:, :Kf, Kf:] = cross
-        out[:, Kf:, :Kf] = cross.transpose(0, 2, 1)
-    return out
-
-
-def _exclude_nonfinite_rows(A, AZ, wz, daily, usable, start, days):
-    """Leave out assets whose day-varying loadings are not all finite.
+def _exclude_nonfinite_rows(A, AZ, wz, X, usable, start, days):
+    """Leave out assets whose loadings are not all finite.
 
     ``days`` are positions in the block whose normal matrix has a
     non-finite diagonal: a non-finite loading (possibly of an asset already
@@ -706,32 +510,12 @@ def _exclude_nonfinite_rows(A, AZ, wz, daily, usable, start, days):
     overflow still yields a non-finite normal matrix (an ill-posed day).
     ``usable`` and ``wz`` (the block's) are updated in place.
     """
-    rows = start + days
-    finite = np.ones((len(days), A.shape[2]), dtype=bool)
-    for part in daily:
-        finite &= np.isfinite(part[rows]).all(axis=-1)
+    finite = np.isfinite(X[start + days]).all(axis=-1)
     keep = usable[days] & finite
     usable[days] = keep
     wz[days] = np.where(keep, wz[days], 0.0)
     A[days] = np.where(keep[:, None, :], A[days], 0.0)
     AZ[days] = np.where(keep[:, None, :], AZ[days], 0.0)
-
-
-def _solve_stack(gram, rhs, n_assets, penalty, max_condition):
-    """Solve a stack of (K, K) normal equations; ill-posed days become NaN.
-
-    The matrices are scaled to unit diagonal (``D^-1/2 A D^-1/2``,
-    :func:`_scaled_systems`), solved (:func:`_solve_scaled`), and their
-    condition number is taken from :func:`numpy.linalg.eigvalsh`
-    (:func:`_condition_numbers`); days that are singular or too
-    ill-conditioned get NaN results.
-    """
-    corr, scaled_rhs, scale, ok = _scaled_systems(gram, rhs, n_assets, penalty)
-    f, solved = _solve_scaled(corr, scaled_rhs, scale, ok)
-    cond, valid = _condition_numbers(corr, ok, max_condition)
-    valid &= solved
-    f[~valid] = np.nan
-    return f, cond, valid
 
 
 def _scaled_systems(gram, rhs, n_assets, penalty):
@@ -881,7 +665,7 @@ def inverse_variance_weights(
             f"lookback={lookback!r}, halflife={halflife!r}"
         )
     if lookback is not None:
-        lookback = _check_positive_int("lookback", lookback, minimum=2)
+        lookback = check_int("lookback", lookback, 2)
         if lookback > W:
             raise ValueError(
                 f"lookback ({lookback}) exceeds the number of rows W = {W} of "
@@ -889,28 +673,14 @@ def inverse_variance_weights(
             )
         n_rows = lookback
     else:
-        try:
-            halflife = float(halflife)
-        except (TypeError, ValueError):
-            raise ValueError(f"halflife must be a positive number; got {halflife!r}") from None
-        if not (np.isfinite(halflife) and halflife > 0):
-            raise ValueError(f"halflife must be a positive number; got {halflife!r}")
+        halflife = check_number("halflife", halflife, 0, low_open=True)
         n_rows = W
     if min_periods is None:
         min_periods = max(2, n_rows // 2)
     else:
-        min_periods = _check_positive_int("min_periods", min_periods, minimum=2)
-    if cap_quantile is not None:
-        try:
-            cap_quantile = float(cap_quantile)
-        except (TypeError, ValueError):
-            raise ValueError(
-                f"cap_quantile must be a number in (0, 1] or None; got {cap_quantile!r}"
-            ) from None
-        if not (0 < cap_quantile <= 1):
-            raise ValueError(
-                f"cap_quantile must be a number in (0, 1] or None; got {cap_quantile!r}"
-            )
+        min_periods = check_int("min_periods", min_periods, 2)
+    cap_quantile = check_number("cap_quantile", cap_quantile, 0, 1, low_open=True,
+                                allow_none=True)
 
     if lookback is not None:
         window = x[..., W - lookback :, :]
@@ -926,9 +696,7 @@ def inverse_variance_weights(
         finite = np.isfinite(x)
         x = _shift_by_first_finite(x, finite)
         count = finite.sum(axis=-2)
-        decay = np.exp(-np.log(2.0) / halflife)
-        age = np.arange(W - 1, -1, -1, dtype=np.float64)
-        row_weight = (decay**age)[:, None]
+        row_weight = ewma_weights(W, halflife)[:, None]
         v = np.where(finite, row_weight, 0.0)
         values = np.where(finite, x, 0.0)
         s1 = v.sum(axis=-2)
@@ -1016,6 +784,7 @@ def sector_loadings(sector_codes, intercept=True, reference="largest", mask=None
         )
     named = isinstance(reference, str) and reference in ("largest", "first")
     code = isinstance(reference, (int, np.integer)) and not isinstance(reference, bool)
+    choice = reference
     if not (named or code):
         raise ValueError(
             f"reference must be 'largest', 'first' or a sector code; got {reference!r}"
@@ -1033,22 +802,24 @@ def sector_loadings(sector_codes, intercept=True, reference="largest", mask=None
 
     if intercept and present.size:
         largest = present[np.argmax(counts)]  # argmax: first (lowest code) on ties
-        if named and reference == "first":
+        if named and choice == "first":
             ref = present[0]
-        elif code and reference in present:
-            ref = reference
+        elif code and choice in present:
+            ref = choice
         else:
             ref = largest
         dummies = present[present != ref]
+        reference = float(ref)
     else:
         dummies = present
+        reference = np.nan
 
     columns = [np.ones(N)] if intercept else []
     columns += [(codes == s).astype(np.float64) for s in dummies]
     loadings = np.column_stack(columns) if columns else np.empty((N, 0))
     loadings[~known] = np.nan
     labels = (("intercept",) if intercept else ()) + tuple(f"sector_{int(s)}" for s in dummies)
-    return SectorLoadings(loadings, labels)
+    return SectorLoadings(loadings, labels, reference)
 
 
 def _beta(rows, market_returns, need, finite=None):
@@ -1291,11 +1062,11 @@ def style_factors(
     if r.ndim != 2:
         raise ValueError(f"returns_window must have shape (W, N); got shape {r.shape}")
     W, N = r.shape
-    beta_window = _check_positive_int("beta_window", beta_window, minimum=2)
-    momentum_window = _check_positive_int("momentum_window", momentum_window, minimum=2)
-    momentum_skip = _check_positive_int("momentum_skip", momentum_skip, minimum=0)
-    reversal_window = _check_positive_int("reversal_window", reversal_window, minimum=1)
-    volatility_window = _check_positive_int("volatility_window", volatility_window, minimum=2)
+    beta_window = check_int("beta_window", beta_window, 2)
+    momentum_window = check_int("momentum_window", momentum_window, 2)
+    momentum_skip = check_int("momentum_skip", momentum_skip, 0)
+    reversal_window = check_int("reversal_window", reversal_window, 1)
+    volatility_window = check_int("volatility_window", volatility_window, 2)
     if momentum_skip >= momentum_window:
         raise ValueError(
             f"momentum_skip ({momentum_skip}) must be smaller than momentum_window "
@@ -1453,3 +1224,49 @@ def neutralize_weights(weights, loadings):
     scale = np.abs(w0).sum()
     w[np.abs(w) <= 1e-12 * max(scale, 1e-300)] = 0.0
     return w
+
+
+def characteristic_return(returns, exposures, winsor=3.0):
+    r"""One day's return of a characteristic factor (factor-mimicking portfolio).
+
+    The slope of the cross-sectional regression, with an intercept, of the
+    day's returns on the standardised characteristic:
+
+    .. math::
+
+        f = \frac{\sum_i x_i (r_i - \bar r)}{\sum_i x_i^2},
+
+    with :math:`x` = :func:`standardize_styles` of ``exposures`` over the
+    assets where both the return and the exposure are finite (mean 0,
+    standard deviation 1, winsorised at ``winsor``). It is the return of the
+    zero-cost portfolio :math:`w_i = x_i / \sum_j x_j^2`, whose exposure to
+    the standardised characteristic is one (Fama-MacBeth's one-factor
+    slope). The exposures must be known before the returns (e.g. the
+    previous session's market cap) for the factor return to be tradable.
+
+    Parameters
+    ----------
+    returns : array_like, shape (N,)
+        The day's returns.
+    exposures : array_like, shape (N,)
+        The raw characteristic (e.g. log market cap, book-to-market).
+    winsor : float or None, default 3.0
+
+    Returns
+    -------
+    float
+        NaN when fewer than two assets qualify or the exposures are all equal.
+    """
+    r = _as_float("returns", returns).reshape(-1)
+    x = _as_float("exposures", exposures).reshape(-1)
+    if r.shape != x.shape:
+        raise ValueError(f"returns and exposures must have the same shape (N,); got "
+                         f"{r.shape} and {x.shape}")
+    use = np.isfinite(r) & np.isfinite(x)
+    if use.sum() < 2:
+        return np.nan
+    z = standardize_styles(x[use][:, None], winsor=winsor)[:, 0]
+    if not np.isfinite(z).all():
+        return np.nan
+    r = r[use]
+    return float(z @ (r - r.mean()) / (z @ z))
