@@ -93,7 +93,7 @@ CASES = {
                    ["BBB.csv", "line 7", "symbol BBB", "close must be positive"]),
     "NaN close": (_set("AAA.csv", 3, "close", np.nan), ["AAA.csv", "line 5", "close is missing"]),
     "high below low": (_high_below_low, ["AAA.csv", "line 8", "high 90.0 is below low 95.0",
-                                         "ohlc='repair'"]),
+                                         "set FACTORARB_CSV_OHLC=repair"]),
     "beyond uint32": (_set("AAA.csv", 1, "close", 5_000_000.0),
                       ["AAA.csv", "line 3", "beyond zipline's price storage"]),
     "unknown asset type": (_set("metadata.csv", 1, "asset_type", "bond"),
@@ -101,8 +101,8 @@ CASES = {
     "unknown sector": (_set("metadata.csv", 0, "sector", "Crypto"),
                        ["metadata.csv", "line 2", "symbol AAA", "unknown sector 'Crypto'"]),
     "metadata column": (lambda files: files.__setitem__(
-        "metadata.csv", files["metadata.csv"].rename(columns={"asset_type": "type"})),
-        ["metadata.csv", "missing column(s) 'asset_type'"]),
+        "metadata.csv", files["metadata.csv"].rename(columns={"sector": "sectr"})),
+        ["metadata.csv", "missing column(s) 'sector'", "did you mean 'sectr'"]),
 }
 
 

@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 
 from .errors import BundleDataError
+from .parsing import MISSING_NUMBER_CELLS, parse_numbers, parse_rows, parse_text
 
 PRICE_COLUMNS = ("open", "high", "low", "close", "volume")
 OPTIONAL_PRICE_COLUMNS = ("adj_close", "dividend", "split")
@@ -80,6 +81,14 @@ class PriceData:
     metadata: pd.DataFrame | None
     source: str
     notes: list = field(default_factory=list)
+    #: 'raise' or 'quarantine': what validation does with implausible
+    #: splits, dividends and adj_close moves (None: 'raise').
+    adjustments: str | None = None
+    #: How the user switches this bundle to ``ohlc='repair'`` or
+    #: ``adjustments='quarantine'``, named in the errors (None: the Python
+    #: argument of the registration).
+    ohlc_switch: str | None = None
+    adjustments_switch: str | None = None
 
 
 # --------------------------------------------------------------------------
@@ -136,12 +145,26 @@ def load_sample() -> PriceData:
 # --------------------------------------------------------------------------
 # user CSV / Parquet files
 # --------------------------------------------------------------------------
-def _read_table(path: Path) -> pd.DataFrame:
+def _read_table(path: Path, numeric=()) -> pd.DataFrame:
+    """Read a file for strict parsing; Parquet columns keep their types.
+
+    CSV cells are read as text, except in the ``numeric`` columns (names
+    after :func:`_normalise_columns`), which pandas reads as numbers when
+    every cell is a plain number or a missing marker (NA, null...) and as
+    text otherwise. No other cell becomes a missing value, so tickers such
+    as ``NA`` or ``NULL`` stay tickers.
+    """
     name = path.name.lower()
     try:
         if name.endswith((".parquet", ".pq")):
             return pd.read_parquet(path)
-        return pd.read_csv(path, dtype={"symbol": str}, keep_default_na=True)
+        header = pd.read_csv(path, nrows=0).columns
+        names = dict(zip(header, _normalise_columns(pd.DataFrame(columns=header)).columns))
+        numbers = [raw for raw, norm in names.items() if norm in numeric]
+        return pd.read_csv(
+            path, keep_default_na=False, float_precision="round_trip",
+            dtype={raw: str for raw in header if raw not in numbers},
+            na_values={raw: MISSING_NUMBER_CELLS for raw in numbers})
     except Exception as exc:  # pragma: no cover - message depends on the reader
         raise BundleDataError(f"cannot read the file: {exc}", file=str(path)) from exc
 
@@ -201,30 +224,10 @@ def _metadata_file(directory: Path):
     return found[0] if found else None
 
 
-def _parse_dates(df: pd.DataFrame, path: Path, symbol_hint=None) -> pd.Series:
-    raw = df["date"]
-    if pd.api.types.is_datetime64_any_dtype(raw):
-        parsed = raw
-    else:
-        parsed = pd.to_datetime(raw, errors="coerce")
-        bad = parsed.isna() & raw.notna()
-        bad |= raw.isna()
-        if bad.any():
-            i = int(np.flatnonzero(bad.to_numpy())[0])
-            sym = df["symbol"].iloc[i] if "symbol" in df.columns else symbol_hint
-            raise BundleDataError(
-                f"unparsable date {raw.iloc[i]!r} ({int(bad.sum())} such row(s)); use YYYY-MM-DD",
-                file=str(path), row=int(df["_row"].iloc[i]), symbol=sym,
-            )
-    if getattr(parsed.dt, "tz", None) is not None:
-        parsed = parsed.dt.tz_convert("UTC").dt.tz_localize(None)
-    return parsed.dt.normalize()
-
-
 def read_price_file(path: Path) -> pd.DataFrame:
     """Read one price file (long with a ``symbol`` column, or one symbol)."""
     path = Path(path)
-    df = _normalise_columns(_read_table(path))
+    df = _normalise_columns(_read_table(path, numeric=(*PRICE_COLUMNS, *OPTIONAL_PRICE_COLUMNS)))
     if "date" not in df.columns and df.index.name and str(df.index.name).lower() == "date":
         df = df.reset_index().rename(columns=str.lower)
     symbol_hint = None
@@ -235,34 +238,47 @@ def read_price_file(path: Path) -> pd.DataFrame:
     missing = [c for c in required if c not in df.columns]
     if missing:
         raise _missing_columns_error(path, list(df.columns), missing)
-    df["_row"] = np.arange(len(df)) + 2
-    df["_file"] = str(path)
-    df["symbol"] = df["symbol"].astype("string").str.strip().str.upper()
-    if df["symbol"].isna().any() or (df["symbol"] == "").any():
-        i = int(np.flatnonzero((df["symbol"].isna() | (df["symbol"] == "")).to_numpy())[0])
-        raise BundleDataError("empty symbol", file=str(path), row=int(df["_row"].iloc[i]))
-    df["symbol"] = df["symbol"].astype(object)
-    df["date"] = _parse_dates(df, path, symbol_hint)
+    parse_rows(df, path, symbol_hint)
     keep = ["date", "symbol", *PRICE_COLUMNS,
             *[c for c in OPTIONAL_PRICE_COLUMNS if c in df.columns], "_file", "_row"]
     out = df[keep].copy()
     for col in (*PRICE_COLUMNS, *[c for c in OPTIONAL_PRICE_COLUMNS if c in out.columns]):
-        out[col] = pd.to_numeric(out[col], errors="coerce").astype(float)
+        what = ("a plain number of new shares per old share (2 for a 2-for-1 split)"
+                if col == "split" else "a plain number")
+        out[col] = parse_numbers(out, col, symbol_hint, what=what)
     return out
 
 
 def read_metadata_file(path: Path) -> pd.DataFrame:
-    """Read ``symbol,name,sector,asset_type[,exchange]``."""
+    """Read ``symbol,name,sector[,asset_type][,exchange]``.
+
+    Without an ``asset_type`` column every symbol is a stock (the frame's
+    ``attrs["notes"]`` says so); an empty ``asset_type`` cell is an error.
+    """
     path = Path(path)
     df = _normalise_columns(_read_table(path))
+    notes = []
+    if "asset_type" not in df.columns and "symbol" in df.columns:
+        df["asset_type"] = "stock"
+        notes.append(f"{path.name} has no asset_type column: every symbol is a stock")
     missing = [c for c in METADATA_COLUMNS if c not in df.columns]
     if missing:
         raise _missing_columns_error(path, list(df.columns), missing)
     df["_row"] = np.arange(len(df)) + 2
     df["_file"] = str(path)
     if "exchange" not in df.columns:
-        df["exchange"] = None
-    df["symbol"] = df["symbol"].astype("string").str.strip().str.upper().astype(object)
+        df["exchange"] = ""
+    for col in ("symbol", "name", "sector", "asset_type", "exchange"):
+        df[col] = parse_text(df, col).astype(object)
+    df["symbol"] = df["symbol"].str.upper()
+    for col, what in (("symbol", "symbol is empty"),
+                      ("asset_type", "asset_type is empty; use one of stock, etf, index "
+                                     "(without an asset_type column every symbol is a stock)")):
+        empty = (df[col] == "").to_numpy()
+        if empty.any():
+            i = int(np.flatnonzero(empty)[0])
+            raise BundleDataError(what, file=str(path), row=int(df["_row"].iloc[i]),
+                                  symbol=df["symbol"].iloc[i] or None)
     dup = df["symbol"].duplicated(keep=False)
     if dup.any():
         rows = df.loc[dup, "_row"].tolist()
@@ -270,10 +286,13 @@ def read_metadata_file(path: Path) -> pd.DataFrame:
             f"symbol listed more than once (lines {rows})", file=str(path),
             symbol=df.loc[dup, "symbol"].iloc[0], row=rows[1],
         )
-    return df[["symbol", "name", "sector", "asset_type", "exchange", "_file", "_row"]]
+    out = df[["symbol", "name", "sector", "asset_type", "exchange", "_file", "_row"]].copy()
+    out.attrs["notes"] = notes
+    return out
 
 
-def load_directory(directory) -> PriceData:
+def load_directory(directory, adjustments=None, ohlc_switch=None,
+                   adjustments_switch=None) -> PriceData:
     """Read every price file and the optional metadata file of a folder.
 
     Price files are ``*.csv``, ``*.csv.gz`` or ``*.parquet``. A file with a
@@ -283,7 +302,14 @@ def load_directory(directory) -> PriceData:
     ``dividend`` (cash per share on the ex-date) and ``split`` (new shares
     per old share on the effective date, e.g. 2 for a 2-for-1 split). The
     metadata file is ``metadata.csv`` (or ``.parquet``) with
-    ``symbol,name,sector,asset_type[,exchange]``.
+    ``symbol,name,sector[,asset_type][,exchange]`` (no ``asset_type``
+    column: every symbol is a stock).
+
+    Every cell is parsed strictly (see :mod:`~.parsing`): dates as
+    ``YYYY-MM-DD``, numbers as plain decimals; anything else is a
+    :class:`~.errors.BundleDataError` naming the file, line and symbol.
+    ``adjustments``, ``ohlc_switch`` and ``adjustments_switch`` are passed
+    on to validation (see :class:`PriceData`).
     """
     directory = Path(directory).expanduser()
     if not directory.is_dir():
@@ -300,4 +326,7 @@ def load_directory(directory) -> PriceData:
     prices = pd.concat(frames, ignore_index=True, sort=False)
     meta_path = _metadata_file(directory)
     metadata = read_metadata_file(meta_path) if meta_path is not None else None
-    return PriceData(prices=prices, metadata=metadata, source=str(directory))
+    notes = list(metadata.attrs.get("notes", [])) if metadata is not None else []
+    return PriceData(prices=prices, metadata=metadata, source=str(directory), notes=notes,
+                     adjustments=adjustments, ohlc_switch=ohlc_switch,
+                     adjustments_switch=adjustments_switch)

@@ -25,8 +25,13 @@ SUMMARY_FILE = "factorarb_ingest.json"
 
 
 def write_bundle(prepared, asset_db_writer, daily_bar_writer, adjustment_writer,
-                 show_progress=False):
-    """Write a :class:`~.validation.PreparedBundle` with zipline's writers."""
+                 show_progress=False, country_code="US"):
+    """Write a :class:`~.validation.PreparedBundle` with zipline's writers.
+
+    ``country_code`` (ISO 3166) is that of every exchange: zipline's pipeline
+    engine selects the assets of its domain's country (``US`` for XNYS,
+    ``GB`` for XLON...).
+    """
     assets = prepared.assets.reset_index(drop=True)
     sids = pd.Index(assets["symbol"])  # sid = position in the sorted symbol list
     equities = pd.DataFrame({
@@ -43,7 +48,7 @@ def write_bundle(prepared, asset_db_writer, daily_bar_writer, adjustment_writer,
         "exchange": sorted(assets["exchange"].unique()),
     })
     exchanges["canonical_name"] = exchanges["exchange"]
-    exchanges["country_code"] = "US"
+    exchanges["country_code"] = country_code
     supplementary = []
     for sid, rec in assets.iterrows():
         supplementary.append(dict(sid=sid, field="sector", value=str(int(rec["sector"]))))
@@ -106,11 +111,15 @@ def _remove_failed_ingestion(output_dir):
         log.warning("could not remove the failed ingestion folder %s", path)
 
 
-def make_ingest(load, ohlc="raise", describe="bundle"):
+def make_ingest(load, ohlc="raise", describe="bundle", country_code="US", extra_step=None):
     """Build a zipline ingest function from a zero-argument ``load`` callable.
 
     ``load(environ)`` returns a :class:`~.sources.PriceData`. The returned
-    function has zipline's 11-argument ingest signature.
+    function has zipline's 11-argument ingest signature. ``extra_step``, if
+    given, is called as ``extra_step(prepared)`` after validation and before
+    any write (it validates its own input, e.g. fundamentals); it returns a
+    callable that writes its files into the ingestion's working folder after
+    the bars, so that zipline moves them into place with the rest.
     """
 
     def ingest(environ, asset_db_writer, minute_bar_writer, daily_bar_writer,
@@ -119,13 +128,17 @@ def make_ingest(load, ohlc="raise", describe="bundle"):
         try:
             data = load(environ)
             sessions = calendar.sessions_in_range(start_session, end_session)
-            prepared = prepare(data, sessions, ohlc=ohlc)
+            prepared = prepare(data, sessions, ohlc=ohlc,
+                               calendar_name=getattr(calendar, "name", None))
+            write_extra = extra_step(prepared) if extra_step is not None else None
         except BaseException:
             _remove_failed_ingestion(output_dir)
             raise
         try:
             write_bundle(prepared, asset_db_writer, daily_bar_writer, adjustment_writer,
-                         show_progress=show_progress)
+                         show_progress=show_progress, country_code=country_code)
+            if write_extra is not None:
+                write_extra(_working_dir_of(daily_bar_writer, output_dir))
         except BaseException:
             _remove_failed_ingestion(output_dir)
             raise
