@@ -235,7 +235,7 @@ def main(argv=None):
     r_stocks, factor_windows = returns[:, :N], [returns[:, N + j:N + j + 1] for j in range(K)]
 
     ours = KalmanInnovation(factors=etfs, mask=universe, state_noise=DELTA, obs_noise=V_E)
-    ours_pca = KalmanInnovation(factors="pca", k=K, mask=universe, state_noise=DELTA,
+    ours_pca = KalmanInnovation(factors="pca", components=K, mask=universe, state_noise=DELTA,
                                 obs_noise=V_E)
     numpy_term = NumpyRerun(factors=etfs, mask=universe, state_noise=DELTA, obs_noise=V_E)
     numpy_shared = NumpyRerunShared(factors=etfs, mask=universe, state_noise=DELTA,

@@ -239,7 +239,7 @@ def main(argv=None):
             "SimpleBeta(target, 252)": SimpleBeta(target=target, regression_length=252),
             "WLSResidual() industry-only": WLSResidual(sector=sector),
             "WLSResidual(styles=4) multi-factor": WLSResidual(sector=sector, styles=STYLES),
-            "WLSResidual(pca_components=5) PCA": WLSResidual(sector=None, pca_components=5),
+            "WLSResidual(components=5) PCA": WLSResidual(sector=None, components=5),
         }
         pipelines = {}
         for name, term in factors.items():

@@ -68,7 +68,7 @@ def test_parameters_are_checked():
     with pytest.raises(ValueError, match="set train_start and train_end"):
         fit_fixed_pca(prices, "", "2020-01-10")
     with pytest.raises(ValueError, match="holds 2 daily returns"):
-        fit_fixed_pca(prices, "2020-01-01", "2020-01-03", k=3)
+        fit_fixed_pca(prices, "2020-01-01", "2020-01-03", components=3)
 
 
 # --------------------------------------------------------------------------
@@ -109,11 +109,15 @@ def test_fixed_fit_reads_only_the_training_window(etf_adjusted):
     noisy = full.copy()
     outside = (noisy.index > TRAIN[1]) | (noisy.index < TRAIN[0])
     noisy.loc[outside] = rng.lognormal(4, 0.5, (outside.sum(), len(SECTOR_ETFS)))
-    fits = [fit_fixed_pca(p, *TRAIN, k=3) for p in (full, truncated, noisy)]
+    fits = [fit_fixed_pca(p, *TRAIN, components=3) for p in (full, truncated, noisy)]
     for fit in fits[1:]:
         np.testing.assert_array_equal(fit.loadings.to_numpy(), fits[0].loadings.to_numpy())
         np.testing.assert_array_equal(fit.mean.to_numpy(), fits[0].mean.to_numpy())
     fit = fits[0]
+    assert list(fit.loadings.columns) == ["pc1", "pc2", "pc3"]  # docs/glossary.md
+    with pytest.warns(DeprecationWarning, match="k is deprecated"):
+        old_name = fit_fixed_pca(full, *TRAIN, k=3)
+    np.testing.assert_array_equal(old_name.loadings.to_numpy(), fit.loadings.to_numpy())
     assert fit.train_start == pd.Timestamp("2016-01-05")  # first return of the window
     assert fit.train_end == pd.Timestamp(TRAIN[1]) and fit.n_returns == 753
     # the kernel on the window's log returns, called directly
@@ -153,7 +157,7 @@ def test_fixed_pca_backtest_holds_the_extreme_residuals(signal, shared_csv_root,
     perf = _backtest(shared_csv_root["root"], MOMENTUM, "factorarb-csv", "2019-01-02",
                      "2019-04-30", tmp_path, params)
     book = _book(perf)
-    fit = fit_fixed_pca(etf_adjusted, *TRAIN, k=3)
+    fit = fit_fixed_pca(etf_adjusted, *TRAIN, components=3)
     W, mu = fit.loadings.loc[SECTOR_ETFS].to_numpy(), fit.mean.loc[SECTOR_ETFS].to_numpy()
     returns = np.log(etf_adjusted).diff()
     checked = 0

@@ -85,30 +85,6 @@ def _reference(window, factors=None, k=3):
 # --------------------------------------------------------------------------
 
 
-def test_window_function_matches_kernel_and_masks_short_histories():
-    from zipline_factorarb.pipeline.kalman import kalman_innovation_window
-
-    rng = np.random.default_rng(3)
-    f = rng.normal(0, 0.01, (120, 2))
-    r = f @ rng.normal(1, 0.3, (2, 30)) + rng.normal(0, 0.005, (120, 30))
-    r[:100, 4] = np.nan  # listed late: 20 observations
-    res = kalman_innovation_window(r, f, state_noise=DELTA, obs_noise=V_E, min_observations=30)
-    ref = kalman_last(r, f, DELTA, V_E, 1.0)
-    keep = np.arange(30) != 4
-    np.testing.assert_array_equal(res.innovations[keep], ref.innovations[keep])
-    np.testing.assert_array_equal(res.betas[keep], ref.betas[keep])
-    assert np.isnan(res.innovations[4]) and np.isnan(res.betas[4]).all()
-    assert res.n_observations[4] == 20 and res.n_observations[0] == 120
-
-    pca = kalman_innovation_window(r, None, k=2, state_noise=DELTA, obs_noise=V_E)
-    ref = kalman_last(r, pca_factors(r, 2).scores, DELTA, V_E, 1.0)
-    np.testing.assert_allclose(pca.standardized_innovations, ref.standardized_innovations,
-                               rtol=1e-12, atol=1e-14)
-    # fewer complete assets than components: NaN, not an error mid-backtest
-    few = kalman_innovation_window(r[:, :2], None, k=3)
-    assert np.isnan(few.innovations).all()
-
-
 def test_bad_parameters_fail_at_construction():
     from zipline_factorarb import KalmanInnovation
 
@@ -328,3 +304,22 @@ def test_sector_etfs_equal_kernel_on_adjusted_closes(shared_csv_root, etf_csv_fr
         ref = _reference(window)
         off = np.abs(raw.innovations - got["e"].to_numpy()).max()
         assert off > 20 * np.abs(ref.innovations - got["e"].to_numpy()).max()
+
+
+def test_returns_choice_is_explicit_and_old_keywords_warn():
+    from zipline_factorarb.pipeline import DailyReturns, KalmanInnovation, PCAResidual, SScore
+
+    with pytest.raises(TypeError, match="DailyReturns needs log=True"):
+        DailyReturns()
+    with pytest.warns(DeprecationWarning, match="use log="):
+        assert DailyReturns(log_returns=False) is DailyReturns(log=False)
+    with pytest.raises(TypeError, match="log must be True or False"):
+        DailyReturns(log="yes")
+    for term in (KalmanInnovation, SScore, PCAResidual):
+        with pytest.warns(DeprecationWarning, match="k is deprecated; use components"):
+            old = term(k=2)
+        assert old is term(components=2)
+        with pytest.raises(TypeError, match="not both"):
+            term(components=2, k=2)
+        with pytest.raises(ValueError, match="components must be >= 1"):
+            term(components=0)

@@ -30,19 +30,8 @@ def _compare(got, ref, prefix="", rtol=1e-8, atol=1e-10):
                                    atol=atol, err_msg=name)
 
 
-def test_window_function_and_bad_parameters():
+def test_bad_parameters():
     from zipline_factorarb import SScore
-    from zipline_factorarb.pipeline.sscore import sscore_window
-
-    rng = np.random.default_rng(5)
-    f = rng.normal(0, 0.01, (60, 2))
-    r = f @ rng.normal(1, 0.3, (2, 12)) + rng.normal(0, 0.01, (60, 12))
-    r[:5, 3] = np.nan
-    res = sscore_window(r, None, k=2)
-    ref = sscore(r, pca_factors(r, 2).scores)
-    np.testing.assert_array_equal(res.valid, ref.valid)
-    np.testing.assert_allclose(res.s_score, ref.s_score, rtol=1e-12)
-    assert not res.valid[3] and np.isnan(res.s_score[3])
 
     cases = [
         (dict(window_length=2), ValueError, "window_length must be >= 3"),

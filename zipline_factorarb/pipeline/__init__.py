@@ -14,6 +14,9 @@ _LAZY = {
     "DailyReturns": "zipline_factorarb.pipeline.kalman",
     "SScore": "zipline_factorarb.pipeline.sscore",
     "PCAResidual": "zipline_factorarb.pipeline.pca_residual",
+    "FixedPCA": "zipline_factorarb.pipeline.pca_residual",
+    "fit_fixed_pca": "zipline_factorarb.pipeline.pca_residual",
+    "fixed_pca_residuals": "zipline_factorarb.pipeline.pca_residual",
     # risk model
     "FactorRiskModel": "zipline_factorarb.pipeline.risk",
     "factor_risk_model_for_algorithm": "zipline_factorarb.pipeline.risk",
@@ -28,6 +31,9 @@ _LAZY = {
     "IsETF": "zipline_factorarb.pipeline.classifiers",
     "IsIndex": "zipline_factorarb.pipeline.classifiers",
     "IsTradable": "zipline_factorarb.pipeline.classifiers",
+    # point-in-time fundamentals stored with the ingestion
+    "Fundamentals": "zipline_factorarb.pipeline.fundamentals",
+    "Fundamental": "zipline_factorarb.pipeline.fundamentals",
 }
 
 __getattr__, __dir__, __all__ = lazy_namespace(__name__, _LAZY)

@@ -6,8 +6,9 @@ in state-space form; Kalman 1960; Durbin & Koopman 2012, ch. 4) to zipline's
 Pipeline, following the pattern of zipline's own ``SimpleBeta``: arguments
 are validated in ``__new__``, inputs are wired there (including single
 factor assets through ``returns[asset]`` slices), and ``compute`` hands the
-window to the module-level function :func:`kalman_innovation_window`, which
-is tested without an engine.
+window to the kernel
+:func:`~zipline_factorarb.kernels.kalman.kalman_innovation_window`
+(re-exported here), tested without an engine.
 
 For every asset, over the ``window_length`` daily returns that end on the
 previous session,
@@ -24,33 +25,36 @@ its variance :math:`Q_t`, :math:`e_t/\sqrt{Q_t}` and the filtered betas
 its window: it does not depend on when the backtest started or how the
 pipeline was chunked. This is the residual signal of the dynamic
 factor-arbitrage study of the SPDR sector ETFs (residual momentum), whose
-factors :math:`f_t` are the scores of the top ``k`` principal components.
+factors :math:`f_t` are the scores of the top ``components`` principal
+components (``docs/glossary.md``: ``factors`` names the source of the factor
+returns, ``factor_returns`` the ``(T, K)`` array).
 
 Returns
 -------
 Daily returns come from :class:`DailyReturns`: the adjusted
 ``EquityPricing.close`` of two consecutive sessions, so dividends and splits
-of the bundle are accounted for (total returns). Log returns
-:math:`\ln(p_t/p_{t-1})` by default, as in the study; ``log_returns=False``
-gives simple returns :math:`p_t/p_{t-1} - 1`.
+of the bundle are accounted for (total returns), by the one definition
+:func:`~zipline_factorarb.kernels.returns.daily_returns`. The terms take
+log returns :math:`\ln(p_t/p_{t-1})` by default, as in the study;
+``log_returns=False`` gives simple returns :math:`p_t/p_{t-1} - 1`.
 """
 
 from __future__ import annotations
 
-import math
-import numbers
-from typing import NamedTuple
+import warnings
 
 import numpy as np
 from zipline.assets import Asset
 from zipline.pipeline import CustomFactor
 from zipline.pipeline.data import EquityPricing
-from zipline.pipeline.filters import Filter
-from zipline.pipeline.sentinels import NotSpecified
 from zipline.utils.numpy_utils import float64_dtype
 
-from ..kernels.kalman import kalman_last
-from ..kernels.pca import pca_factors
+from ..checks import check_bool, check_filter, check_int, check_number
+from ..kernels.factor_model import warn_collinear_once
+from ..kernels.kalman import KalmanWindowResult, kalman_innovation_window
+from ..kernels.pca import DEFAULT_COMPONENTS as DEFAULT_K
+from ..kernels.pca import pca_factor_returns
+from ..kernels.returns import daily_returns
 from ._threads import one_blas_thread
 
 __all__ = [
@@ -62,9 +66,6 @@ __all__ = [
     "pca_factor_returns",
 ]
 
-#: default number of principal components of the 'pca' factor source
-DEFAULT_K = 3
-
 
 # --------------------------------------------------------------------------
 # daily returns (the window-safe input)
@@ -72,183 +73,63 @@ DEFAULT_K = 3
 
 
 class DailyReturns(CustomFactor):
-    r"""One-session return from the adjusted close: log or simple.
+    r"""One-session return from the adjusted close: log or simple, said explicitly.
 
     The value on session ``D`` is the return from the close of ``D-2`` to
     the close of ``D-1``, both adjusted as of ``D`` (so a dividend or split
-    on ``D-1`` does not show up as a price jump). The factor is window safe:
-    a window of it holds the same numbers as the returns of an adjusted
-    close window one session longer.
+    on ``D-1`` does not show up as a price jump), computed by the package's
+    one definition,
+    :func:`~zipline_factorarb.kernels.returns.daily_returns`. The factor is
+    window safe: a window of it holds the same numbers as the returns of an
+    adjusted close window one session longer.
 
     Parameters
     ----------
-    log_returns : bool, default True
-        :math:`\ln(p_t/p_{t-1})` if True, :math:`p_t/p_{t-1} - 1` otherwise.
+    log : bool
+        :math:`\ln(p_t/p_{t-1})` if True, :math:`p_t/p_{t-1} - 1` if False.
+        Required (``log_returns=`` is its deprecated former name, which
+        defaulted to True).
     mask : zipline.pipeline.Filter, optional
-        Assets to compute (default: all assets that exist).
+        Assets to compute (default, or None: all assets that exist).
     """
 
     inputs = (EquityPricing.close,)
     window_length = 2
     window_safe = True
     dtype = float64_dtype
-    params = {"log_returns": True}
+    params = ("log_returns",)  # not "log": a factor already has a .log() method
+
+    def __new__(cls, log=None, mask=None, log_returns=None, **kwargs):
+        if log_returns is not None:
+            warnings.warn("DailyReturns(log_returns=...) is deprecated; use log=",
+                          DeprecationWarning, stacklevel=2)
+            if log is not None:
+                raise TypeError("DailyReturns: give log, not both log and log_returns")
+            log = log_returns
+        if log is None:
+            raise TypeError("DailyReturns needs log=True (log returns) or log=False "
+                            "(simple returns)")
+        return super().__new__(cls, log_returns=check_bool("log", log),
+                               mask=check_filter("mask", mask), **kwargs)
 
     def compute(self, today, assets, out, close, log_returns):
-        with np.errstate(divide="ignore", invalid="ignore"):
-            ratio = close[-1] / close[0]
-            out[:] = np.log(ratio) if log_returns else ratio - 1.0
+        out[:] = daily_returns(close, log=log_returns)[-1]
 
 
 # --------------------------------------------------------------------------
-# vectorised window functions (no engine)
+# factor sources shared with the s-score factor
 # --------------------------------------------------------------------------
 
 
-def pca_factor_returns(returns, k):
-    """Factor returns of the top ``k`` principal components of a window.
-
-    The scores ``(R - mean) @ loadings`` of
-    :func:`~zipline_factorarb.kernels.pca.pca_factors` fitted on the
-    window's cross-section (assets with a missing return in the window are
-    left out of the fit), computed with one BLAS thread
-    (:func:`one_blas_thread`). When fewer than ``k`` components can be
-    fitted (too few complete assets) the missing columns are NaN.
-
-    Parameters
-    ----------
-    returns : ndarray, shape (W, N)
-    k : int
-
-    Returns
-    -------
-    ndarray, shape (W, k)
-    """
-    W, N = returns.shape
-    if N < k or W < 2:
-        return np.full((W, k), np.nan)
-    with one_blas_thread():
-        return pca_factors(returns, k).scores
-
-
-class KalmanWindowResult(NamedTuple):
-    """Output of :func:`kalman_innovation_window`, arrays of shape (N,) / (N, K).
-
-    Attributes
-    ----------
-    innovations : ndarray (N,)
-        :math:`e_t` at the window's last step.
-    standardized_innovations : ndarray (N,)
-        :math:`e_t / \\sqrt{Q_t}`.
-    innovation_variance : ndarray (N,)
-        :math:`Q_t`.
-    betas : ndarray (N, K)
-        Filtered betas :math:`\\hat\\beta_{t|t}` after the last update.
-    n_observations : ndarray (N,)
-        Steps of the window where the asset's return and every factor
-        return were observed (updates of the filter).
-    """
-
-    innovations: np.ndarray
-    standardized_innovations: np.ndarray
-    innovation_variance: np.ndarray
-    betas: np.ndarray
-    n_observations: np.ndarray
-
-
-def kalman_innovation_window(
-    returns,
-    factor_returns=None,
-    k=DEFAULT_K,
-    state_noise=1e-5,
-    obs_noise=1e-4,
-    p0=1.0,
-    min_observations=1,
-):
-    r"""Last-step Kalman innovation of every asset over one returns window.
-
-    What :class:`KalmanInnovation` computes for one session: the factor
-    returns are the given ones or, when ``factor_returns`` is None, the
-    scores of the top ``k`` principal components of ``returns``
-    (:func:`pca_factor_returns`); the random-walk-beta filter
-    (:func:`~zipline_factorarb.kernels.kalman.kalman_last`) then runs over
-    the window from :math:`\beta_0 = 0, P_0 = p_0 I`.
-
-    Parameters
-    ----------
-    returns : array_like, shape (W, N)
-        Asset returns, oldest first; NaN = missing (that step is skipped).
-    factor_returns : array_like, shape (W, K), optional
-        Factor returns (e.g. ETF returns). NaN rows skip the step for all
-        assets. None: PCA of ``returns`` with ``k`` components.
-    k : int
-        Number of principal components when ``factor_returns`` is None.
-    state_noise, obs_noise, p0 : float
-        :math:`\delta`, :math:`v_e` and :math:`p_0` of the filter.
-    min_observations : int
-        Assets with fewer observed steps in the window get NaN outputs.
-
-    Returns
-    -------
-    KalmanWindowResult
-    """
-    r = np.asarray(returns, dtype=np.float64)
-    if factor_returns is None:
-        f = pca_factor_returns(r, int(k))
-    else:
-        f = np.asarray(factor_returns, dtype=np.float64)
-    W, N = r.shape
-    K = f.shape[1]
-    observed = np.isfinite(r) & np.isfinite(f).all(axis=1)[:, None]
-    n_obs = observed.sum(axis=0).astype(np.float64)
-    if N == 0:
-        empty = np.empty(0)
-        return KalmanWindowResult(empty, empty, empty, np.empty((0, K)), empty)
-    res = kalman_last(r, f, state_noise, obs_noise, p0)
-    e = res.innovations
-    z = res.standardized_innovations
-    Q = res.innovation_variance
-    betas = res.betas
-    short = n_obs < min_observations
-    if short.any():
-        e, z, Q, betas = e.copy(), z.copy(), Q.copy(), betas.copy()
-        e[short] = z[short] = Q[short] = np.nan
-        betas[short] = np.nan
-    return KalmanWindowResult(e, z, Q, betas, n_obs)
-
-
-# --------------------------------------------------------------------------
-# parameter checks shared with the s-score factor
-# --------------------------------------------------------------------------
-
-
-def _check_int(name, value, low, high=None):
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral):
-        raise TypeError(f"{name} must be an integer, got {value!r}")
-    value = int(value)
-    if value < low or (high is not None and value > high):
-        bound = f">= {low}" if high is None else f"between {low} and {high}"
-        raise ValueError(f"{name} must be {bound}, got {value}")
-    return value
-
-
-def _check_float(name, value, positive=True, allow_zero=False):
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
-        raise TypeError(f"{name} must be a number, got {value!r}")
-    value = float(value)
-    if not math.isfinite(value):
-        raise ValueError(f"{name} must be finite, got {value}")
-    if positive and (value < 0 or (value == 0 and not allow_zero)):
-        raise ValueError(f"{name} must be {'>= 0' if allow_zero else '> 0'}, got {value}")
-    return value
-
-
-def _check_mask(mask):
-    if mask is NotSpecified or mask is None:
-        return NotSpecified
-    if not isinstance(mask, Filter):
-        raise TypeError(f"mask must be a zipline Filter, got {type(mask).__name__}")
-    return mask
+def components_argument(components, k, owner):
+    """``components``, or the deprecated ``k`` (named in errors as given)."""
+    if k is None:
+        return components, "components"
+    warnings.warn(f"{owner}: k is deprecated; use components", DeprecationWarning,
+                  stacklevel=3)
+    if components is not None:
+        raise TypeError(f"{owner}: give components, not both components and k")
+    return k, "k"
 
 
 def _resolve_symbols(names, bundle):
@@ -284,19 +165,20 @@ def _resolve_symbols(names, bundle):
         data.close()
 
 
-def resolve_factor_source(factors, k, bundle=None, default_k=DEFAULT_K):
+def resolve_factor_source(factors, k, bundle=None, default_k=DEFAULT_K, name="k"):
     """Validate the factor source; return ``(assets or None, K)``.
 
     ``factors`` is ``'pca'`` (then ``k`` principal components) or a non-empty
     sequence of distinct zipline Assets (or symbols, see ``bundle``) whose
     daily returns are the factors (then ``k`` must be None or their count).
+    ``name`` is the keyword ``k`` came in as (``components`` or ``k``).
     """
     if isinstance(factors, str):
         if factors.lower() != "pca":
             raise ValueError(
                 f"factors must be 'pca' or a list of factor assets (e.g. ETFs), got {factors!r}"
             )
-        k = default_k if k is None else _check_int("k", k, 1)
+        k = default_k if k is None else check_int(name, k, 1)
         return None, k
     try:
         items = list(factors)
@@ -318,10 +200,11 @@ def resolve_factor_source(factors, k, bundle=None, default_k=DEFAULT_K):
     sids = [a.sid for a in assets]
     if len(set(sids)) != len(sids):
         raise ValueError(f"factor assets must be distinct, got {[a.symbol for a in assets]}")
-    if k is not None and _check_int("k", k, 1) != len(assets):
+    if k is not None and check_int(name, k, 1) != len(assets):
         raise ValueError(
-            f"k={k} does not match the {len(assets)} factor assets; leave k out with "
-            "factor assets (k is the number of principal components for factors='pca')"
+            f"{name}={k} does not match the {len(assets)} factor assets; leave {name} out "
+            f"with factor assets ({name} is the number of principal components for "
+            "factors='pca')"
         )
     return tuple(assets), len(assets)
 
@@ -334,19 +217,37 @@ def factor_inputs(returns, assets):
     return inputs
 
 
+class FactorSourceTerm:
+    """What the terms with a factor source (``'pca'`` or factor assets) share."""
+
+    @property
+    def factor_assets(self):
+        """The factor assets (empty for the 'pca' source)."""
+        return tuple(term.asset for term in self.inputs[1:])
+
+    def source_repr(self):
+        """``pca(components=K)`` or the factor symbols, for ``__repr__``."""
+        if not self.factor_assets:
+            return f"pca(components={self.params['k']})"
+        return "[" + ", ".join(str(a.symbol) for a in self.factor_assets) + "]"
+
+    def graph_repr(self):
+        return repr(self)
+
+
 # --------------------------------------------------------------------------
 # the pipeline factor
 # --------------------------------------------------------------------------
 
 
-class KalmanInnovation(CustomFactor):
+class KalmanInnovation(FactorSourceTerm, CustomFactor):
     r"""Kalman-filter innovation of each asset's return against factor returns.
 
     Runs the random-walk-beta Kalman filter (Kalman 1960; Durbin & Koopman
     2012) over the trailing ``window_length`` daily returns of every asset,
     from the prior :math:`\beta_0 = 0, P_0 = p_0 I`, against factor returns
-    that are either the top ``k`` principal components of the window's
-    cross-section or the returns of given factor assets (ETFs), and reports
+    that are either the top ``components`` principal components of the
+    window's cross-section or the returns of given factor assets (ETFs), and reports
     the last step (:func:`kalman_innovation_window`). The innovation
     :math:`e_t` is the residual-momentum signal of the dynamic
     factor-arbitrage study of the sector ETFs.
@@ -355,15 +256,16 @@ class KalmanInnovation(CustomFactor):
     ----------
     factors : 'pca' or sequence of zipline.assets.Asset or str
         ``'pca'`` (default): the factor returns are the scores of the top
-        ``k`` principal components fitted on the window's returns of the
+        ``components`` principal components fitted on the window's returns of the
         assets in ``mask`` (assets with a missing return in the window are
         left out of the fit). A sequence of assets: their daily returns,
         wired as ``returns[asset]`` slices (like ``SimpleBeta``'s target), so
         they need not be in ``mask``. Symbols (str) are looked up in the
         running algorithm or, outside one, in ``bundle``.
-    k : int, optional
+    components : int, optional
         Number of principal components (``factors='pca'``, default 3). With
-        factor assets leave it out (or give their number).
+        factor assets leave it out (or give their number). ``k`` is its
+        former name (keyword only, deprecated).
     window_length : int, default 252
         Number of daily returns in the window (``window_length + 1``
         closes).
@@ -382,7 +284,8 @@ class KalmanInnovation(CustomFactor):
         Log returns (as the study) or simple returns.
     mask : zipline.pipeline.Filter, optional
         The assets to compute and, with ``'pca'``, the cross-section the
-        components are fitted on (e.g. ``IsStock()`` or a fixed ETF list).
+        components are fitted on (e.g. ``IsStock()`` or a fixed ETF list);
+        None (the default): every asset that exists.
     bundle : str, optional
         Bundle to look factor symbols up in outside an algorithm.
 
@@ -393,8 +296,9 @@ class KalmanInnovation(CustomFactor):
     innovation_variance : :math:`Q_t`
     n_observations : observed steps in the window
     beta_0 ... beta_{K-1} : filtered betas :math:`\hat\beta_{t|t}` on each
-        factor (factor assets in the order given; principal components by
-        decreasing variance).
+        factor, by 0-based position in the factor list (factor assets in the
+        order given; with ``'pca'``, ``beta_j`` is the beta on component
+        ``pc{j+1}``, by decreasing variance).
 
     Notes
     -----
@@ -410,7 +314,7 @@ class KalmanInnovation(CustomFactor):
     Examples
     --------
     >>> from zipline_factorarb.pipeline.classifiers import IsStock
-    >>> kf = KalmanInnovation(factors="pca", k=3, mask=IsStock())  # doctest: +SKIP
+    >>> kf = KalmanInnovation(factors="pca", components=3, mask=IsStock())  # doctest: +SKIP
     >>> Pipeline({"signal": kf.standardized_innovation, "beta_mkt": kf.beta_0})  # doctest: +SKIP
 
     References
@@ -425,42 +329,32 @@ class KalmanInnovation(CustomFactor):
     window_safe = True
     params = ("k", "state_noise", "obs_noise", "p0", "min_observations")
 
-    def __new__(
-        cls,
-        factors="pca",
-        k=None,
-        window_length=252,
-        state_noise=1e-5,
-        obs_noise=1e-4,
-        p0=1.0,
-        min_observations=None,
-        log_returns=True,
-        mask=NotSpecified,
-        bundle=None,
-    ):
-        window_length = _check_int("window_length", window_length, 2)
-        assets, K = resolve_factor_source(factors, k, bundle)
+    def __new__(cls, factors="pca", components=None, window_length=252, state_noise=1e-5,
+                obs_noise=1e-4, p0=1.0, min_observations=None, log_returns=True, mask=None,
+                bundle=None, *, k=None):
+        window_length = check_int("window_length", window_length, 2)
+        components, name = components_argument(components, k, "KalmanInnovation")
+        assets, K = resolve_factor_source(factors, components, bundle, name=name)
         if assets is None and K >= window_length:
             raise ValueError(
-                f"k={K} principal components need a window longer than k; got "
+                f"{name}={K} principal components need a window longer than {name}; got "
                 f"window_length={window_length}"
             )
-        state_noise = _check_float("state_noise", state_noise, allow_zero=True)
-        obs_noise = _check_float("obs_noise", obs_noise)
-        p0 = _check_float("p0", p0)
+        state_noise = check_number("state_noise", state_noise, 0)
+        obs_noise = check_number("obs_noise", obs_noise, 0, low_open=True)
+        p0 = check_number("p0", p0, 0, low_open=True)
         if min_observations is None:
             min_observations = max(1, window_length // 4)
-        min_observations = _check_int("min_observations", min_observations, 1, window_length)
-        if not isinstance(log_returns, (bool, np.bool_)):
-            raise TypeError(f"log_returns must be True or False, got {log_returns!r}")
-        mask = _check_mask(mask)
+        min_observations = check_int("min_observations", min_observations, 1, window_length)
+        log_returns = check_bool("log_returns", log_returns)
+        mask = check_filter("mask", mask)
         outputs = (
             "innovation",
             "standardized_innovation",
             "innovation_variance",
             "n_observations",
         ) + tuple(f"beta_{j}" for j in range(K))
-        returns = DailyReturns(log_returns=bool(log_returns))
+        returns = DailyReturns(log=log_returns)
         return super().__new__(
             cls,
             inputs=factor_inputs(returns, assets),
@@ -477,21 +371,19 @@ class KalmanInnovation(CustomFactor):
     def compute(self, today, assets, out, returns, *factor_returns, k,
                 state_noise, obs_noise, p0, min_observations):
         factors = np.hstack(factor_returns) if factor_returns else None
-        res = kalman_innovation_window(
-            returns, factors, k=k, state_noise=state_noise, obs_noise=obs_noise,
-            p0=p0, min_observations=min_observations,
-        )
+        if factors is not None and factors.shape[1] > 1:  # ETF factors: say if collinear
+            warn_collinear_once(self, factors, [str(a.symbol) for a in self.factor_assets])
+        with one_blas_thread():
+            res = kalman_innovation_window(
+                returns, factors, k=k, state_noise=state_noise, obs_noise=obs_noise,
+                p0=p0, min_observations=min_observations,
+            )
         out.innovation[:] = res.innovations
         out.standardized_innovation[:] = res.standardized_innovations
         out.innovation_variance[:] = res.innovation_variance
         out.n_observations[:] = res.n_observations
         for j in range(res.betas.shape[1]):
             out[f"beta_{j}"][:] = res.betas[:, j]
-
-    @property
-    def factor_assets(self):
-        """The factor assets (empty for the 'pca' source)."""
-        return tuple(term.asset for term in self.inputs[1:])
 
     @property
     def n_factors(self):
@@ -504,15 +396,8 @@ class KalmanInnovation(CustomFactor):
         return [getattr(self, f"beta_{j}") for j in range(self.n_factors)]
 
     def __repr__(self):
-        source = (
-            "pca(k={})".format(self.params["k"]) if not self.factor_assets
-            else "[" + ", ".join(str(a.symbol) for a in self.factor_assets) + "]"
-        )
         return (
-            f"{type(self).__name__}(factors={source}, window_length={self.window_length}, "
-            f"state_noise={self.params['state_noise']}, obs_noise={self.params['obs_noise']}, "
-            f"p0={self.params['p0']})"
+            f"{type(self).__name__}(factors={self.source_repr()}, "
+            f"window_length={self.window_length}, state_noise={self.params['state_noise']}, "
+            f"obs_noise={self.params['obs_noise']}, p0={self.params['p0']})"
         )
-
-    def graph_repr(self):
-        return repr(self)

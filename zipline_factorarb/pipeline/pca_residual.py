@@ -29,12 +29,13 @@ from typing import NamedTuple
 import numpy as np
 import pandas as pd
 from zipline.pipeline import CustomFactor
-from zipline.pipeline.sentinels import NotSpecified
 from zipline.utils.numpy_utils import float64_dtype
 
-from ..kernels.pca import pca_factors
+from ..checks import check_bool, check_filter, check_int
+from ..kernels.pca import pca_factors, pca_residual_window, pca_residuals
+from ..kernels.returns import daily_returns
 from ._threads import one_blas_thread
-from .kalman import DEFAULT_K, DailyReturns, _check_int, _check_mask
+from .kalman import DEFAULT_K, DailyReturns, components_argument
 
 __all__ = [
     "FixedPCA",
@@ -48,40 +49,6 @@ __all__ = [
 # --------------------------------------------------------------------------
 # window functions (no engine)
 # --------------------------------------------------------------------------
-
-
-def pca_residual_window(returns, k=DEFAULT_K):
-    r"""Residual of the last day of a returns window against its own PCA.
-
-    Fits :func:`~zipline_factorarb.kernels.pca.pca_factors` on the window
-    (assets with a missing return in it are left out of the fit) and returns
-    :math:`\varepsilon_T = R_T - (F_T W^\top + \mu)` for its last row.
-
-    Parameters
-    ----------
-    returns : array_like, shape (W, N)
-        Daily returns, oldest first.
-    k : int
-        Number of principal components.
-
-    Returns
-    -------
-    ndarray, shape (N,)
-        The last day's residuals; NaN for assets left out of the fit, and
-        for every asset when fewer than ``k`` components can be fitted
-        (fewer than ``k`` complete assets, or ``W <= k``).
-    """
-    r = np.asarray(returns, dtype=np.float64)
-    W, N = r.shape
-    k = int(k)
-    if N < k or W <= k:
-        return np.full(N, np.nan)
-    with one_blas_thread():
-        fit = pca_factors(r, k)
-    if not np.isfinite(fit.explained_variance).all():
-        return np.full(N, np.nan)
-    fitted = fit.scores[-1] @ fit.loadings.T + fit.mean
-    return r[-1] - fitted
 
 
 class FixedPCA(NamedTuple):
@@ -115,7 +82,7 @@ def _naive_days(index):
     return index.normalize()
 
 
-def fit_fixed_pca(prices, train_start, train_end, k=DEFAULT_K, log_returns=True):
+def fit_fixed_pca(prices, train_start, train_end, components=None, log_returns=True, *, k=None):
     r"""Fit the fixed loadings :math:`W` and mean :math:`\mu` on a training window.
 
     Only the rows of ``prices`` dated within ``[train_start, train_end]``
@@ -129,8 +96,10 @@ def fit_fixed_pca(prices, train_start, train_end, k=DEFAULT_K, log_returns=True)
         Daily closes (adjusted), one column per asset, indexed by session.
     train_start, train_end : date-like
         The training window, both ends included.
-    k : int
-        Number of principal components.
+    components : int, optional
+        Number of principal components (default 3); the loadings' columns
+        are ``pc1`` .. ``pcK``. ``k`` is its former name (keyword only,
+        deprecated).
     log_returns : bool, default True
         :math:`\ln(p_t/p_{t-1})` (as the study) or :math:`p_t/p_{t-1} - 1`.
 
@@ -153,23 +122,24 @@ def fit_fixed_pca(prices, train_start, train_end, k=DEFAULT_K, log_returns=True)
     end = pd.Timestamp(train_end).tz_localize(None).normalize()
     if end < start:
         raise ValueError(f"train_end {end.date()} is before train_start {start.date()}")
-    k = _check_int("k", k, 1)
+    components, name = components_argument(components, k, "fit_fixed_pca")
+    k = check_int(name, DEFAULT_K if components is None else components, 1)
     days = _naive_days(prices.index)
     window = prices.loc[(days >= start) & (days <= end)].astype(np.float64)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        ratio = window / window.shift(1)
-        returns = (np.log(ratio) if log_returns else ratio - 1.0).iloc[1:]
+    returns = pd.DataFrame(daily_returns(window.to_numpy(), log=check_bool("log_returns",
+                                                                          log_returns)),
+                           index=window.index[1:], columns=window.columns)
     if len(returns) <= k:
         raise ValueError(
             f"training window {start.date()} .. {end.date()} holds {len(returns)} daily "
-            f"returns; fitting k={k} components needs more than k"
+            f"returns; fitting {name}={k} components needs more than {name}"
         )
     missing = [str(c) for c in returns.columns if not np.isfinite(returns[c]).all()]
     if missing:
         raise ValueError(f"missing returns in the training window for: {', '.join(missing)}")
     with one_blas_thread():
         fit = pca_factors(returns.to_numpy(), k)
-    columns = [f"pc_{j}" for j in range(k)]
+    columns = [f"pc{j + 1}" for j in range(k)]
     return FixedPCA(
         loadings=pd.DataFrame(fit.loadings, index=returns.columns, columns=columns),
         mean=pd.Series(fit.mean, index=returns.columns),
@@ -180,36 +150,10 @@ def fit_fixed_pca(prices, train_start, train_end, k=DEFAULT_K, log_returns=True)
     )
 
 
-def fixed_pca_residuals(returns, loadings, mean):
-    r"""Scores and residuals of returns against fixed loadings and mean.
-
-    Parameters
-    ----------
-    returns : array_like, shape (T, N)
-        Daily returns (the same assets, in the same order, as the fit).
-    loadings : array_like, shape (N, k)
-        :math:`W`.
-    mean : array_like, shape (N,)
-        :math:`\mu`.
-
-    Returns
-    -------
-    scores : ndarray, shape (T, k)
-        :math:`F_t = (R_t - \mu) W`; NaN on a day with any missing return.
-    residuals : ndarray, shape (T, N)
-        :math:`\varepsilon_t = R_t - (F_t W^\top + \mu)`; NaN on such days.
-    """
-    R = np.asarray(returns, dtype=np.float64)
-    W = np.asarray(loadings, dtype=np.float64)
-    mu = np.asarray(mean, dtype=np.float64)
-    if R.ndim != 2 or W.ndim != 2 or R.shape[1] != W.shape[0] or mu.shape != (W.shape[0],):
-        raise ValueError(
-            f"shapes do not match: returns {R.shape}, loadings {W.shape}, mean {mu.shape}"
-        )
-    X = R - mu
-    scores = X @ W
-    residuals = R - (scores @ W.T + mu)
-    return scores, residuals
+#: Scores and residuals of returns against fixed loadings and mean: the kernel
+#: :func:`~zipline_factorarb.kernels.pca.pca_residuals` (``F_t = (R_t - mu) W``,
+#: ``eps_t = R_t - (F_t W' + mu)``; NaN on a day with a missing return).
+fixed_pca_residuals = pca_residuals
 
 
 # --------------------------------------------------------------------------
@@ -220,24 +164,27 @@ def fixed_pca_residuals(returns, loadings, mean):
 class PCAResidual(CustomFactor):
     r"""Residual of the last day of a trailing window against the window's PCA.
 
-    Every session the top ``k`` principal components of the trailing
+    Every session the top ``components`` principal components of the trailing
     ``window_length`` daily returns of the assets in ``mask`` are fitted
     (:func:`~zipline_factorarb.kernels.pca.pca_factors`) and the residual
     :math:`\varepsilon_T = R_T - (F_T W^\top + \mu)` of the window's last day
-    is reported (:func:`pca_residual_window`): the rolling-PCA signal of the
+    is reported (:func:`~zipline_factorarb.kernels.pca.pca_residual_window`):
+    the rolling-PCA signal of the
     sector-ETF study (60-day window).
 
     Parameters
     ----------
-    k : int, optional
-        Number of principal components (default 3).
+    components : int, optional
+        Number of principal components (default 3); ``k`` is its former
+        name (keyword only, deprecated).
     window_length : int, default 60
         Daily returns in the window (``window_length + 1`` closes).
     log_returns : bool, default True
         Log returns (as the study) or simple returns.
     mask : zipline.pipeline.Filter, optional
         The assets to compute and the cross-section the components are
-        fitted on. Pass one: without it every asset of the bundle enters.
+        fitted on. Pass one: without it (or with None) every asset of the
+        bundle enters.
 
     Notes
     -----
@@ -250,26 +197,27 @@ class PCAResidual(CustomFactor):
     window_safe = True
     params = ("k",)
 
-    def __new__(cls, k=None, window_length=60, log_returns=True, mask=NotSpecified):
-        window_length = _check_int("window_length", window_length, 2)
-        k = _check_int("k", DEFAULT_K if k is None else k, 1)
+    def __new__(cls, components=None, window_length=60, log_returns=True, mask=None, *,
+                k=None):
+        window_length = check_int("window_length", window_length, 2)
+        components, name = components_argument(components, k, "PCAResidual")
+        k = check_int(name, DEFAULT_K if components is None else components, 1)
         if k >= window_length:
             raise ValueError(
-                f"k={k} principal components need a window longer than k; got "
+                f"{name}={k} principal components need a window longer than {name}; got "
                 f"window_length={window_length}"
             )
-        if not isinstance(log_returns, (bool, np.bool_)):
-            raise TypeError(f"log_returns must be True or False, got {log_returns!r}")
         return super().__new__(
             cls,
-            inputs=(DailyReturns(log_returns=bool(log_returns)),),
+            inputs=(DailyReturns(log=check_bool("log_returns", log_returns)),),
             window_length=window_length,
-            mask=_check_mask(mask),
+            mask=check_filter("mask", mask),
             k=k,
         )
 
     def compute(self, today, assets, out, returns, k):
-        out[:] = pca_residual_window(returns, k)
+        with one_blas_thread():
+            out[:] = pca_residual_window(returns, k)
 
     def __repr__(self):
         return f"{type(self).__name__}(k={self.params['k']}, window_length={self.window_length})"

@@ -33,7 +33,11 @@ Factors can be
 * the market: an asset's returns (``market=symbol("SPY")``) or the equal-weighted
   mean return of the mask's assets (``market="equal_weight"``);
 * sector factors (``sectors=Sector()``): the equal-weighted mean return of each
-  sector's assets in the mask, optionally in excess of the market.
+  sector's assets in the mask, optionally in excess of the market;
+* characteristic factors (``characteristics={"size": Fundamentals.market_cap,
+  "value": Fundamentals.book_to_market}``): each session, the cross-sectional slope
+  of the mask's returns on the previous session's standardised characteristic
+  (:class:`CharacteristicReturns`, a factor-mimicking portfolio's return).
 
 Every factor's daily return is a one-column pipeline term (an asset's
 ``Returns(window_length=2)[asset]`` slice, or an output of one
@@ -64,8 +68,12 @@ from zipline.pipeline.filters.filter import Filter
 from zipline.pipeline.term import AssetExists
 from zipline.utils.numpy_utils import float64_dtype
 
+from ..checks import check_number
 from ..data.sectors import GICS_SECTORS
+from ..kernels import factor_model as fm
 from ..kernels import risk as kr
+from ..kernels.wls import characteristic_return
+from ..kernels.wls_window import given_style_values
 from ._threads import one_blas_thread
 
 __all__ = [
@@ -73,6 +81,7 @@ __all__ = [
     "FactorMoments",
     "CrossSectionMeanReturn",
     "CrossSectionMeanReturns",
+    "CharacteristicReturns",
     "FactorModelEstimate",
     "cross_section_mean",
     "stack_factor_returns",
@@ -232,13 +241,15 @@ class FactorModelEstimate:
 
 
 def estimate_factor_model(asset_returns, factor_returns, add_constant=True, min_observations=None,
-                          halflife=None, min_factor_coverage=0.9, specific_variance_floor=0.0):
+                          halflife=None, min_factor_coverage=0.9, specific_variance_floor=0.0,
+                          method="ols", lam=None, cv=5, grid=None, l1_ratio=0.5):
     """Time-series factor regressions of a window of returns, vectorised over assets.
 
-    ``r_it = alpha_i + F_i' x_t + eps_it`` on the rows of :func:`usable_factor_rows`
-    (:func:`~zipline_factorarb.kernels.risk.regression_loadings`); specific variances
-    are the residual variances with a degrees-of-freedom correction
-    (:func:`~zipline_factorarb.kernels.risk.specific_variance`).
+    ``r_it = alpha_i + F_i' x_t + eps_it`` on the rows of :func:`usable_factor_rows`,
+    estimated by :func:`~zipline_factorarb.kernels.factor_model.fit_factor_model` (OLS,
+    ridge, lasso or elastic net; the penalty given or chosen per asset by walk-forward
+    cross-validation); specific variances are the residual variances with an
+    effective degrees-of-freedom correction.
 
     Parameters
     ----------
@@ -251,6 +262,8 @@ def estimate_factor_model(asset_returns, factor_returns, add_constant=True, min_
         Exponential weighting (rows) of the specific variances.
     min_factor_coverage : float, default 0.9
     specific_variance_floor : float, default 0.0
+    method, lam, cv, grid, l1_ratio
+        See :func:`~zipline_factorarb.kernels.factor_model.fit_factor_model`.
 
     Returns
     -------
@@ -266,19 +279,19 @@ def estimate_factor_model(asset_returns, factor_returns, add_constant=True, min_
     loadings = np.full((m, n), np.nan)
     if n_params == 0 or rows.sum() < n_params + 1:
         return FactorModelEstimate(alpha, loadings, np.full(n, np.nan), np.zeros(n), usable)
-    reg = kr.regression_loadings(R[rows], X[rows][:, usable], add_constant=add_constant,
-                                 min_observations=min_observations)
-    coef = reg.loadings
-    ok = np.isfinite(coef).all(axis=0)
+    fit = fm.fit_factor_model(R[rows], X[rows][:, usable], method, lam, cv=cv, grid=grid,
+                              l1_ratio=l1_ratio, add_constant=add_constant,
+                              min_observations=min_observations, halflife=halflife,
+                              specific_variance_floor=specific_variance_floor,
+                              covariance=False)
+    ok = np.isfinite(fit.loadings).all(axis=1)
     if add_constant:
-        alpha = np.where(ok, coef[0], np.nan)
-        coef = coef[1:]
+        alpha = np.where(ok, fit.intercepts, np.nan)
     loadings = np.zeros((m, n))
-    loadings[usable] = np.where(np.isfinite(coef), coef, 0.0)
+    loadings[usable] = np.where(np.isfinite(fit.loadings), fit.loadings, 0.0).T
     loadings[:, ~ok] = np.nan
-    spec = kr.specific_variance(reg.residuals, halflife=halflife, n_parameters=n_params,
-                                floor=specific_variance_floor)
-    return FactorModelEstimate(alpha, loadings, spec, reg.n_observations.astype(float), usable)
+    return FactorModelEstimate(alpha, loadings, fit.specific_variance,
+                               fit.n_observations.astype(float), usable)
 
 
 # ----------------------------------------------------------------------------- pipeline terms
@@ -515,6 +528,69 @@ def _factor_inputs(factor_assets, market, sectors, codes, mask):
     return daily_returns, terms
 
 
+class CharacteristicReturns(CustomFactor):
+    """One-column multi-output term: each day's characteristic factor returns.
+
+    One output per characteristic (``size``, ``value``, ...): the day's
+    :func:`~zipline_factorarb.kernels.wls.characteristic_return`, the slope of
+    the mask's latest daily returns (close of ``D - 2`` to close of ``D - 1``)
+    on the characteristic standardised across those assets, where the
+    characteristic is the value of the *previous* session (known before that
+    return) turned into a raw style as
+    :func:`~zipline_factorarb.kernels.wls_window.given_style_values` does
+    (``size``: natural log of a market cap; any other name: as given). An
+    input of :class:`FactorRiskModel` (``characteristics=``); its outputs are
+    window-safe one-column terms.
+
+    Parameters
+    ----------
+    returns : Factor
+        Daily returns (``Returns(window_length=2)``).
+    characteristics : mapping of str to Factor
+        Window-safe float factors (e.g. ``Fundamentals.market_cap``).
+    winsor : float or None
+    mask : Filter, optional
+    """
+
+    window_safe = True
+    dtype = float64_dtype
+    window_length = 2
+    params = ("names", "winsor")
+
+    def __new__(cls, returns, characteristics, winsor=3.0, mask=None):
+        names = tuple(characteristics)
+        kwargs = {} if mask is None else {"mask": mask}
+        return super().__new__(cls, inputs=[returns, *characteristics.values()],
+                               outputs=names, window_length=2, ndim=1, names=names,
+                               winsor=winsor, **kwargs)
+
+    def __getattribute__(self, name):
+        outputs = object.__getattribute__(self, "outputs")
+        if isinstance(outputs, tuple) and name in outputs:
+            return _DailyField(self, name)
+        return super().__getattribute__(name)
+
+    def compute(self, today, assets, out, returns, *characteristics, names, winsor):
+        r = returns[-1]
+        for name, values in zip(names, characteristics):
+            out[name][:] = characteristic_return(r, given_style_values(name, values[-2]),
+                                                 winsor=winsor)
+
+
+def _stack_all(factors, has_market, excess_of_market, n_characteristics):
+    """:func:`stack_factor_returns` of the first factors, then the characteristic
+    factor returns (long-short already: never taken in excess of the market)."""
+    split = len(factors) - n_characteristics
+    base, chars = factors[:split], factors[split:]
+    columns = []
+    if base:
+        columns.append(stack_factor_returns(base[0] if has_market else None,
+                                            base[1:] if has_market else base,
+                                            excess_of_market))
+    columns += [np.asarray(c, dtype=float).reshape(-1, 1) for c in chars]
+    return np.column_stack(columns)
+
+
 class FactorMoments(_MultiOutputTerm):
     """Companion of :class:`FactorRiskModel`: its factor means and covariances.
 
@@ -527,12 +603,11 @@ class FactorMoments(_MultiOutputTerm):
 
     dtype = float64_dtype
     params = ("has_market", "excess_of_market", "halflife", "shrinkage",
-              "min_factor_coverage", "fields", "frequency")
+              "min_factor_coverage", "fields", "frequency", "n_characteristics")
 
     def compute(self, today, assets, out, *factors, has_market, excess_of_market, halflife,
-                shrinkage, min_factor_coverage, fields, frequency):
-        X = stack_factor_returns(factors[0] if has_market else None,
-                                 factors[1:] if has_market else factors, excess_of_market)
+                shrinkage, min_factor_coverage, fields, frequency, n_characteristics):
+        X = _stack_all(factors, has_market, excess_of_market, n_characteristics)
         mean, cov = factor_moments(X, halflife, shrinkage, min_factor_coverage)
         for name, i, j in fields:
             out[name][:] = mean[i] if j < 0 else cov[i, j]
@@ -543,8 +618,10 @@ class FactorRiskModel(_MultiOutputTerm):
 
     Each day, for every asset of ``mask``, regresses its trailing ``window_length``
     daily returns on the factor returns of the same rows,
-    ``r_it = alpha_i + sum_k F_ik x_kt + eps_it`` (OLS: the time-series regressions
-    of a factor model with observed factor returns), and outputs
+    ``r_it = alpha_i + sum_k F_ik x_kt + eps_it`` (the time-series regressions of a
+    factor model with observed factor returns: OLS by default, or ridge / lasso /
+    elastic net with ``method``, estimated by
+    :func:`~zipline_factorarb.kernels.factor_model.fit_factor_model`), and outputs
 
     ``alpha``
         The intercept (only with ``add_constant=True``).
@@ -606,6 +683,34 @@ class FactorRiskModel(_MultiOutputTerm):
         algorithm's rebalance schedule: a monthly rebalance that reads the model
         once a month then pays for 12 estimates a year, not 252. Default None:
         every session.
+    method : {"ols", "ridge", "lasso", "elasticnet"}, default "ols"
+        How the loadings are estimated. A penalty tames the offsetting betas of
+        nearly collinear factors (SPY with the sector ETFs, say): the term warns once,
+        naming the factors, when their condition number or variance inflation exceeds
+        the limits of :func:`~zipline_factorarb.kernels.factor_model.collinearity_message`.
+    lam : float, optional
+        The penalty (scikit-learn's ``alpha``) for every asset; None (a penalised
+        ``method``): chosen per asset, each estimate, by ``cv``-fold walk-forward
+        cross-validation over ``grid`` (default grids: see
+        :mod:`zipline_factorarb.kernels.factor_model`).
+    cv : int, default 5
+    grid : sequence of float, optional
+    l1_ratio : float, default 0.5
+        Elastic-net mixing (``method="elasticnet"``).
+    characteristics : mapping of str to Factor, optional
+        Characteristic factors, e.g. ``{"size": Fundamentals.market_cap,
+        "value": Fundamentals.book_to_market}`` (float64, window-safe
+        factors; the names are the factors' names, after the sectors). Each
+        session's factor return is the cross-sectional slope of the mask's
+        daily returns on the previous session's characteristic, standardised
+        (:class:`CharacteristicReturns`, the return of a factor-mimicking
+        portfolio; ``size`` is the log of its input, any other name is used
+        as given). They are long-short returns, never taken in excess of the
+        market. An asset without a value that day is left out of that day's
+        slope.
+    characteristic_winsor : float or None, default 3.0
+        Winsorise the standardised characteristics at this many standard
+        deviations (as ``WLSResidual``'s styles).
 
     Notes
     -----
@@ -635,19 +740,51 @@ class FactorRiskModel(_MultiOutputTerm):
         "min_factor_coverage",
         "specific_variance_floor",
         "frequency",
+        "method",
+        "lam",
+        "cv",
+        "grid",
+        "l1_ratio",
+        "n_characteristics",
     )
 
     def __new__(cls, factor_assets=(), market=None, sectors=None, sector_codes=None,
                 excess_of_market=True, window_length=252, add_constant=True,
                 min_observations=None, halflife=None, shrinkage="ledoit_wolf",
                 min_factor_coverage=0.9, specific_variance_floor=0.0, mask=None,
-                frequency=None):
-        arguments = dict(factor_assets=factor_assets, market=market, sectors=sectors,
+                frequency=None, method="ols", lam=None, cv=5, grid=None, l1_ratio=0.5,
+                characteristics=None, characteristic_winsor=3.0):
+        from .wls import _check_style_inputs
+
+        characteristics = _check_style_inputs(characteristics, "characteristics")
+        characteristic_winsor = check_number("characteristic_winsor", characteristic_winsor,
+                                             1, low_open=True, allow_none=True)
+        arguments = dict(characteristics=characteristics or None,
+                         characteristic_winsor=characteristic_winsor,
+                         factor_assets=factor_assets, market=market, sectors=sectors,
                          sector_codes=sector_codes, excess_of_market=excess_of_market,
                          window_length=window_length, add_constant=add_constant,
                          min_observations=min_observations, halflife=halflife,
                          shrinkage=shrinkage, min_factor_coverage=min_factor_coverage,
-                         specific_variance_floor=specific_variance_floor, mask=mask)
+                         specific_variance_floor=specific_variance_floor, mask=mask,
+                         method=method, lam=lam, cv=cv, grid=grid, l1_ratio=l1_ratio)
+        if method not in fm.METHODS:
+            raise ValueError(f"method must be one of {fm.METHODS}, got {method!r}")
+        if lam is not None and not (isinstance(lam, numbers.Real) and np.isfinite(lam)
+                                    and lam >= 0):
+            raise ValueError(f"lam must be a non-negative number or None (chosen by "
+                             f"cross-validation), got {lam!r}")
+        if not isinstance(cv, numbers.Integral) or isinstance(cv, bool) or cv < 2:
+            raise ValueError(f"cv must be an integer of at least 2 folds, got {cv!r}")
+        if method != "ols" and lam is None and window_length // (cv + 1) < 2:
+            raise ValueError(f"window_length {window_length} is too short for {cv}-fold "
+                             "walk-forward cross-validation; lengthen it, lower cv or give lam")
+        if grid is not None:
+            grid = tuple(float(g) for g in grid)
+            if not grid or not all(np.isfinite(g) and g >= 0 for g in grid):
+                raise ValueError(f"grid must be non-empty, finite and non-negative, got {grid!r}")
+        if not isinstance(l1_ratio, numbers.Real) or not 0 < l1_ratio <= 1:
+            raise ValueError(f"l1_ratio must lie in (0, 1], got {l1_ratio!r}")
         _check_frequency(frequency)
         factor_assets = tuple(_check_asset(a, "each of factor_assets") for a in factor_assets)
         if len(set(factor_assets)) != len(factor_assets):
@@ -681,9 +818,11 @@ class FactorRiskModel(_MultiOutputTerm):
             raise ValueError(f"window_length must be an integer of at least 3, got {window_length!r}")
         names = ([MARKET] if market is not None else []) \
             + [str(a.symbol) for a in factor_assets] \
-            + [GICS_SECTORS.get(c, f"sector_{c}") for c in codes]
+            + [GICS_SECTORS.get(c, f"sector_{c}") for c in codes] \
+            + list(characteristics)
         if not names:
-            raise ValueError("no factors: give factor_assets, a market or sectors")
+            raise ValueError("no factors: give factor_assets, a market, sectors or "
+                             "characteristics")
         if len(set(names)) != len(names):
             raise ValueError(f"factor names collide: {names}; a factor asset may not be "
                              f"called {MARKET!r}")
@@ -715,6 +854,10 @@ class FactorRiskModel(_MultiOutputTerm):
             raise TypeError(f"mask must be a Filter such as IsStock(), got {type(mask).__name__}")
 
         daily_returns, factor_terms = _factor_inputs(factor_assets, market, sectors, codes, mask)
+        if characteristics:
+            char_returns = CharacteristicReturns(daily_returns, characteristics,
+                                                 winsor=characteristic_winsor, mask=mask)
+            factor_terms += [getattr(char_returns, name) for name in characteristics]
         outputs = (["alpha"] if add_constant else []) + [f"loading_{s}" for s in safe] \
             + ["specific_variance", "n_observations"]
         kwargs = {} if mask is None else {"mask": mask}
@@ -733,6 +876,12 @@ class FactorRiskModel(_MultiOutputTerm):
             min_factor_coverage=float(min_factor_coverage),
             specific_variance_floor=float(specific_variance_floor),
             frequency=frequency,
+            method=method,
+            lam=None if lam is None else float(lam),
+            cv=int(cv),
+            grid=grid,
+            l1_ratio=float(l1_ratio),
+            n_characteristics=len(characteristics),
             **kwargs,
         )
         term._arguments = arguments  # for downsample (terms are immutable and cached)
@@ -755,14 +904,19 @@ class FactorRiskModel(_MultiOutputTerm):
 
     def compute(self, today, assets, out, returns, *factors, factor_names, has_market,
                 excess_of_market, add_constant, min_observations, halflife, shrinkage,
-                min_factor_coverage, specific_variance_floor, frequency):
-        X = stack_factor_returns(factors[0] if has_market else None,
-                                 factors[1:] if has_market else factors, excess_of_market)
+                min_factor_coverage, specific_variance_floor, frequency, method, lam, cv, grid,
+                l1_ratio, n_characteristics):
+        X = _stack_all(factors, has_market, excess_of_market, n_characteristics)
+        usable, rows = usable_factor_rows(X, min_factor_coverage)
+        fm.warn_collinear_once(self, X[rows][:, usable],
+                            [n for n, u in zip(factor_names, usable) if u])
         with one_blas_thread():
             est = estimate_factor_model(returns, X, add_constant=add_constant,
                                         min_observations=min_observations, halflife=halflife,
                                         min_factor_coverage=min_factor_coverage,
-                                        specific_variance_floor=specific_variance_floor)
+                                        specific_variance_floor=specific_variance_floor,
+                                        method=method, lam=lam, cv=cv, grid=grid,
+                                        l1_ratio=l1_ratio)
         if add_constant:
             out["alpha"][:] = est.alpha
         for k, name in enumerate(factor_names):
@@ -773,7 +927,8 @@ class FactorRiskModel(_MultiOutputTerm):
     # ------------------------------------------------------------------ outputs
     @property
     def factors(self):
-        """The factors, in output order (``"market"``, asset symbols, sector names)."""
+        """The factors, in output order (``"market"``, asset symbols, sector names,
+        characteristics)."""
         return self.params["factor_names"]
 
     @property
@@ -798,6 +953,7 @@ class FactorRiskModel(_MultiOutputTerm):
             min_factor_coverage=p["min_factor_coverage"],
             fields=tuple(fields),
             frequency=p["frequency"],
+            n_characteristics=p["n_characteristics"],
         )]
 
     def moment_columns(self, prefix=DEFAULT_PREFIX):
@@ -1002,16 +1158,15 @@ class FactorRiskModel(_MultiOutputTerm):
             factor_covariance = self.factor_covariance(frame if moments is None else moments,
                                                        prefix)
         names = list(self.factors)
+        # a covariance with missing values (too little factor history in the
+        # window) is kept by RiskModel and raised when it is solved, so that
+        # order_optimal_portfolio(on_failure="hold") can hold on it
         cov = pd.DataFrame(factor_covariance).reindex(index=names, columns=names)
-        if not np.isfinite(cov.to_numpy(dtype=float)).all():
-            raise ValueError("the factor covariance has missing values on this day (too little "
-                             "factor history in the window)")
-        if self.params["add_constant"]:
-            full = pd.DataFrame(0.0, index=[CONSTANT, *names], columns=[CONSTANT, *names])
-            full.loc[names, names] = cov.to_numpy(dtype=float)
-            cov = full
         spec = self._column(frame, "specific_variance", prefix).reindex(load.index)
-        return RiskModel(load, cov, spec)
+        return RiskModel.from_factor_model(
+            load.index, names, load[names].to_numpy(dtype=float), cov.to_numpy(dtype=float),
+            spec.to_numpy(dtype=float),
+            load[CONSTANT].to_numpy(dtype=float) if self.params["add_constant"] else None)
 
 
 # ----------------------------------------------------------------------------- in an algorithm

@@ -16,8 +16,9 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from ..algo import SAMPLING_FREQUENCIES
+from ..checks import check_choice, check_number
 from ..kernels.signals import blend_scores, expected_returns_from_scores, standardize_scores
+from .sampling import SAMPLING_FREQUENCIES
 
 __all__ = ["SIGNALS", "DEFAULT_SIGNS", "PREFIX", "HORIZONS", "signal_columns", "alpha_scores",
            "expected_alphas", "market_inputs"]
@@ -34,12 +35,12 @@ PREFIX = "signal:"
 _REBALANCE_DOWNSAMPLE = SAMPLING_FREQUENCIES
 
 
-def _check_signals(signals):
+def _signal_names(signals):
+    """``signals`` as a list of names, each one of :data:`SIGNALS`."""
     names = [signals] if isinstance(signals, str) else list(signals)
-    bad = [s for s in names if s not in SIGNALS]
-    if not names or bad:
+    if not names:
         raise ValueError(f"signals must be one or more of {SIGNALS}; got {signals!r}")
-    return names
+    return [check_choice("signals", name, SIGNALS) for name in names]
 
 
 def signal_columns(signals, mask, *, wls=None, rebalance="day", volatility_window=63,
@@ -78,11 +79,9 @@ def signal_columns(signals, mask, *, wls=None, rebalance="day", volatility_windo
 
     from .classifiers import Sector
 
-    names = _check_signals(signals)
-    if rebalance not in _REBALANCE_DOWNSAMPLE:
-        raise ValueError(f"rebalance must be one of {sorted(_REBALANCE_DOWNSAMPLE)}; "
-                         f"got {rebalance!r}")
-    frequency = _REBALANCE_DOWNSAMPLE[rebalance]
+    names = _signal_names(signals)
+    frequency = _REBALANCE_DOWNSAMPLE[check_choice("rebalance", rebalance,
+                                                   sorted(_REBALANCE_DOWNSAMPLE))]
 
     def every(term):
         return term if frequency is None else term.downsample(frequency)
@@ -149,7 +148,7 @@ def alpha_scores(frame, signals, signs=None, weights=None, winsor=3.0):
         When the frame has no rows or no signal values (e.g. the first sessions of
         a backtest, before the signal's window is full), naming the date.
     """
-    names = _check_signals(signals)
+    names = _signal_names(signals)
     signs = {**DEFAULT_SIGNS, **(signs or {})}
     when = _date_of(frame)
     frame = _one_day(frame)
@@ -186,8 +185,7 @@ def expected_alphas(frame, scores, information_coefficient, horizon=1):
     without a volatility are dropped.
     """
     frame = _one_day(frame)
-    if not horizon >= 1:
-        raise ValueError(f"horizon is a number of sessions, at least 1; got {horizon!r}")
+    horizon = check_number("horizon", horizon, 1)  # sessions
     sigma = frame[PREFIX + "volatility"].reindex(scores.index).to_numpy(dtype=float)
     alpha = expected_returns_from_scores(scores.to_numpy(dtype=float),
                                          sigma * np.sqrt(horizon), information_coefficient)

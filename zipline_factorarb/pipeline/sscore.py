@@ -4,7 +4,8 @@ r"""Pipeline factor: the Avellaneda-Lee (2010) s-score of factor residuals.
 zipline's Pipeline in the pattern of zipline's ``SimpleBeta``: arguments are
 validated in ``__new__``, inputs (daily returns, and a ``returns[asset]``
 slice per factor ETF) are wired there, and ``compute`` hands the window to
-the module-level function :func:`sscore_window`.
+the kernel :func:`~zipline_factorarb.kernels.ou.sscore_window` (re-exported
+here), tested without an engine.
 
 Over the trailing ``window_length`` (60) daily returns of each asset, the
 returns are regressed on the factor returns with an intercept, the residuals
@@ -29,18 +30,16 @@ from __future__ import annotations
 
 import numpy as np
 from zipline.pipeline import CustomFactor
-from zipline.pipeline.sentinels import NotSpecified
 from zipline.utils.numpy_utils import float64_dtype
 
-from ..kernels.ou import sscore
+from ..checks import check_bool, check_filter, check_int, check_number
+from ..kernels.ou import sscore_window
+from ._threads import one_blas_thread
 from .kalman import (
-    DEFAULT_K,
     DailyReturns,
-    _check_float,
-    _check_int,
-    _check_mask,
+    FactorSourceTerm,
+    components_argument,
     factor_inputs,
-    pca_factor_returns,
     resolve_factor_source,
 )
 
@@ -49,63 +48,21 @@ __all__ = ["SScore", "sscore_window"]
 OUTPUTS = ("s_score", "kappa", "m", "sigma_eq", "mean_reversion_days", "valid")
 
 
-def sscore_window(
-    returns,
-    factor_returns=None,
-    k=DEFAULT_K,
-    periods_per_year=252,
-    max_mean_reversion_days=30.0,
-    center_m=False,
-):
-    """Avellaneda-Lee s-score of every asset over one returns window.
-
-    What :class:`SScore` computes for one session: the factor returns are
-    the given ones or, when ``factor_returns`` is None, the scores of the
-    top ``k`` principal components of ``returns`` (assets with a missing
-    return left out of the fit); then
-    :func:`~zipline_factorarb.kernels.ou.sscore`.
-
-    Parameters
-    ----------
-    returns : array_like, shape (W, N)
-    factor_returns : array_like, shape (W, K), optional
-    k : int
-    periods_per_year, max_mean_reversion_days, center_m
-        As in :func:`~zipline_factorarb.kernels.ou.sscore`.
-
-    Returns
-    -------
-    SScoreResult
-        An asset with a missing return in the window (or any missing factor
-        return) is not valid and has NaN outputs.
-    """
-    r = np.asarray(returns, dtype=np.float64)
-    if factor_returns is None:
-        f = pca_factor_returns(r, int(k))
-    else:
-        f = np.asarray(factor_returns, dtype=np.float64)
-    return sscore(
-        r,
-        f,
-        periods_per_year=periods_per_year,
-        max_mean_reversion_days=max_mean_reversion_days,
-        center_m=center_m,
-    )
-
-
-class SScore(CustomFactor):
+class SScore(FactorSourceTerm, CustomFactor):
     r"""Avellaneda-Lee s-score: OU fit to cumulative factor-model residuals.
 
     Parameters
     ----------
     factors : 'pca' or sequence of zipline.assets.Asset or str
-        ``'pca'`` (default): the factor returns are the top ``k`` principal
-        components fitted on the window's returns of the assets in ``mask``.
+        ``'pca'`` (default): the factor returns are the top ``components``
+        principal components fitted on the window's returns of the assets in
+        ``mask``.
         A sequence of assets (ETFs): their daily returns, wired as
         ``returns[asset]`` slices. Symbols are looked up in the running
         algorithm or in ``bundle``.
-    k : int, optional
-        Number of principal components (default 3) for ``'pca'``.
+    components : int, optional
+        Number of principal components (default 3) for ``'pca'``. ``k`` is
+        its former name (keyword only, deprecated).
     window_length : int, default 60
         Estimation window in daily returns (60 in the paper).
     max_mean_reversion_days : float or None, default 30
@@ -119,7 +76,8 @@ class SScore(CustomFactor):
     log_returns : bool, default False
         Simple returns as in the paper, or log returns.
     mask : zipline.pipeline.Filter, optional
-        Assets to compute; with ``'pca'`` also the fitted cross-section.
+        Assets to compute; with ``'pca'`` also the fitted cross-section. None
+        (the default): every asset that exists.
     bundle : str, optional
         Bundle to look factor symbols up in outside an algorithm.
 
@@ -149,35 +107,25 @@ class SScore(CustomFactor):
     outputs = OUTPUTS
     params = ("k", "periods_per_year", "max_mean_reversion_days", "center_m")
 
-    def __new__(
-        cls,
-        factors="pca",
-        k=None,
-        window_length=60,
-        max_mean_reversion_days=30.0,
-        periods_per_year=252,
-        center_m=False,
-        log_returns=False,
-        mask=NotSpecified,
-        bundle=None,
-    ):
-        window_length = _check_int("window_length", window_length, 3)
-        assets, K = resolve_factor_source(factors, k, bundle)
+    def __new__(cls, factors="pca", components=None, window_length=60,
+                max_mean_reversion_days=30.0, periods_per_year=252, center_m=False,
+                log_returns=False, mask=None, bundle=None, *, k=None):
+        window_length = check_int("window_length", window_length, 3)
+        components, name = components_argument(components, k, "SScore")
+        assets, K = resolve_factor_source(factors, components, bundle, name=name)
         if window_length < K + 4:
             raise ValueError(
                 f"window_length={window_length} is too short for {K} factors: the "
                 f"regression and AR(1) fit need at least K + 4 = {K + 4} returns"
             )
-        if max_mean_reversion_days is not None:
-            max_mean_reversion_days = _check_float(
-                "max_mean_reversion_days", max_mean_reversion_days
-            )
-        periods_per_year = _check_float("periods_per_year", periods_per_year)
-        for name, value in (("center_m", center_m), ("log_returns", log_returns)):
-            if not isinstance(value, (bool, np.bool_)):
-                raise TypeError(f"{name} must be True or False, got {value!r}")
-        mask = _check_mask(mask)
-        returns = DailyReturns(log_returns=bool(log_returns))
+        max_mean_reversion_days = check_number("max_mean_reversion_days",
+                                               max_mean_reversion_days, 0, low_open=True,
+                                               allow_none=True)
+        periods_per_year = check_number("periods_per_year", periods_per_year, 0, low_open=True)
+        center_m = check_bool("center_m", center_m)
+        log_returns = check_bool("log_returns", log_returns)
+        mask = check_filter("mask", mask)
+        returns = DailyReturns(log=log_returns)
         return super().__new__(
             cls,
             inputs=factor_inputs(returns, assets),
@@ -186,16 +134,17 @@ class SScore(CustomFactor):
             k=K if assets is None else None,
             periods_per_year=periods_per_year,
             max_mean_reversion_days=max_mean_reversion_days,
-            center_m=bool(center_m),
+            center_m=center_m,
         )
 
     def compute(self, today, assets, out, returns, *factor_returns, k,
                 periods_per_year, max_mean_reversion_days, center_m):
         factors = np.hstack(factor_returns) if factor_returns else None
-        res = sscore_window(
-            returns, factors, k=k, periods_per_year=periods_per_year,
-            max_mean_reversion_days=max_mean_reversion_days, center_m=center_m,
-        )
+        with one_blas_thread():
+            res = sscore_window(
+                returns, factors, k=k, periods_per_year=periods_per_year,
+                max_mean_reversion_days=max_mean_reversion_days, center_m=center_m,
+            )
         out.s_score[:] = res.s_score
         out.kappa[:] = res.kappa
         out.m[:] = res.m
@@ -207,20 +156,9 @@ class SScore(CustomFactor):
         """Filter: the fit is valid and reverts faster than the cut (``valid``)."""
         return self.valid > 0.5
 
-    @property
-    def factor_assets(self):
-        """The factor assets (empty for the 'pca' source)."""
-        return tuple(term.asset for term in self.inputs[1:])
-
     def __repr__(self):
-        source = (
-            "pca(k={})".format(self.params["k"]) if not self.factor_assets
-            else "[" + ", ".join(str(a.symbol) for a in self.factor_assets) + "]"
-        )
         return (
-            f"{type(self).__name__}(factors={source}, window_length={self.window_length}, "
+            f"{type(self).__name__}(factors={self.source_repr()}, "
+            f"window_length={self.window_length}, "
             f"max_mean_reversion_days={self.params['max_mean_reversion_days']})"
         )
-
-    def graph_repr(self):
-        return repr(self)

@@ -1,13 +1,17 @@
 r"""Pipeline factor: cross-sectional weighted least squares residuals.
 
 :class:`WLSResidual` adapts the kernel
-:func:`zipline_factorarb.kernels.wls.wls_residuals` to zipline's Pipeline in
-the pattern of zipline's ``SimpleBeta``: arguments are validated in
-``__new__`` (errors at construction, not mid-backtest), inputs are wired
+:func:`zipline_factorarb.kernels.wls_window.wls_window` to zipline's Pipeline
+in the pattern of zipline's ``SimpleBeta``: arguments are validated in
+``__new__`` (errors at construction, not mid-backtest, by
+:mod:`zipline_factorarb.checks` and
+:class:`~zipline_factorarb.kernels.wls_window.WLSSettings`), inputs are wired
 there (daily returns, the sector classifier, prices and volumes for the size
-style, a ``returns[asset]`` slice for the market), and ``compute`` hands
-each session's window to the module-level function :func:`wls_window`, which
-is tested without an engine.
+style, a ``returns[asset]`` slice for the market, the factors of
+``style_inputs``), and ``compute`` hands
+each session's window to one kernel call, tested without an engine in
+``tests/test_kernel_wls.py``. ``wls_window``, ``WLSSettings``,
+``WLSWindowResult`` and ``factor_neutrality`` are re-exported here.
 
 Each session ``D`` the cross-section of the latest one-day returns ``R``
 (close of ``D - 2`` to close of ``D - 1``, adjusted) is regressed on factor
@@ -27,8 +31,12 @@ positive :math:`\tilde R` and buys large negative ones.
 
 ``Omega`` is built from, in this order: an intercept, GICS sector dummies
 (one sector is the reference), standardised style exposures (beta, size,
-momentum, reversal, volatility) and the top ``k`` principal components of
-the trailing returns. The weights, styles and components use only the rows
+momentum, reversal, volatility, or any pipeline factor given in
+``style_inputs``, e.g. size and value from ``Fundamentals``) and the top
+``components`` principal
+components of the trailing returns (``pc1`` .. ``pcK``). Loadings are
+``(N, K)``, assets by factors; ``ridge`` is scale-free (see
+``docs/glossary.md``). The weights, styles and components use only the rows
 of the window *before* the regressed return, so none of them contains it.
 
 The four variants of the strategy are parameter choices:
@@ -37,7 +45,7 @@ The four variants of the strategy are parameter choices:
 industry-only      ``WLSResidual()`` (intercept + sector dummies)
 multi-factor       ``WLSResidual(styles=("beta", "momentum", "reversal",
                    "volatility"))``
-PCA-based          ``WLSResidual(sector=None, pca_components=5)``
+PCA-based          ``WLSResidual(sector=None, components=5)``
 equal-weighted     ``WLSResidual(equal_weights=True)``
 =================  ==========================================================
 
@@ -53,33 +61,34 @@ References
 
 from __future__ import annotations
 
-import dataclasses
 import logging
-import math
-import numbers
 import threading
-from typing import NamedTuple
 
 import numpy as np
 import pandas as pd
-from zipline.assets import Asset
 from zipline.pipeline import CustomFactor
-from zipline.pipeline.classifiers import Classifier
 from zipline.pipeline.data import EquityPricing
 from zipline.pipeline.factors import Returns
-from zipline.pipeline.filters import Filter, SingleAsset
+from zipline.pipeline.filters import SingleAsset
 from zipline.pipeline.sentinels import NotSpecified
 from zipline.pipeline.term import AssetExists
 from zipline.utils.numpy_utils import float64_dtype
 
-from ..kernels.pca import pca_loadings
-from ..kernels.wls import (
-    STYLE_NAMES,
-    inverse_variance_weights,
-    sector_loadings,
-    standardize_styles,
-    style_factors,
-    wls_residuals,
+from ..checks import (
+    check_asset,
+    check_bool,
+    check_classifier,
+    check_filter,
+    check_int,
+    check_number,
+)
+from ..kernels.wls import STYLE_NAMES, standardize_styles, style_factors
+from ..kernels.wls_window import (
+    WLSSettings,
+    WLSWindowResult,
+    factor_neutrality,
+    solve_wls_window,
+    wls_window,
 )
 from ._threads import one_blas_thread
 
@@ -102,463 +111,6 @@ CONDITION_WARNING = 1000.0
 #: Default prefix of :meth:`WLSResidual.pipeline_columns` (a ``:`` keeps it apart from
 #: the identifier-like names users give their own columns).
 PIPELINE_PREFIX = "wls:"
-
-
-# --------------------------------------------------------------------------
-# settings and validation
-# --------------------------------------------------------------------------
-
-
-def _check_int(name, value, minimum):
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral):
-        raise TypeError(f"{name} must be an integer >= {minimum}; got {value!r}")
-    if value < minimum:
-        raise ValueError(f"{name} must be an integer >= {minimum}; got {value}")
-    return int(value)
-
-
-def _check_number(name, value, low=None, high=None, low_open=True, allow_none=False):
-    if value is None and allow_none:
-        return None
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
-        raise TypeError(f"{name} must be a number; got {value!r}")
-    value = float(value)
-    bad = not math.isfinite(value)
-    if low is not None:
-        bad |= value <= low if low_open else value < low
-    if high is not None:
-        bad |= value > high
-    if bad:
-        lo = "" if low is None else (f"> {low}" if low_open else f">= {low}")
-        hi = "" if high is None else f"<= {high}"
-        bounds = " and ".join(s for s in (lo, hi) if s)
-        raise ValueError(f"{name} must be a finite number {bounds}; got {value!r}")
-    return value
-
-
-def _check_bool(name, value):
-    if not isinstance(value, (bool, np.bool_)):
-        raise TypeError(f"{name} must be True or False; got {value!r}")
-    return bool(value)
-
-
-@dataclasses.dataclass(frozen=True)
-class WLSSettings:
-    """Validated options of :class:`WLSResidual` and :func:`wls_window`.
-
-    Frozen and hashable, so that it can be a pipeline parameter (two factors
-    with equal settings and inputs are the same term). See
-    :class:`WLSResidual` for the meaning of each field.
-    """
-
-    sector: bool = True
-    intercept: bool = True
-    styles: tuple = ()
-    pca_components: int = 0
-    pca_window: int = 252
-    equal_weights: bool = False
-    volatility_lookback: int = 60
-    volatility_halflife: float | None = None
-    cap_quantile: float | None = 0.95
-    ridge: float = 0.0
-    winsor: float | None = 3.0
-    beta_window: int = 252
-    momentum_window: int = 252
-    momentum_skip: int = 21
-    reversal_window: int = 21
-    volatility_window: int = 63
-    size_window: int = 63
-    max_condition: float = 1e10
-    market: bool = False
-
-    def __post_init__(self):
-        set_ = object.__setattr__
-        set_(self, "sector", _check_bool("sector", self.sector))
-        set_(self, "intercept", _check_bool("intercept", self.intercept))
-        styles = self.styles
-        if isinstance(styles, str):
-            styles = (styles,)
-        try:
-            styles = tuple(styles)
-        except TypeError:
-            raise TypeError(f"styles must be a sequence of names; got {self.styles!r}") from None
-        unknown = [s for s in styles if s not in STYLE_NAMES]
-        if unknown:
-            raise ValueError(f"unknown style name(s) {unknown}; choose from {STYLE_NAMES}")
-        if len(set(styles)) != len(styles):
-            raise ValueError(f"styles must not repeat a name; got {styles}")
-        set_(self, "styles", styles)
-        set_(self, "pca_components", _check_int("pca_components", self.pca_components, 0))
-        set_(self, "pca_window", _check_int("pca_window", self.pca_window, 2))
-        if self.pca_components and self.pca_window <= self.pca_components:
-            raise ValueError(
-                f"pca_window ({self.pca_window}) must exceed pca_components "
-                f"({self.pca_components})"
-            )
-        set_(self, "equal_weights", _check_bool("equal_weights", self.equal_weights))
-        set_(self, "volatility_lookback",
-             _check_int("volatility_lookback", self.volatility_lookback, 2))
-        set_(self, "volatility_halflife",
-             _check_number("volatility_halflife", self.volatility_halflife, low=0,
-                           allow_none=True))
-        set_(self, "cap_quantile",
-             _check_number("cap_quantile", self.cap_quantile, low=0, high=1, allow_none=True))
-        set_(self, "ridge", _check_number("ridge", self.ridge, low=0, low_open=False))
-        set_(self, "winsor", _check_number("winsor", self.winsor, low=1, allow_none=True))
-        for name in ("beta_window", "momentum_window", "volatility_window", "size_window"):
-            set_(self, name, _check_int(name, getattr(self, name), 2))
-        set_(self, "reversal_window", _check_int("reversal_window", self.reversal_window, 1))
-        set_(self, "momentum_skip", _check_int("momentum_skip", self.momentum_skip, 0))
-        if self.momentum_skip >= self.momentum_window:
-            raise ValueError(
-                f"momentum_skip ({self.momentum_skip}) must be smaller than "
-                f"momentum_window ({self.momentum_window})"
-            )
-        set_(self, "max_condition", _check_number("max_condition", self.max_condition, low=1))
-        set_(self, "market", _check_bool("market", self.market))
-        if not (self.sector or self.intercept or self.styles or self.pca_components):
-            raise ValueError(
-                "the regression needs at least one loadings column: keep the intercept, "
-                "a sector classifier, styles or pca_components"
-            )
-
-    @property
-    def history_length(self):
-        """Rows of returns before the regressed one that the options need."""
-        windows = [] if self.equal_weights else [self.volatility_lookback]
-        by_style = {
-            "beta": self.beta_window,
-            "size": self.size_window,
-            "momentum": self.momentum_window,
-            "reversal": self.reversal_window,
-            "volatility": self.volatility_window,
-        }
-        windows += [by_style[s] for s in self.styles]
-        if self.pca_components:
-            windows.append(self.pca_window)
-        return max(windows, default=0)
-
-    @property
-    def factor_labels(self):
-        """Names of the non-sector factor columns, in order."""
-        labels = ["intercept"] if (self.intercept and not self.sector) else []
-        labels += list(self.styles)
-        labels += [f"pc{j + 1}" for j in range(self.pca_components)]
-        return tuple(labels)
-
-
-# --------------------------------------------------------------------------
-# the window function (no engine)
-# --------------------------------------------------------------------------
-
-
-class WLSWindowResult(NamedTuple):
-    """What :func:`wls_window` computes for one session (arrays of shape (N,)).
-
-    Attributes
-    ----------
-    weighted_residuals : ndarray (N,)
-        ``R~ = Z eps``; NaN for assets left out of the regression.
-    residuals : ndarray (N,)
-        ``eps = R - Omega f``.
-    weights : ndarray (N,)
-        ``z_i`` of the assets in the regression (NaN for the others).
-    loadings : ndarray (N, K)
-        ``Omega``; NaN rows for assets left out.
-    labels : tuple of str
-        Column names: ``intercept``, ``sector_<code>``, style names,
-        ``pc1``.. ``pck``.
-    factor_returns : ndarray (K,)
-        ``f``.
-    sector_returns : ndarray (N,)
-        Factor return of each asset's own sector: the intercept plus its
-        sector dummy's ``f`` (the reference sector has only the intercept);
-        NaN without a sector classifier or for an unknown sector.
-    condition_number : float
-        Condition number of the unit-diagonal-scaled ``Omega' Z Omega``.
-    n_assets : int
-        Assets in the regression.
-    neutrality : float
-        Largest cosine between ``R~`` and a factor column
-        (:func:`factor_neutrality`): zero up to rounding without a ridge
-        penalty; NaN on an invalid day.
-    valid : bool
-        The day was solved (enough assets, condition number not above
-        ``max_condition``).
-    sector_codes : ndarray (N,) or None
-        With sectors: the sector code of each asset with a loadings row
-        (float; NaN for the assets left out). None without sectors.
-    reference_sector : float
-        With sectors and the intercept: the code of the reference sector
-        (the one without a dummy column: the largest that day); NaN
-        otherwise or when no asset qualifies.
-    """
-
-    weighted_residuals: np.ndarray
-    residuals: np.ndarray
-    weights: np.ndarray
-    loadings: np.ndarray
-    labels: tuple
-    factor_returns: np.ndarray
-    sector_returns: np.ndarray
-    condition_number: float
-    n_assets: int
-    neutrality: float
-    valid: bool
-    sector_codes: np.ndarray | None = None
-    reference_sector: float = np.nan
-
-
-def factor_neutrality(weighted_residuals, loadings):
-    r"""The factor-neutrality check of the weighted residuals.
-
-    For every factor column ``A``, over the assets whose weighted residual
-    and loadings are finite:
-
-    .. math::
-
-        e_A = \sum_i \tilde R_i \Omega_{iA}, \qquad
-        c_A = \frac{|e_A|}{\lVert \tilde R \rVert_2 \, \lVert \Omega_A \rVert_2},
-
-    :math:`c_A` being the cosine of the angle between the weighted residuals
-    and the factor column (the Cauchy-Schwarz bound makes it at most 1).
-    Without a ridge penalty the regression makes every :math:`e_A` zero up
-    to rounding, so :math:`c_A` is of the order of the machine epsilon; a
-    book sized by :math:`-\tilde R` then has no exposure to the factor.
-
-    Parameters
-    ----------
-    weighted_residuals : array_like, shape (N,)
-    loadings : array_like, shape (N, K)
-
-    Returns
-    -------
-    exposures : ndarray (K,)
-        :math:`e_A`.
-    relative : ndarray (K,)
-        :math:`c_A` (0 where a norm is zero).
-    """
-    r = np.asarray(weighted_residuals, dtype=np.float64)
-    x = np.asarray(loadings, dtype=np.float64)
-    use = np.isfinite(r) & np.isfinite(x).all(axis=1)
-    r, x = r[use], x[use]
-    exposures = r @ x
-    scale = np.sqrt(r @ r) * np.sqrt((x * x).sum(axis=0))
-    relative = np.divide(np.abs(exposures), scale, out=np.zeros_like(scale), where=scale > 0)
-    return exposures, relative
-
-
-def _correlation_pca_loadings(window, candidates, k):
-    """Top-``k`` PCA loadings of the correlation matrix of ``window``.
-
-    Columns outside ``candidates``, with a missing value or no variance are
-    left out of the fit (NaN rows), as Avellaneda & Lee (2010) fit the
-    components on standardised returns.
-    """
-    P, N = window.shape
-    x = np.where(candidates[None, :], window, np.nan)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        std = np.std(x, axis=0, ddof=1)
-        x = x / np.where(std > 0, std, np.nan)
-    complete = np.isfinite(x).all(axis=0)
-    if complete.sum() <= k or P <= k:
-        return np.full((N, k), np.nan)
-    with one_blas_thread():
-        return pca_loadings(x, k)
-
-
-def _raw_styles(history, dollar_volume, market_returns, base, s):
-    """Raw style columns from the history rows, NaN outside ``base``."""
-    others = tuple(name for name in s.styles if name != "size")
-    raw = {}
-    if others:
-        values = style_factors(
-            history,
-            market_returns=None if market_returns is None else market_returns[:-1],
-            styles=others,
-            beta_window=s.beta_window,
-            momentum_window=s.momentum_window,
-            momentum_skip=s.momentum_skip,
-            reversal_window=s.reversal_window,
-            volatility_window=s.volatility_window,
-        ).styles
-        raw.update(zip(others, values.T))
-    if "size" in s.styles:
-        rows = slice(history.shape[0] - s.size_window, history.shape[0])
-        raw["size"] = style_factors(
-            history[rows], dollar_volume=dollar_volume[:-1][rows], styles=("size",)
-        ).styles[:, 0]
-    out = np.column_stack([raw[name] for name in s.styles])
-    out[~base] = np.nan
-    return out
-
-
-def _wls_window(returns, sector_codes, dollar_volume, market_returns, settings):
-    r = np.asarray(returns, dtype=np.float64)
-    W, N = r.shape
-    R = r[-1]
-    history = r[:-1]
-    s = settings
-
-    if s.equal_weights:
-        z = np.ones(N)
-    else:
-        rows = history[W - 1 - s.volatility_lookback :]
-        if s.volatility_halflife is None:
-            z = inverse_variance_weights(rows, lookback=s.volatility_lookback,
-                                         cap_quantile=s.cap_quantile)
-        else:
-            z = inverse_variance_weights(rows, halflife=s.volatility_halflife,
-                                         cap_quantile=s.cap_quantile)
-    with np.errstate(invalid="ignore"):
-        base = np.isfinite(R) & np.isfinite(z) & (z > 0)
-    if s.sector:
-        codes = np.asarray(sector_codes, dtype=np.int64)
-        base &= codes >= 0
-
-    columns = []
-    if s.styles:
-        columns.append(standardize_styles(
-            _raw_styles(history, dollar_volume, market_returns, base, s), winsor=s.winsor))
-    if s.pca_components:
-        window = history[W - 1 - s.pca_window :]
-        columns.append(_correlation_pca_loadings(window, base, s.pca_components))
-    candidates = base.copy()
-    for block in columns:
-        candidates &= np.isfinite(block).all(axis=1)
-
-    sector_codes, reference_sector = None, np.nan
-    if s.sector:
-        sectors = sector_loadings(codes, intercept=s.intercept, reference="largest",
-                                  mask=candidates)
-        columns.insert(0, sectors.loadings)
-        labels = sectors.labels
-        known = candidates & (codes >= 0)
-        sector_codes = np.where(known, codes, np.nan)
-        if s.intercept and known.any():
-            dummies = {int(label[len("sector_"):]) for label in labels
-                       if label.startswith("sector_")}
-            others = [c for c in np.unique(codes[known]) if int(c) not in dummies]
-            reference_sector = float(others[0]) if others else np.nan
-    elif s.intercept:
-        columns.insert(0, np.ones((N, 1)))
-        labels = ("intercept",)
-    else:
-        labels = ()
-    labels += tuple(s.styles) + tuple(f"pc{j + 1}" for j in range(s.pca_components))
-    loadings = np.column_stack(columns) if columns else np.empty((N, 0))
-    loadings[~candidates] = np.nan
-    weights = np.where(candidates, z, np.nan)
-
-    ridge = 0.0
-    if s.ridge > 0 and candidates.any():
-        gram_diagonal = (weights[candidates, None] * loadings[candidates] ** 2).sum(axis=0)
-        ridge = s.ridge * gram_diagonal.mean()
-    result = wls_residuals(R, loadings, weights, ridge, max_condition=s.max_condition)
-
-    f = result.factor_returns
-    sector_returns = np.full(N, np.nan)
-    if s.sector and result.valid:
-        base_return = f[0] if s.intercept else 0.0
-        by_code = {}
-        for j, label in enumerate(labels):
-            if label.startswith("sector_"):
-                by_code[int(label[len("sector_"):])] = base_return + f[j]
-        if s.intercept and candidates.any():  # the reference sector
-            present = np.unique(codes[candidates])
-            for code in present:
-                by_code.setdefault(int(code), base_return)
-        for code, value in by_code.items():
-            sector_returns[codes == code] = value
-
-    if result.valid:
-        _, relative = factor_neutrality(result.weighted_residuals, loadings)
-        neutrality = float(relative.max(initial=0.0))
-    else:
-        neutrality = np.nan
-    used = np.isfinite(result.residuals)
-    return WLSWindowResult(
-        weighted_residuals=result.weighted_residuals,
-        residuals=result.residuals,
-        weights=np.where(used, weights, np.nan),
-        loadings=loadings,
-        labels=labels,
-        factor_returns=f,
-        sector_returns=sector_returns,
-        condition_number=float(result.condition_number),
-        n_assets=int(result.n_assets),
-        neutrality=neutrality,
-        valid=bool(result.valid),
-        sector_codes=sector_codes,
-        reference_sector=reference_sector,
-    )
-
-
-def wls_window(returns, sector_codes=None, dollar_volume=None, market_returns=None, **options):
-    r"""Cross-sectional WLS residuals of one session's window.
-
-    What :class:`WLSResidual` computes for one session, without an engine.
-    The last row of ``returns`` is regressed; the rows before it
-    (``history``) give the weights, styles and principal components:
-
-    1. weights :math:`z_i = 1/\sigma_i^2` from the last
-       ``volatility_lookback`` history rows
-       (:func:`~zipline_factorarb.kernels.wls.inverse_variance_weights`,
-       optionally exponentially weighted with ``volatility_halflife``,
-       capped at the ``cap_quantile`` quantile), or 1 with
-       ``equal_weights``;
-    2. assets with a return, a positive weight and (with sectors) a known
-       sector are the candidates;
-    3. style exposures
-       (:func:`~zipline_factorarb.kernels.wls.style_factors` on the history,
-       then :func:`~zipline_factorarb.kernels.wls.standardize_styles` over
-       the candidates, winsorised at ``winsor``); principal components of
-       the correlation matrix of the last ``pca_window`` history rows of the
-       candidates (:func:`~zipline_factorarb.kernels.pca.pca_loadings`);
-       assets without every exposure are dropped;
-    4. intercept and sector dummies of the remaining candidates
-       (:func:`~zipline_factorarb.kernels.wls.sector_loadings`, the largest
-       sector as reference);
-    5. :func:`~zipline_factorarb.kernels.wls.wls_residuals` with the ridge
-       penalty ``ridge * trace(Omega' Z Omega) / K`` (scale-free).
-
-    Parameters
-    ----------
-    returns : array_like, shape (W, N)
-        Daily returns, oldest first; the last row is regressed.
-    sector_codes : array_like of int, shape (N,), optional
-        Sector codes (negative = unknown); needed unless ``sector=False``.
-    dollar_volume : array_like, shape (W, N), optional
-        Close times volume, rows aligned with ``returns``; for ``size``.
-    market_returns : array_like, shape (W,), optional
-        Market returns for ``beta`` (default: the equal-weighted mean of the
-        cross-section).
-    **options
-        Fields of :class:`WLSSettings` (``sector`` defaults to whether
-        ``sector_codes`` is given).
-
-    Returns
-    -------
-    WLSWindowResult
-    """
-    options.setdefault("sector", sector_codes is not None)
-    options.setdefault("market", market_returns is not None)
-    settings = WLSSettings(**options)
-    r = np.asarray(returns, dtype=np.float64)
-    if r.ndim != 2:
-        raise ValueError(f"returns must have shape (W, N); got shape {r.shape}")
-    if settings.sector and sector_codes is None:
-        raise ValueError("sector_codes are needed with sector=True")
-    if "size" in settings.styles and dollar_volume is None:
-        raise ValueError("style 'size' needs dollar_volume")
-    if r.shape[0] < settings.history_length + 1:
-        raise ValueError(
-            f"returns has {r.shape[0]} rows; these options need at least "
-            f"{settings.history_length + 1} (history plus the regressed row)"
-        )
-    dv = None if dollar_volume is None else np.asarray(dollar_volume, dtype=np.float64)
-    m = None if market_returns is None else np.asarray(market_returns, dtype=np.float64)
-    return _wls_window(r, sector_codes, dv, m, settings)
 
 
 # --------------------------------------------------------------------------
@@ -650,18 +202,75 @@ def _returns_input(mask_asset):
     return Returns(window_length=2, mask=AssetExists() | SingleAsset(asset=mask_asset))
 
 
-def _check_market(market):
-    if market is not None and not isinstance(market, Asset):
+def _check_style_inputs(style_inputs, what="style_inputs"):
+    """``{name: Factor}`` of ``WLSResidual(style_inputs=...)`` (or of ``what``), checked."""
+    from zipline.pipeline import Factor
+
+    if style_inputs is None:
+        return {}
+    if not hasattr(style_inputs, "items"):
         raise TypeError(
-            f"market must be a zipline Asset (e.g. symbol('SPY')) or None; got {market!r}"
-        )
-    return market
+            f"{what} must be a mapping of style name to pipeline Factor, e.g. "
+            f"{{'size': Fundamentals.market_cap}}; got {type(style_inputs).__name__}")
+    checked = {}
+    for name, term in style_inputs.items():
+        if not isinstance(name, str):
+            raise TypeError(f"{what}: a style name must be a string; got {name!r}")
+        if not name.isidentifier():
+            raise ValueError(
+                f"{what}: a style needs a name that is a Python identifier (it names "
+                f"pipeline outputs); got {name!r}")
+        if not isinstance(term, Factor):
+            raise TypeError(
+                f"{what}[{name!r}] must be a pipeline Factor (e.g. "
+                f"Fundamentals.market_cap); got {type(term).__name__} {term!r}")
+        if term.dtype != float64_dtype:
+            raise TypeError(
+                f"{what}[{name!r}] must be a float64 Factor; {term!r} has dtype "
+                f"{term.dtype}; convert it (e.g. with .astype or a CustomFactor)")
+        if not term.window_safe:
+            raise ValueError(
+                f"{what}[{name!r}]: {term!r} is not window-safe (e.g. a price, "
+                "whose past rows need adjusting), so it cannot be a window input; give a "
+                "window-safe factor such as a Fundamentals column")
+        checked[name] = term
+    return checked
 
 
-def _check_mask(mask):
-    if mask is not NotSpecified and not isinstance(mask, Filter):
-        raise TypeError(f"mask must be a pipeline Filter; got {mask!r}")
-    return mask
+def _output_names(settings):
+    """The factor's outputs for these settings, in order."""
+    outputs = ["weighted_residual", "residual", "weight", "condition_number", "n_assets",
+               "neutrality"]
+    if settings.sector:
+        outputs += ["sector_return", "sector_code"]
+        if settings.intercept:
+            outputs.append("reference_sector")
+    for label in settings.factor_labels:
+        if label != "intercept":
+            outputs.append(f"loading_{label}")
+        outputs.append(f"factor_return_{label}")
+    return tuple(outputs)
+
+
+def _write_outputs(out, result, settings):
+    """Copy a :class:`WLSWindowResult` into the factor's output fields."""
+    # structured-array field views (the recarray attribute path is slow)
+    field = np.ndarray.__getitem__
+    for name, values in (("weighted_residual", result.weighted_residuals),
+                         ("residual", result.residuals), ("weight", result.weights),
+                         ("condition_number", result.condition_number),
+                         ("n_assets", result.n_assets), ("neutrality", result.neutrality)):
+        field(out, name)[:] = values
+    if settings.sector:
+        field(out, "sector_return")[:] = result.sector_returns
+        field(out, "sector_code")[:] = result.sector_codes
+        if settings.intercept:
+            field(out, "reference_sector")[:] = result.reference_sector
+    offset = len(result.labels) - len(settings.factor_labels)
+    for j, label in enumerate(settings.factor_labels):
+        if label != "intercept":
+            field(out, f"loading_{label}")[:] = result.loadings[:, offset + j]
+        field(out, f"factor_return_{label}")[:] = result.factor_returns[offset + j]
 
 
 class WLSResidual(CustomFactor):
@@ -675,6 +284,11 @@ class WLSResidual(CustomFactor):
     ``weighted_residual`` output :math:`\tilde R = Z\varepsilon`: short the
     largest, buy the smallest.
 
+    Every parameter but ``sector`` is keyword-only. The regression options
+    (from ``styles`` to ``max_condition``) are the fields of
+    :class:`~zipline_factorarb.kernels.wls_window.WLSSettings`, which checks
+    them; an unknown keyword raises ``TypeError``.
+
     Parameters
     ----------
     sector : zipline.pipeline.Classifier or None, optional
@@ -686,10 +300,27 @@ class WLSResidual(CustomFactor):
         ``beta`` (to ``market``, default the equal-weighted mean return of
         the mask), ``size`` (log mean dollar volume; meaningless on bundles
         with a stand-in volume such as the sample), ``momentum`` (12-1),
-        ``reversal`` and ``volatility``.
-    pca_components : int, default 0
+        ``reversal`` and ``volatility``; or the name of a style given in
+        ``style_inputs``.
+    style_inputs : mapping of str to zipline.pipeline.Factor, optional
+        Styles from any float64, window-safe pipeline factor, e.g.
+        ``{"size": Fundamentals.market_cap, "value":
+        Fundamentals.book_to_market}``; every name must also be in
+        ``styles`` (which sets the column order). The raw style is the
+        factor's value of the *previous* session (known before the regressed
+        return, like the other styles' history rows): for ``size`` its
+        natural log (it replaces the dollar-volume ``size``; non-positive
+        values count as missing), for any other name the value as given
+        (:func:`~zipline_factorarb.kernels.wls_window.given_style_values`).
+        It is then standardised like every style (equal-weighted z-score
+        over the day's candidates, winsorised at ``winsor``). An asset whose
+        value is missing (NaN) is left out of that day's regression, as with
+        the built-in styles. A given style needs one history row.
+    components : int, default 0
         Number of principal components of the trailing correlation matrix
-        added as loadings (PCA variant: ``sector=None, pca_components=k``).
+        added as loadings, labelled ``pc1`` .. ``pcK`` (PCA variant:
+        ``sector=None, components=5``). ``pca_components`` is its former
+        name (deprecated).
     pca_window : int, default 252
         Rows of returns the components are fitted on.
     equal_weights : bool, default False
@@ -800,115 +431,48 @@ class WLSResidual(CustomFactor):
     window_safe = True
     params = ("wls_settings", "condition_warning", "condition_warning_every", "static_sector")
 
-    def __new__(
-        cls,
-        sector=NotSpecified,
-        styles=(),
-        pca_components=0,
-        pca_window=252,
-        equal_weights=False,
-        volatility_lookback=60,
-        volatility_halflife=None,
-        cap_quantile=0.95,
-        ridge=0.0,
-        intercept=True,
-        winsor=3.0,
-        beta_window=252,
-        momentum_window=252,
-        momentum_skip=21,
-        reversal_window=21,
-        volatility_window=63,
-        size_window=63,
-        market=None,
-        max_condition=1e10,
-        condition_warning=CONDITION_WARNING,
-        condition_warning_every=250,
-        window_length=None,
-        mask=NotSpecified,
-    ):
-        if sector is NotSpecified:
-            from .classifiers import Sector
+    def __new__(cls, sector=NotSpecified, *, market=None, style_inputs=None,
+                condition_warning=CONDITION_WARNING, condition_warning_every=250,
+                window_length=None, mask=None, **options):
+        from .classifiers import Sector
 
-            sector = Sector()
-        if sector is not None and not isinstance(sector, Classifier):
-            raise TypeError(f"sector must be a pipeline Classifier or None; got {sector!r}")
-        if sector is not None and sector.dtype.kind not in "iu":
-            raise TypeError(f"sector must be an integer classifier; got dtype {sector.dtype}")
-        market = _check_market(market)
-        mask = _check_mask(mask)
-        settings = WLSSettings(
-            sector=sector is not None,
-            intercept=intercept,
-            styles=styles,
-            pca_components=pca_components,
-            pca_window=pca_window,
-            equal_weights=equal_weights,
-            volatility_lookback=volatility_lookback,
-            volatility_halflife=volatility_halflife,
-            cap_quantile=cap_quantile,
-            ridge=ridge,
-            winsor=winsor,
-            beta_window=beta_window,
-            momentum_window=momentum_window,
-            momentum_skip=momentum_skip,
-            reversal_window=reversal_window,
-            volatility_window=volatility_window,
-            size_window=size_window,
-            max_condition=max_condition,
-            market=market is not None,
-        )
+        sector = check_classifier("sector", Sector() if sector is NotSpecified else sector)
+        market = check_asset("market", market)
+        if "given_styles" in options:
+            raise TypeError("WLSResidual got unexpected keyword argument(s) ['given_styles']; "
+                            "give the styles' factors as style_inputs={name: factor}")
+        style_inputs = _check_style_inputs(style_inputs)
+        settings = WLSSettings.from_options(
+            dict(options, sector=sector is not None, market=market is not None,
+                 given_styles=tuple(style_inputs)), "WLSResidual")
         if "beta" not in settings.styles and market is not None:
             raise ValueError("market is only used by the 'beta' style; add it to styles")
-        condition_warning = _check_number("condition_warning", condition_warning, low=1,
-                                          allow_none=True)
-        condition_warning_every = _check_int("condition_warning_every",
-                                             condition_warning_every, 1)
         needed = settings.history_length + 1
-        if window_length is None:
-            window_length = needed
-        window_length = _check_int("window_length", window_length, 1)
+        window_length = check_int("window_length", needed if window_length is None
+                                  else window_length, 1)
         if window_length < needed:
             raise ValueError(
                 f"window_length={window_length} is too short for these options: they "
                 f"need {needed} rows of returns ({needed - 1} of history plus the "
-                "regressed day)"
-            )
-
+                "regressed day)")
         # The package's Sector() is a static per-asset lookup: it is read for
         # the session's assets in compute instead of as a window input (which
         # would load and copy W rows of it every session).
-        from .classifiers import Sector
-
         static_sector = sector if isinstance(sector, Sector) else None
         returns = _returns_input(market)
-        inputs = [returns]
-        if sector is not None and static_sector is None:
-            inputs.append(sector)
-        if "size" in settings.styles:
+        inputs = [returns] + ([sector] if sector is not None and static_sector is None else [])
+        if "size" in settings.builtin_styles:
             inputs += [EquityPricing.close, EquityPricing.volume]
         if market is not None:
             inputs.append(returns[market])
-
-        outputs = ["weighted_residual", "residual", "weight", "condition_number",
-                   "n_assets", "neutrality"]
-        if settings.sector:
-            outputs += ["sector_return", "sector_code"]
-            if settings.intercept:
-                outputs.append("reference_sector")
-        for label in settings.factor_labels:
-            if label != "intercept":
-                outputs.append(f"loading_{label}")
-            outputs.append(f"factor_return_{label}")
-
+        inputs += [style_inputs[name] for name in settings.given_styles]
+        condition_warning = check_number("condition_warning", condition_warning, 1,
+                                         allow_none=True)
+        condition_warning_every = check_int("condition_warning_every", condition_warning_every, 1)
         term = super().__new__(
-            cls,
-            inputs=inputs,
-            outputs=tuple(outputs),
-            window_length=window_length,
-            mask=mask,
-            wls_settings=settings,
-            condition_warning=condition_warning,
-            condition_warning_every=condition_warning_every,
+            cls, inputs=inputs, outputs=_output_names(settings), window_length=window_length,
+            mask=check_filter("mask", mask), wls_settings=settings,
+            condition_warning=condition_warning, condition_warning_every=condition_warning_every,
             static_sector=static_sector,
         )
         if getattr(term, "_condition_log", None) is None:
@@ -918,44 +482,23 @@ class WLSResidual(CustomFactor):
 
     def compute(self, today, assets, out, returns, *extra, wls_settings, condition_warning,
                 condition_warning_every, static_sector):
-        settings = wls_settings
-        extra = list(extra)
+        s = wls_settings
+        W = s.history_length + 1
+        extra = [x[-W:] for x in extra]
         codes = None
         if static_sector is not None:
             codes = np.empty(len(assets), dtype=np.int64)
             static_sector.compute(today, assets, codes, None, **static_sector.params)
-        elif settings.sector:
+        elif s.sector:
             codes = extra.pop(0)[-1]
-        dollar_volume = None
-        if "size" in settings.styles:
-            close, volume = extra.pop(0), extra.pop(0)
-            dollar_volume = close * volume
-        market = extra.pop(0)[:, 0] if settings.market else None
-        W = settings.history_length + 1
-        result = _wls_window(
-            returns[-W:], codes,
-            None if dollar_volume is None else dollar_volume[-W:],
-            None if market is None else market[-W:],
-            settings,
-        )
-        # structured-array field views (the recarray attribute path is slow)
-        field = np.ndarray.__getitem__
-        field(out, "weighted_residual")[:] = result.weighted_residuals
-        field(out, "residual")[:] = result.residuals
-        field(out, "weight")[:] = result.weights
-        field(out, "condition_number")[:] = result.condition_number
-        field(out, "n_assets")[:] = result.n_assets
-        field(out, "neutrality")[:] = result.neutrality
-        if settings.sector:
-            field(out, "sector_return")[:] = result.sector_returns
-            field(out, "sector_code")[:] = result.sector_codes
-            if settings.intercept:
-                field(out, "reference_sector")[:] = result.reference_sector
-        offset = len(result.labels) - len(settings.factor_labels)
-        for j, label in enumerate(settings.factor_labels):
-            if label != "intercept":
-                field(out, f"loading_{label}")[:] = result.loadings[:, offset + j]
-            field(out, f"factor_return_{label}")[:] = result.factor_returns[offset + j]
+        dollar_volume = extra.pop(0) * extra.pop(0) if "size" in s.builtin_styles else None
+        market = extra.pop(0)[:, 0] if s.market else None
+        # a given style's value of the previous session (row -2): known before
+        # the regressed return, as the built-in styles' history rows are
+        given = np.column_stack([x[-2] for x in extra]) if s.given_styles else None
+        with one_blas_thread():
+            result = solve_wls_window(returns[-W:], codes, dollar_volume, market, s, given)
+        _write_outputs(out, result, s)
         if condition_warning is not None:
             # a day without any asset (windows not yet full) is not ill-conditioned
             self._condition_log.observe(
@@ -1188,8 +731,8 @@ class WLSResidual(CustomFactor):
             parts.append("sector")
         if s.styles:
             parts.append("styles=" + "/".join(s.styles))
-        if s.pca_components:
-            parts.append(f"pca={s.pca_components}")
+        if s.components:
+            parts.append(f"pca={s.components}")
         parts.append("equal_weights" if s.equal_weights else f"vol={s.volatility_lookback}")
         if s.ridge:
             parts.append(f"ridge={s.ridge:g}")
@@ -1234,19 +777,19 @@ class StyleLoading(CustomFactor):
                         "volatility": 63}
 
     def __new__(cls, style, standardize=False, winsor=3.0, market=None, window_length=None,
-                momentum_skip=21, mask=NotSpecified):
+                momentum_skip=21, mask=None):
         if style not in STYLE_NAMES:
             raise ValueError(f"unknown style {style!r}; choose from {STYLE_NAMES}")
-        standardize = _check_bool("standardize", standardize)
-        winsor = _check_number("winsor", winsor, low=1, allow_none=True)
-        market = _check_market(market)
+        standardize = check_bool("standardize", standardize)
+        winsor = check_number("winsor", winsor, 1, low_open=True, allow_none=True)
+        market = check_asset("market", market)
         if market is not None and style != "beta":
             raise ValueError("market is only used by style 'beta'")
-        mask = _check_mask(mask)
+        mask = check_filter("mask", mask)
         if window_length is None:
             window_length = cls._DEFAULT_WINDOWS[style]
-        window_length = _check_int("window_length", window_length, 2)
-        momentum_skip = _check_int("momentum_skip", momentum_skip, 0)
+        window_length = check_int("window_length", window_length, 2)
+        momentum_skip = check_int("momentum_skip", momentum_skip, 0)
         if style == "momentum" and momentum_skip >= window_length:
             raise ValueError(
                 f"momentum_skip ({momentum_skip}) must be smaller than window_length "
