@@ -139,7 +139,7 @@ def test_violation_amounts(data):
     ]
     for constraint, expected in cases:
         d = constraint._prepare(ctx)
-        d["_universe"] = universe
+        d.universe = universe
         amount, detail = constraint._violation(w, d)
         assert amount == pytest.approx(expected, rel=1e-12), constraint
         assert detail
@@ -192,3 +192,53 @@ def test_importing_the_package_is_cheap_and_side_effect_free():
             "assert 'cvxpy' not in sys.modules and 'zipline' not in sys.modules, sorted(sys.modules); "
             "assert 'MaximizeAlpha' in dir(o)")
     subprocess.run([sys.executable, "-c", code], check=True, cwd=Path(__file__).resolve().parents[1])
+
+
+# --------------------------------------------------------------------------- a new constraint
+def test_a_new_constraint_in_under_30_lines(data):
+    """The constraint protocol, extended the way docs/optimize.md shows: a cap on every
+    asset's weight by group (under 30 lines), solved and checked against the closed
+    form of a capped long-only book (fill the best alphas up to their caps)."""
+    from zipline_factorarb.optimize import (Bounds, Constraint, InfeasibleConstraints,
+                                            MaximizeAlpha, TermData, UnboundedObjective,
+                                            calculate_optimal_portfolio)
+    from zipline_factorarb.optimize._base import asset_label
+
+    class MaxWeightPerGroup(Constraint):
+        """Each asset's weight at most the cap of its group (uncapped without a group)."""
+
+        def __init__(self, groups, caps):
+            self.groups, self.caps = groups, dict(caps)
+
+        def _prepare(self, ctx):
+            cap = ctx.align(self.groups.map(self.caps).astype(float), fill=np.inf)
+            return TermData({"cap": np.minimum(cap, 1e4)}, {"given": cap})
+
+        def _build(self, w, p, data):
+            return [w <= p["cap"]]
+
+        def _violation(self, w, data):
+            gap = w - data["given"]
+            i = int(np.argmax(gap))
+            return max(0.0, float(gap[i])), f"weight of {asset_label(data, i)} above its cap"
+
+        def _bounds(self, data):
+            return Bounds(upper=data["given"])
+
+    labels = pd.Series(data["labels"], index=ASSETS)
+    caps = {"tech": 0.1, "energy": 0.25, "health": 0.05}
+    alphas = pd.Series(np.random.default_rng(9).normal(0, 0.01, N), index=ASSETS)
+    w = calculate_optimal_portfolio(MaximizeAlpha(alphas), [
+        MaxWeightPerGroup(labels, caps), LongOnly(), NetExposure(1, 1)])
+    expected, left = pd.Series(0.0, index=ASSETS), 1.0
+    for asset in alphas.sort_values(ascending=False).index:  # the closed form
+        expected[asset] = min(caps[labels[asset]], left)
+        left -= expected[asset]
+    np.testing.assert_allclose(w.reindex(ASSETS), expected, atol=1e-7)
+    # its Bounds make a long-only book bounded; without LongOnly it is unbounded
+    with pytest.raises(UnboundedObjective):
+        calculate_optimal_portfolio(MaximizeAlpha(alphas), [MaxWeightPerGroup(labels, caps)])
+    # its _violation explains infeasibility
+    tight = MaxWeightPerGroup(labels, {"tech": 0.01, "energy": 0.01, "health": 0.01})
+    with pytest.raises(InfeasibleConstraints, match="MaxWeightPerGroup"):
+        calculate_optimal_portfolio(MaximizeAlpha(alphas), [tight, LongOnly(), NetExposure(1, 1)])

@@ -30,6 +30,7 @@ from zipline_factorarb.kernels import costs as kc
 from zipline_factorarb.optimize import (
     BorrowCost,
     CostModel,
+    InvalidInput,
     LinearCost,
     MarketImpact,
     MaxGrossExposure,
@@ -41,6 +42,8 @@ from zipline_factorarb.optimize import (
     ProblemCache,
     RiskModel,
     TargetWeights,
+    UnknownAssets,
+    optimal_target,
     run_optimization,
 )
 
@@ -434,35 +437,67 @@ def test_zipline_models_charge_the_expected_cost(equities, amount):
 
 # --------------------------------------------------------------------------- errors
 def test_errors_name_the_asset_and_parameter():
+    """Data errors of a cost term are kept when it is built and raised, named, when it
+    is solved (so that on_failure="hold" can hold on them); wrong types raise at once."""
     good = pd.Series([0.02, 0.01], index=["A", "B"])
+    budget = [MaxGrossExposure(1.0)]
+    objective = MaximizeAlpha(pd.Series([0.01, 0.02], index=["A", "B"]))
+    cases = [
+        (lambda: MarketImpact(1.0, pd.Series([0.02, np.nan], index=["A", "B"]), good * 1e8,
+                              1e6), NonFiniteInput, r"MarketImpact\.volatility.*'B'"),
+        (lambda: MarketImpact(1.0, pd.Series([0.02, -0.01], index=["A", "B"]), good * 1e8,
+                              1e6), InvalidInput, r"MarketImpact\.volatility.*non-negative.*'B'"),
+        (lambda: MarketImpact(1.0, good, pd.Series([0.0, 1e8], index=["A", "B"]), 1e6),
+         InvalidInput, r"MarketImpact\.dollar_volume.*positive.*'A'"),
+        (lambda: MarketImpact(1.0, good, pd.Series([np.inf, 1e8], index=["A", "B"]), 1e6),
+         NonFiniteInput, r"MarketImpact\.dollar_volume.*'A'"),
+        (lambda: MarketImpact(1.0, good, good * 1e8, 0.0), InvalidInput,
+         r"MarketImpact\.portfolio_value.*positive"),
+        (lambda: MarketImpact(np.nan, good, good * 1e8, 1e6), InvalidInput,
+         r"MarketImpact\.coefficient.*finite"),
+        (lambda: LinearCost(pd.Series([-0.001], index=["A"])), InvalidInput,
+         r"LinearCost\.rate.*non-negative.*'A'"),
+        (lambda: LinearCost(-0.001), InvalidInput, r"LinearCost\.rate.*non-negative"),
+        (lambda: BorrowCost(pd.Series([0.01, np.nan], index=["A", "B"])), NonFiniteInput,
+         r"BorrowCost\.annual_rate.*'B'"),
+        (lambda: BorrowCost(0.01, holding_periods=np.inf), InvalidInput,
+         r"BorrowCost\.holding_periods.*finite"),
+        (lambda: LinearCost(pd.concat([good, good.iloc[:1]])), InvalidInput,
+         r"LinearCost\.rate.*duplicated.*'A'"),
+        (lambda: CostModel(impact=0.5).terms(1e6, pd.Series([0.02, np.nan], index=["A", "B"]),
+                                             good * 1e8)[1],
+         NonFiniteInput, r"MarketImpact\.volatility.*'B'"),
+        (lambda: CostModel().terms(np.nan)[0], InvalidInput, r"portfolio_value must be finite"),
+    ]
+    for build, error, match in cases:
+        cost = build()  # building never raises on bad data
+        with pytest.raises(error, match=match):
+            run_optimization(objective, budget, costs=[cost], cache=ProblemCache())
+        held = optimal_target(objective, budget, "hold", costs=[cost])
+        assert held.action == "hold" and held.reason == error.reason, match
+        with pytest.raises(error, match=match):  # and never priced silently
+            cost._prepare(None)
     with pytest.raises(NonFiniteInput, match=r"MarketImpact\.volatility.*'B'"):
-        MarketImpact(1.0, pd.Series([0.02, np.nan], index=["A", "B"]), good * 1e8, 1e6)
-    with pytest.raises(ValueError, match=r"MarketImpact\.volatility.*non-negative.*'B'"):
-        MarketImpact(1.0, pd.Series([0.02, -0.01], index=["A", "B"]), good * 1e8, 1e6)
-    with pytest.raises(ValueError, match=r"MarketImpact\.dollar_volume.*positive.*'A'"):
-        MarketImpact(1.0, good, pd.Series([0.0, 1e8], index=["A", "B"]), 1e6)
-    with pytest.raises(NonFiniteInput, match=r"MarketImpact\.dollar_volume.*'A'"):
-        MarketImpact(1.0, good, pd.Series([np.inf, 1e8], index=["A", "B"]), 1e6)
-    with pytest.raises(ValueError, match=r"MarketImpact\.portfolio_value.*positive"):
-        MarketImpact(1.0, good, good * 1e8, 0.0)
-    with pytest.raises(ValueError, match=r"MarketImpact\.coefficient.*finite"):
-        MarketImpact(np.nan, good, good * 1e8, 1e6)
-    with pytest.raises(ValueError, match=r"LinearCost\.rate.*non-negative.*'A'"):
-        LinearCost(pd.Series([-0.001], index=["A"]))
-    with pytest.raises(ValueError, match=r"LinearCost\.rate.*non-negative"):
-        LinearCost(-0.001)
-    with pytest.raises(NonFiniteInput, match=r"BorrowCost\.annual_rate.*'B'"):
-        BorrowCost(pd.Series([0.01, np.nan], index=["A", "B"]))
+        CostModel().expected(pd.Series([0.1, 0.1], index=["A", "B"]), portfolio_value=1e6,
+                             volatility=pd.Series([0.02, np.nan], index=["A", "B"]),
+                             dollar_volume=good * 1e8)
+    # wrong types, and the model's own configuration, raise at once
+    with pytest.raises(TypeError, match=r"MarketImpact\.volatility must be a pandas Series"):
+        MarketImpact(1.0, [0.02, 0.01], good * 1e8, 1e6)
+    with pytest.raises(TypeError, match=r"LinearCost\.rate must hold numbers"):
+        LinearCost(pd.Series(["x"], index=["A"]))
+    with pytest.raises(TypeError, match=r"portfolio_value must be a number"):
+        CostModel().terms("1e6")
     with pytest.raises(ValueError, match=r"CostModel\.half_spread"):
         CostModel(half_spread=-1e-4)
     with pytest.raises(ValueError, match=r"update_market dollar_volume.*positive.*'B'"):
         CostModel().update_market(good, pd.Series([1e8, -1.0], index=["A", "B"]))
     # a Series that misses an asset of the universe: named at solve time
     alphas = pd.Series([0.01, 0.02, 0.03], index=["A", "B", "C"])
-    with pytest.raises(ValueError, match=r"MarketImpact\.volatility has no entry.*'C'"):
+    with pytest.raises(UnknownAssets, match=r"MarketImpact\.volatility has no entry.*'C'"):
         run_optimization(MaximizeAlpha(alphas), [MaxGrossExposure(1.0)],
                          costs=[MarketImpact(1.0, good, good * 1e8, 1e6)])
-    with pytest.raises(ValueError, match=r"LinearCost\.rate has no entry.*'C'"):
+    with pytest.raises(UnknownAssets, match=r"LinearCost\.rate has no entry.*'C'"):
         run_optimization(MaximizeAlpha(alphas), [MaxGrossExposure(1.0)],
                          costs=[LinearCost(good)])
     with pytest.raises(TypeError, match="costs must be Cost objects"):

@@ -202,17 +202,21 @@ def test_bounded_linear_problem_puts_everything_in_the_best_alpha(setup):
 
 # --------------------------------------------------------------------------- inputs
 def test_non_finite_inputs_name_asset_and_field(setup):
+    """A NaN in a term's data is raised when the term is solved (not when it is
+    created, so that order_optimal_portfolio(on_failure="hold") can hold on it)."""
     alphas = setup["alphas"].copy()
     alphas["S5"] = np.nan
+    objective = MaximizeAlpha(alphas)
     with pytest.raises(NonFiniteInput) as info:
-        MaximizeAlpha(alphas)
+        run_optimization(objective, [LongOnly(), NetExposure(1, 1)])
     assert isinstance(info.value, ValueError)
     assert info.value.asset == "S5" and info.value.field == "MaximizeAlpha.alphas"
     assert "'S5'" in str(info.value) and "dropna" in str(info.value)
     bench = setup["bench"].copy()
     bench["S2"] = np.inf
+    te = TrackingError(0.05, setup["model"], bench)
     with pytest.raises(NonFiniteInput, match="TrackingError.benchmark_weights.*'S2'"):
-        TrackingError(0.05, setup["model"], bench)
+        calculate_optimal_portfolio(MaximizeAlpha(setup["alphas"]), [te, NetExposure(1, 1)])
     cur = setup["bench"].copy()
     cur["S7"] = np.nan
     with pytest.raises(NonFiniteInput, match="current_weights.*'S7'"):

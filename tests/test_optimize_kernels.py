@@ -181,13 +181,14 @@ def test_risk_model_with_given_loadings_uses_their_residuals():
 
 def test_risk_model_rejects_bad_inputs_naming_asset_and_field():
     L = pd.DataFrame({"f1": [1.0, np.nan], "f2": [0.0, 1.0]}, index=["A", "B"])
+    # data problems are kept and raised when the model is used (so on_failure can hold)
     with pytest.raises(NonFiniteInput) as info:
-        RiskModel(L, np.eye(2), pd.Series([0.1, 0.1], index=["A", "B"]))
+        RiskModel(L, np.eye(2), pd.Series([0.1, 0.1], index=["A", "B"])).covariance()
     assert info.value.asset == "B" and "f1" in info.value.field and isinstance(info.value, ValueError)
     with pytest.raises(ValueError, match="no entry for 1 assets"):
-        RiskModel(L.fillna(0), np.eye(2), pd.Series([0.1], index=["A"]))
+        RiskModel(L.fillna(0), np.eye(2), pd.Series([0.1], index=["A"])).covariance()
     with pytest.raises(ValueError, match="negative for 'B'"):
-        RiskModel(L.fillna(0), np.eye(2), pd.Series([0.1, -0.1], index=["A", "B"]))
+        RiskModel(L.fillna(0), np.eye(2), pd.Series([0.1, -0.1], index=["A", "B"])).covariance()
 
 
 def test_risk_model_tracking_error_and_contributions():
@@ -229,3 +230,34 @@ def test_make_benchmark_weights_sources():
     np.testing.assert_allclose(out.to_numpy(), [0.25, 0.75])
     out = make_benchmark_weights(assets=["x", "y", "z", "w"])
     assert out.attrs["source"] == "equal" and np.allclose(out, 0.25)
+
+
+# --------------------------------------------------------------------------- style analysis
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_style_weights_match_a_second_solver(seed):
+    """The NNLS style analysis against the same least squares on the simplex written
+    directly in cvxpy and solved by Clarabel (a different algorithm)."""
+    import cvxpy as cp
+
+    from zipline_factorarb.kernels.style import style_weights
+
+    rng = np.random.default_rng(seed)
+    T, n = 250, 6
+    X = rng.normal(0.0004, 0.012, (T, n)) + rng.normal(0, 0.01, (T, 1))
+    mix = rng.dirichlet(np.ones(n) * 0.7)
+    y = X @ mix + rng.normal(0, 0.004, T)
+    X[5, 2] = np.nan  # a missing return: the row is left out of both
+    got = style_weights(X, y)
+    ok = np.isfinite(X).all(axis=1)
+    w = cp.Variable(n)
+    cp.Problem(cp.Minimize(cp.sum_squares(X[ok] @ w - y[ok])),
+               [w >= 0, cp.sum(w) == 1]).solve(solver=cp.CLARABEL)
+    assert got.sum() == pytest.approx(1.0, abs=1e-12) and got.min() >= 0
+    np.testing.assert_allclose(got, w.value, atol=1e-5)
+
+    def sse(v):
+        return float(np.sum((X[ok] @ v - y[ok]) ** 2))
+
+    assert sse(got) == pytest.approx(sse(np.clip(w.value, 0, None)), rel=1e-6)
+    with pytest.raises(ValueError, match="no columns"):
+        style_weights(np.zeros((5, 0)), np.zeros(5))

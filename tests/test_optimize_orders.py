@@ -87,6 +87,28 @@ def test_current_portfolio_weights_counts_positions_and_open_orders():
         current_portfolio_weights(SimpleNamespace(portfolio_value=0.0, positions={}))
 
 
+def test_one_definition_of_the_book_weights():
+    """The optimiser's current weights and the recorded exposures are the same
+    weights (bars.portfolio_weights), contract multipliers included."""
+    from zipline_factorarb.algo import book_exposures
+    from zipline_factorarb.bars import portfolio_weights
+
+    assert current_portfolio_weights is portfolio_weights
+    a, b = _Asset("A"), _Asset("B")
+    fut = _Asset("ESZ", multiplier=50.0)
+    portfolio = SimpleNamespace(
+        portfolio_value=100_000.0,
+        positions={a: _position(100, 200.0), b: _position(-50, 100.0), fut: _position(1, 400.0)},
+    )
+    book = book_exposures(portfolio)
+    w = {a: 0.2, b: -0.05, fut: 0.2}  # by hand: amount * price * multiplier / value
+    assert book == {"n_holdings": 3, "n_long": 2, "n_short": 1,
+                    "gross_exposure": pytest.approx(sum(abs(x) for x in w.values())),
+                    "net_exposure": pytest.approx(sum(w.values()))}
+    bankrupt = book_exposures(SimpleNamespace(portfolio_value=0.0, positions={a: _position(1, 1.0)}))
+    assert bankrupt["n_holdings"] == 1 and np.isnan(bankrupt["gross_exposure"])
+
+
 class FakeAPI:
     """Records the zipline.api calls order_optimal_portfolio makes."""
 
@@ -150,7 +172,9 @@ def test_order_optimal_portfolio_failure_modes(monkeypatch, algo):
     out = order_optimal_portfolio(MaximizeAlpha(alphas), infeasible, on_failure="hold",
                                   context=context)
     assert out.action == "hold" and out.orders == [] and api.orders() == {}
-    assert api.records() == [{"optimizer_failure": 1}]
+    assert api.records() == [{"optimizer_failure": 1, "optimizer_failure_reason": out.reason
+                              + ": " + str(out.result.error).splitlines()[0]}]
+    assert out.reason == "infeasible"
     assert isinstance(out.result.error, InfeasibleConstraints)
 
     api = FakeAPI().install(monkeypatch)
@@ -178,7 +202,8 @@ def test_untracked_holdings_are_closed_not_optimised(monkeypatch, algo):
     out = order_optimal_portfolio(MaximizeAlpha(pd.Series({a: 0.01, b: 0.02, c: 0.0})),
                                   [TrackingError(0.05, model, bench), LongOnly(), NetExposure(1, 1)],
                                   context=context)
-    assert out.result.success
+    assert out.result.success and out.reason is None
+    assert api.records() == [{"optimizer_failure": 0, "optimizer_failure_reason": None}]
     orders = api.orders()
     assert orders[d] == ("target_percent", 0.0)
     assert sum(v[1] for k, v in orders.items() if k is not d) == pytest.approx(1.0, abs=1e-7)
@@ -187,3 +212,27 @@ def test_untracked_holdings_are_closed_not_optimised(monkeypatch, algo):
         order_optimal_portfolio(MaximizeAlpha(pd.Series({a: 0.01, b: 0.02, c: 0.0})),
                                 [TrackingError(0.05, model, bench), LongOnly(), NetExposure(1, 1)],
                                 context=context, close_untracked=False)
+
+
+def test_a_book_without_positive_value_holds_or_raises(monkeypatch):
+    """No weights exist for a non-positive portfolio value: every mode but "raise"
+    holds (the benchmark cannot be ordered either), recording why."""
+    from zipline_factorarb.optimize import InvalidInput
+
+    a, b = _Asset("A"), _Asset("B")
+    context = SimpleNamespace(portfolio=SimpleNamespace(portfolio_value=-50.0,
+                                                        positions={a: _position(1, 10.0)}),
+                              get_datetime=lambda: pd.Timestamp("2021-03-01"))
+    model = RiskModel(pd.DataFrame({"mkt": [1.0, 0.8]}, index=[a, b]), np.array([[4e-4]]),
+                      pd.Series(1e-4, index=[a, b]))
+    bench = pd.Series({a: 0.5, b: 0.5})
+    args = (MaximizeAlpha(pd.Series({a: 0.01, b: 0.02})),
+            [TrackingError(0.05, model, bench), LongOnly(), NetExposure(1, 1)])
+    for mode in ("hold", "benchmark"):
+        api = FakeAPI().install(monkeypatch)
+        out = order_optimal_portfolio(*args, on_failure=mode, context=context)
+        assert (out.action, out.reason, api.orders()) == ("hold", "invalid_input", {})
+        assert api.records()[0]["optimizer_failure_reason"].startswith(
+            "invalid_input: portfolio value is -50.0 on 2021-03-01")
+    with pytest.raises(InvalidInput, match="portfolio value is -50.0"):
+        order_optimal_portfolio(*args, on_failure="raise", context=context)

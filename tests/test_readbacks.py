@@ -36,6 +36,7 @@ def test_optimizer_inputs_explain_an_empty_pipeline_day():
     from zipline_factorarb.optimize import (
         DollarNeutral,
         FactorExposure,
+        LongOnly,
         MaxGrossExposure,
         MaximizeAlpha,
         NonFiniteInput,
@@ -44,6 +45,14 @@ def test_optimizer_inputs_explain_an_empty_pipeline_day():
         calculate_optimal_portfolio,
     )
 
+    def solve(term):
+        """Data problems are raised when a term is solved (so that on_failure="hold"
+        can hold on them), not when it is built."""
+        if isinstance(term, (MaximizeAlpha, TargetWeights)):
+            return calculate_optimal_portfolio(term, [LongOnly(), MaxGrossExposure(1.0)])
+        return calculate_optimal_portfolio(TargetWeights(pd.Series({"A": 1.0})),
+                                           [term, LongOnly()])
+
     day = zipline_empty_day(["alpha", "beta", "size"])
     assert (day.dtypes == object).all()
     # numpy itself cannot test this frame: the failure users used to get
@@ -51,17 +60,17 @@ def test_optimizer_inputs_explain_an_empty_pipeline_day():
         np.isfinite(day["alpha"].to_numpy())
 
     with pytest.raises(ValueError, match=r"MaximizeAlpha\.alphas is empty") as info:
-        MaximizeAlpha(day["alpha"])
+        solve(MaximizeAlpha(day["alpha"]))
     message = str(info.value)
     assert EMPTY_DAY_CAUSE in message and "window_length" in message
     assert "start the backtest later" in message.lower()
     assert " on 20" not in message  # no algorithm is running: no date to name
     with pytest.raises(ValueError, match=r"TargetWeights\.weights is empty"):
-        TargetWeights(day["alpha"])
+        solve(TargetWeights(day["alpha"]))
     for constraint in (FactorExposure, RiskModelExposure):
         with pytest.raises(ValueError, match=rf"{constraint.__name__}\.loadings has no rows "
                                              r"\(columns \['beta', 'size'\]\)"):
-            constraint(day[["beta", "size"]], -0.1, 0.1)
+            solve(constraint(day[["beta", "size"]], -0.1, 0.1))
 
     # every value NaN (an unscreened day before the windows are full): still a
     # NonFiniteInput (a ValueError), now with the cause
@@ -69,17 +78,17 @@ def test_optimizer_inputs_explain_an_empty_pipeline_day():
     nan_day = pd.DataFrame(np.nan, index=assets, columns=["alpha", "beta"])
     with pytest.raises(NonFiniteInput, match=r"MaximizeAlpha\.alphas has only NaN values "
                                              r"\(3 entries\)") as info:
-        MaximizeAlpha(nan_day["alpha"])
+        solve(MaximizeAlpha(nan_day["alpha"]))
     assert EMPTY_DAY_CAUSE in str(info.value) and info.value.field == "MaximizeAlpha.alphas"
     with pytest.raises(NonFiniteInput, match=r"FactorExposure\.loadings has only NaN values"):
-        FactorExposure(nan_day[["beta"]], 0, 0)
+        solve(FactorExposure(nan_day[["beta"]], 0, 0))
     none_day = pd.DataFrame({"alpha": [None, None, None]}, index=assets)  # object dtype
     with pytest.raises(ValueError, match="only NaN values"):
-        MaximizeAlpha(none_day["alpha"])
+        solve(MaximizeAlpha(none_day["alpha"]))
     # one NaN among numbers keeps the old message
     partial = pd.Series([0.1, np.nan, 0.2], index=assets)
     with pytest.raises(NonFiniteInput, match="non-finite value .* for 'B'"):
-        MaximizeAlpha(partial)
+        solve(MaximizeAlpha(partial))
     with pytest.raises(TypeError, match="must hold numbers"):
         MaximizeAlpha(pd.Series(["x", "y"], index=["A", "B"]))
 
@@ -100,8 +109,12 @@ def test_empty_day_in_a_backtest_names_the_date(sample_root):
     from zipline.pipeline.filters import StaticAssets
 
     from zipline_factorarb import WLSResidual
-    from zipline_factorarb.optimize import MaximizeAlpha
+    from zipline_factorarb.optimize import (LongOnly, MaximizeAlpha, NetExposure,
+                                            calculate_optimal_portfolio)
     from zipline_factorarb.pipeline.wls import PIPELINE_PREFIX
+
+    def solve(alphas):  # the data problem is raised when the objective is solved
+        return calculate_optimal_portfolio(MaximizeAlpha(alphas), [LongOnly(), NetExposure(1, 1)])
 
     errors = []
 
@@ -119,10 +132,10 @@ def test_empty_day_in_a_backtest_names_the_date(sample_root):
         for name, read in (
             ("loadings", lambda: context.wls.loadings(screened)),
             ("factor_returns", lambda: context.wls.factor_returns(screened)),
-            ("alphas", lambda: MaximizeAlpha(screened[PIPELINE_PREFIX + "weighted_residual"])),
+            ("alphas", lambda: solve(screened[PIPELINE_PREFIX + "weighted_residual"])),
             ("all_nan", lambda: context.wls.loadings(unscreened)),
             ("all_nan_alphas",
-             lambda: MaximizeAlpha(unscreened[PIPELINE_PREFIX + "weighted_residual"])),
+             lambda: solve(unscreened[PIPELINE_PREFIX + "weighted_residual"])),
         ):
             try:
                 read()

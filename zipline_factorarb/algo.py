@@ -12,9 +12,23 @@ runs unchanged under ``zipline run`` and in a parameter sweep::
 from __future__ import annotations
 
 import json
+import logging
 import os
 
+from . import records
+from .checks import check_choice
+
+# re-exported: zipline's pipeline sampling frequency of each rebalance period, defined in
+# the pipeline layer so pipeline modules need not import this one
+from .pipeline.sampling import SAMPLING_FREQUENCIES  # noqa: F401
+
 PARAMS_ENV = "FACTORARB_PARAMS"
+
+#: the SPDR Select Sector ETFs of our sample data: the default universe of the ETF
+#: algorithms (``universe_filter(SECTOR_ETFS)``)
+SECTOR_ETFS = ["XLB", "XLE", "XLF", "XLI", "XLK", "XLP", "XLU", "XLV", "XLY"]
+
+log = logging.getLogger(__name__)
 
 
 def algorithm_params(defaults, environ=None):
@@ -91,6 +105,68 @@ def assets_of_type(asset_type):
     return finder.retrieve_all(sids)
 
 
+def stocks_with_sector():
+    """Stocks of the running algorithm's bundle that have a known GICS sector."""
+    from .data.sectors import UNKNOWN_SECTOR
+    from .pipeline.classifiers import _encode_sector, supplementary_codes
+
+    codes = supplementary_codes(_algo().asset_finder, "sector", _encode_sector)
+    return [a for a in assets_of_type("stock")
+            if a.sid < len(codes) and codes[a.sid] != UNKNOWN_SECTOR]
+
+
+def universe_filter(universe):
+    """The pipeline filter of an algorithm's ``universe`` parameter.
+
+    Parameters
+    ----------
+    universe : list of str, "stocks" or "etfs"
+        Symbols (a ``StaticAssets`` filter), or every stock / every ETF of the bundle
+        (``IsStock()`` / ``IsETF()``).
+    """
+    from .pipeline.classifiers import IsETF, IsStock
+
+    if universe == "stocks":
+        return IsStock()
+    if universe == "etfs":
+        return IsETF()
+    if isinstance(universe, str) or not universe:
+        raise ValueError(
+            f"universe must be a list of symbols, 'stocks' or 'etfs'; got {universe!r}"
+        )
+    from zipline.api import symbol
+    from zipline.pipeline.filters import StaticAssets
+
+    return StaticAssets([symbol(s) for s in universe])
+
+
+def calibrated_risk_aversion(target_tev, risk_model, benchmark_weights, fallback,
+                             on_failure="hold", **kwargs):
+    """Risk aversion whose mean-variance portfolio has the ex-ante tracking error
+    ``target_tev`` (:func:`~zipline_factorarb.optimize.calibrate_risk_aversion`), or
+    ``fallback`` when it cannot be calibrated this time (target out of reach, a failed
+    solve), logged, unless ``on_failure`` is ``"raise"``.
+
+    ``kwargs`` go to ``calibrate_risk_aversion`` (``expected_factor_returns``,
+    ``constraints``, ...).
+    """
+    from .optimize import OptimizationError, calibrate_risk_aversion
+
+    try:
+        return calibrate_risk_aversion(target_tev, risk_model, benchmark_weights,
+                                       **kwargs).risk_aversion
+    except (ValueError, OptimizationError) as exc:
+        if on_failure == "raise":
+            raise
+        try:
+            day = f"{_algo().get_datetime().date()}: "
+        except RuntimeError:
+            day = ""
+        log.warning("%srisk aversion not calibrated (%s); using risk_aversion=%s",
+                    day, str(exc).splitlines()[0], fallback)
+        return fallback
+
+
 def forbid_trading_indexes():
     """Put every ``index`` asset on zipline's do-not-order list."""
     from zipline.api import set_do_not_order_list
@@ -106,16 +182,23 @@ def book_exposures(portfolio):
 
     Returns a dict with ``n_holdings``, ``n_long``, ``n_short``,
     ``gross_exposure`` and ``net_exposure``: the names the crisis report and
-    the sweeps read when an algorithm passes them to ``record``.
+    the sweeps read when an algorithm passes them to ``record``. Weights are
+    :func:`zipline_factorarb.bars.portfolio_weights` (positions only); a book
+    without positive value has NaN exposures.
     """
-    value = portfolio.portfolio_value
-    exposures = [p.amount * p.last_sale_price / value for p in portfolio.positions.values()]
+    from .bars import portfolio_weights
+
+    value = float(portfolio.portfolio_value)
+    if value > 0:
+        exposures = list(portfolio_weights(portfolio).to_numpy())
+    else:
+        exposures = [float("nan")] * len(portfolio.positions)
     return {
-        "n_holdings": len(exposures),
-        "n_long": sum(1 for x in exposures if x > 0),
-        "n_short": sum(1 for x in exposures if x < 0),
-        "gross_exposure": float(sum(abs(x) for x in exposures)),
-        "net_exposure": float(sum(exposures)),
+        records.N_HOLDINGS: len(exposures),
+        records.N_LONG: sum(1 for x in exposures if x > 0),
+        records.N_SHORT: sum(1 for x in exposures if x < 0),
+        records.GROSS_EXPOSURE: float(sum(abs(x) for x in exposures)),
+        records.NET_EXPOSURE: float(sum(exposures)),
     }
 
 
@@ -126,13 +209,6 @@ _PERIODS = {
     "month": lambda d: (d.year, d.month),
     "quarter": lambda d: (d.year, (d.month - 1) // 3),
 }
-
-
-#: zipline's pipeline sampling frequency of each rebalance period (``Term.downsample``
-#: and ``FactorRiskModel(frequency=...)``): a term read only on rebalance sessions
-#: needs computing only there
-SAMPLING_FREQUENCIES = {"day": None, "week": "week_start", "month": "month_start",
-                        "quarter": "quarter_start"}
 
 
 def first_session_of(context, period, today=None, name="rebalance"):
@@ -156,11 +232,7 @@ def first_session_of(context, period, today=None, name="rebalance"):
     name : str
         Which calendar, when an algorithm keeps several.
     """
-    try:
-        key_of = _PERIODS[period]
-    except (KeyError, TypeError):
-        raise ValueError(
-            f"period must be one of {sorted(_PERIODS)}; got {period!r}") from None
+    key_of = _PERIODS[check_choice("period", period, tuple(_PERIODS))]
     if today is None:
         from zipline.api import get_datetime
 

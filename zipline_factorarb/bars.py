@@ -15,10 +15,12 @@ by zipline's own calls, and tests compare the two on real bundles.
 
 from __future__ import annotations
 
+import logging
+
 import numpy as np
 import pandas as pd
 
-__all__ = ["BarSnapshot", "bar_snapshot", "bar_returns"]
+__all__ = ["BarSnapshot", "bar_snapshot", "bar_returns", "portfolio_weights"]
 
 
 NAT = np.iinfo(np.int64).min
@@ -229,6 +231,74 @@ def _slow(data, index, todo, prices, tradable):
         tradable[todo] = np.asarray(pd.Series(data.can_trade(rest)), dtype=bool)
     return BarSnapshot(index, pd.Series(prices, index=index), pd.Series(tradable, index=index),
                        int((~todo).sum()))
+
+
+def _price_of(asset, positions, orders, prices):
+    if prices is not None and asset in prices.index and np.isfinite(prices[asset]):
+        return float(prices[asset])
+    pos = positions.get(asset) if positions is not None else None
+    if pos is not None and getattr(pos, "last_sale_price", 0):
+        return float(pos.last_sale_price)
+    for o in orders:
+        for attr in ("limit", "stop"):
+            px = getattr(o, attr, None)
+            if px:
+                return float(px)
+    return None
+
+
+def portfolio_weights(portfolio, open_orders=None, prices=None):
+    """Current weights ``amount * price * multiplier / portfolio_value`` by asset.
+
+    The one definition of a zipline book's weights (the optimiser's current weights,
+    the exposures the algorithms record).
+
+    Parameters
+    ----------
+    portfolio : zipline.protocol.Portfolio
+        Or any object with ``portfolio_value`` and ``positions`` (mapping asset ->
+        object with ``amount`` and ``last_sale_price``).
+    open_orders : dict, optional
+        ``{asset: [order, ...]}`` as from ``zipline.api.get_open_orders()``; the
+        unfilled part ``amount - filled`` of each is added to the position.
+    prices : pandas.Series, optional
+        Prices of assets with open orders but no position (e.g.
+        ``data.current(assets, "price")``); otherwise the position's last sale price,
+        then the order's limit or stop price. An open order that cannot be priced is
+        left out, with a logged warning.
+
+    Returns
+    -------
+    pandas.Series
+        Non-zero weights by asset.
+
+    Raises
+    ------
+    ValueError
+        If the portfolio value is not positive (weights of it mean nothing).
+    """
+    pv = float(portfolio.portfolio_value)
+    if not np.isfinite(pv) or pv <= 0:
+        raise ValueError(f"portfolio value must be positive to compute weights, got {pv}")
+    positions = portfolio.positions
+    values = {}
+    for asset, pos in positions.items():
+        mult = float(getattr(asset, "price_multiplier", 1.0) or 1.0)
+        values[asset] = float(pos.amount) * float(pos.last_sale_price) * mult
+    for asset, orders in (open_orders or {}).items():
+        outstanding = sum(float(o.amount) - float(getattr(o, "filled", 0)) for o in orders)
+        if outstanding == 0:
+            continue
+        px = _price_of(asset, positions, orders, prices)
+        if px is None:
+            logging.getLogger(__name__).warning(
+                "open order for %r cannot be priced; left out of the current weights "
+                "(pass data= to order_optimal_portfolio)", asset)
+            continue
+        mult = float(getattr(asset, "price_multiplier", 1.0) or 1.0)
+        values[asset] = values.get(asset, 0.0) + outstanding * px * mult
+    out = pd.Series(values, dtype=float) / pv
+    return out[out != 0]
 
 
 def bar_returns(data, assets, algo=None):

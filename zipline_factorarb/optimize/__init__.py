@@ -30,6 +30,7 @@ _LAZY = {
     "TargetWeights": "zipline_factorarb.optimize.objectives",
     "MaximizeFactorTilt": "zipline_factorarb.optimize.objectives",
     "MeanVariance": "zipline_factorarb.optimize.objectives",
+    "RiskBudgeting": "zipline_factorarb.optimize.objectives",
     # constraints
     "Constraint": "zipline_factorarb.optimize.constraints",
     "TrackingError": "zipline_factorarb.optimize.constraints",
@@ -44,6 +45,10 @@ _LAZY = {
     "MaxTurnover": "zipline_factorarb.optimize.constraints",
     "CannotHold": "zipline_factorarb.optimize.constraints",
     "Frozen": "zipline_factorarb.optimize.constraints",
+    # writing a constraint (see Constraint): its prepared data, bounds and risk
+    "TermData": "zipline_factorarb.optimize._base",
+    "Bounds": "zipline_factorarb.optimize._base",
+    "RiskTerm": "zipline_factorarb.optimize._base",
     # costs
     "Cost": "zipline_factorarb.optimize.costs",
     "LinearCost": "zipline_factorarb.optimize.costs",
@@ -53,6 +58,8 @@ _LAZY = {
     # risk model
     "RiskModel": "zipline_factorarb.optimize.risk_model",
     "RiskDecomposition": "zipline_factorarb.optimize.risk_model",
+    "DegenerateRiskWarning": "zipline_factorarb.optimize.risk_model",
+    "FactorModel": "zipline_factorarb.optimize.factor_model",
     "make_benchmark_weights": "zipline_factorarb.optimize.risk_model",
     "proxy_benchmark_weights": "zipline_factorarb.optimize.risk_model",
     "SectorRotationModel": "zipline_factorarb.optimize.sectors",
@@ -73,6 +80,8 @@ _LAZY = {
     "current_portfolio_weights": "zipline_factorarb.optimize.orders",
     "PlannedOrder": "zipline_factorarb.optimize.orders",
     "OrderResult": "zipline_factorarb.optimize.orders",
+    "optimal_target": "zipline_factorarb.optimize.orders",
+    "OptimalTarget": "zipline_factorarb.optimize.orders",
     # records for the crisis report
     "risk_records": "zipline_factorarb.optimize.records",
     "cost_records": "zipline_factorarb.optimize.records",
@@ -83,7 +92,10 @@ _LAZY = {
     "InfeasibleConstraints": "zipline_factorarb.optimize.errors",
     "UnboundedObjective": "zipline_factorarb.optimize.errors",
     "OptimizationFailed": "zipline_factorarb.optimize.errors",
+    "InvalidInput": "zipline_factorarb.optimize.errors",
     "NonFiniteInput": "zipline_factorarb.optimize.errors",
+    "UnknownAssets": "zipline_factorarb.optimize.errors",
+    "DegenerateRiskModel": "zipline_factorarb.optimize.errors",
     "OptimizationWarning": "zipline_factorarb.optimize.errors",
 }
 

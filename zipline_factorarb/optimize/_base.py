@@ -1,28 +1,42 @@
-"""Shared machinery of objectives and constraints (internal).
+"""Shared machinery of objectives, constraints and costs (internal).
 
-Every objective or constraint is a small object that
+Every objective, constraint or cost is a small :class:`Term` object that
 
-* validates its inputs when it is created (pandas in, errors that name the asset),
-* declares the assets it adds to the optimisation universe (``_assets``),
-* turns its inputs into numpy arrays aligned on the universe (``_prepare``): the public
-  entries of that dict become DPP parameters of the compiled problem, entries whose name
-  starts with ``_`` are private data for diagnostics,
+* validates its inputs when it is created (pandas in, errors that name the asset).
+  Type errors raise at once; a problem with the data itself (NaN, an empty Series, a
+  duplicated asset) is kept (:meth:`Term._data`) and raised when the term is solved,
+  as a :class:`~.errors.InvalidInput`, so that ``order_optimal_portfolio(...,
+  on_failure="hold")`` can hold on it;
+* declares the assets it adds to the optimisation universe (``_assets``);
+* turns its inputs into numpy arrays aligned on the universe (``_prepare``, returning a
+  :class:`TermData`): *parameters* become cvxpy DPP parameters of the compiled problem
+  (new values re-solve it without recompiling), *constants* are data for the term's
+  own checks and messages;
 * builds its cvxpy expression from those parameters once per problem structure
-  (``_build``), and
+  (``_build``);
 * evaluates itself on a plain numpy weight vector (``_violation`` for constraints,
-  ``_value`` for objectives), which is how solutions are checked and how infeasibility is
-  explained.
+  ``_value`` for objectives), which is how solutions are checked and how infeasibility
+  is explained;
+* for a constraint, says what it bounds (``_bounds``, a :class:`Bounds`) for the
+  unboundedness test, and for any term, the quadratic risk it constrains or penalises
+  (``_risk``, a :class:`RiskTerm`), which the engine checks for a degenerate
+  (zero) risk model and uses to explain an infeasible risk budget.
+
+``docs/optimize.md`` ("Writing a constraint") shows a complete new constraint.
 """
 
 from __future__ import annotations
 
 import numbers
 import sys
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 import pandas as pd
 
-from .errors import NonFiniteInput
+from .errors import InvalidInput, NonFiniteInput, UnknownAssets
 
 #: finite stand-in for an infinite bound inside a parameter (cvxpy parameters must be
 #: finite); a weight this large is far outside any meaningful portfolio.
@@ -227,12 +241,17 @@ def short_list(items, limit=5):
 
 
 class Context:
-    """Universe, current weights and per-solve memo of aligned arrays (internal)."""
+    """Universe, current weights and per-solve memo of aligned arrays (internal).
 
-    def __init__(self, universe, current):
+    ``origins`` maps an asset to the input that brought it into the universe (for
+    messages).
+    """
+
+    def __init__(self, universe, current, origins=None):
         self.universe = universe
         self.n = len(universe)
         self.current = current
+        self.origins = origins or {}
         self._memo = {}
 
     def indexer(self, index):
@@ -255,27 +274,196 @@ class Context:
             self._memo[key] = hit
         return hit[1]
 
-    def risk(self, risk_model):
+    def missing_from(self, index, field, what, hint):
+        """Raise :class:`UnknownAssets` when assets of the universe are not in ``index``.
+
+        The message names the assets and the inputs that brought them in.
+        """
+        pos = self.indexer(index)
+        if not (pos < 0).any():
+            return
+        missing = [self.universe[i] for i in np.flatnonzero(pos < 0)]
+        by_origin = {}
+        for asset in missing:
+            by_origin.setdefault(self.origins.get(asset, "the universe"), []).append(asset)
+        sources = "; ".join(f"{short_list(v)} from {k}" for k, v in by_origin.items())
+        raise UnknownAssets(
+            f"{field} has no {what} for {len(missing)} assets of the optimisation universe: "
+            f"{short_list(missing)} ({sources}). {hint}", field, missing)
+
+    def risk(self, risk_model, field="the risk model"):
         """The risk model's arrays on the universe (see ``RiskModel._arrays``)."""
         key = ("risk", id(risk_model))
         hit = self._memo.get(key)
         if hit is None:
+            self.missing_from(
+                risk_model.loadings.index, field, "loadings",
+                "Estimate the risk model on a universe that includes them, or remove them "
+                "from the alphas, benchmark and current portfolio (close them before "
+                "optimising)")
             hit = (risk_model, risk_model._arrays(self.universe))
             self._memo[key] = hit
         return hit[1]
 
 
+class TermData(Mapping):
+    """What a term prepared for one solve, aligned on the optimisation universe.
+
+    Parameters
+    ----------
+    parameters : dict
+        ``{name: number or array}``: each becomes a cvxpy ``Parameter`` of that shape
+        when the problem is compiled (``nonneg`` when the name is in the term's
+        ``_nonneg``) and is re-assigned on every later solve with the same structure.
+        ``_build`` reads them from its ``p`` argument; shapes are part of the cache key.
+    constants : dict
+        ``{name: anything}``: data the term uses in ``_violation``, ``_bounds``,
+        ``_risk`` and messages, never compiled.
+    universe : pandas.Index, optional
+        Set by the engine (for :func:`asset_label`).
+
+    ``data[name]`` reads a parameter, else a constant; both share one namespace.
+    """
+
+    __slots__ = ("parameters", "constants", "universe")
+
+    def __init__(self, parameters=None, constants=None, universe=None):
+        self.parameters = dict(parameters or {})
+        self.constants = dict(constants or {})
+        clash = self.parameters.keys() & self.constants.keys()
+        if clash:
+            raise ValueError(f"names used both as parameter and constant: {sorted(clash)}")
+        self.universe = universe
+
+    @classmethod
+    def of(cls, data):
+        """``data`` as TermData; a plain dict follows the older convention (entries
+        whose name starts with ``_`` are constants, the others parameters)."""
+        if isinstance(data, TermData):
+            return data
+        return cls({k: v for k, v in data.items() if not k.startswith("_")},
+                   {k: v for k, v in data.items() if k.startswith("_")},
+                   data.get("_universe"))
+
+    def __getitem__(self, name):
+        if name in self.parameters:
+            return self.parameters[name]
+        return self.constants[name]
+
+    def __iter__(self):
+        yield from self.parameters
+        yield from self.constants
+
+    def __len__(self):
+        return len(self.parameters) + len(self.constants)
+
+    def __repr__(self):
+        return (f"TermData(parameters={sorted(self.parameters)}, "
+                f"constants={sorted(self.constants)})")
+
+
+@dataclass(frozen=True)
+class Bounds:
+    """What a constraint bounds, for the engine's unboundedness test.
+
+    A linear objective (``MaximizeAlpha``, ``MaximizeFactorTilt``) needs constraints
+    that keep the weights finite; the engine combines every constraint's ``Bounds``
+    and refuses an unbounded problem before solving. The default bounds nothing.
+
+    Attributes
+    ----------
+    bounded : bool
+        The constraint alone keeps every weight finite (gross exposure, turnover, a
+        tracking error with positive specific variances).
+    lower, upper : float or numpy array, optional
+        Per-asset bounds on the weights (+-inf where there is none).
+    net_lower, net_upper : float
+        Bounds of the net exposure ``sum(w)``.
+    rows : tuple of (A, lower_finite, upper_finite)
+        Bounds on a linear map ``A w`` (e.g. group or factor exposures): the matrix and,
+        per row, whether its lower / upper bound is finite.
+    note : str
+        Said in the unboundedness error (e.g. why a tracking error bounds nothing here).
+    """
+
+    bounded: bool = False
+    lower: object = None
+    upper: object = None
+    net_lower: float = -np.inf
+    net_upper: float = np.inf
+    rows: tuple = ()
+    note: str = ""
+
+
+class RiskTerm(NamedTuple):
+    """The quadratic risk a term constrains or penalises (the risk hook, ``Term._risk``).
+
+    Per period: ``||G (w - b)||^2 + ||s * (w - b)||^2`` (``G = R F`` with ``R' R`` the
+    factor covariance, ``s`` the specific volatilities).
+    """
+
+    G: np.ndarray
+    s: np.ndarray
+    b: np.ndarray
+    #: periods per year of the model (None: the run's ``periods_per_year``)
+    periods_per_year: float | None = None
+    #: name of the annualised bound on the risk's square root (e.g. ``"max_tev"``), or
+    #: None when the term only penalises risk
+    bound_name: str | None = None
+
+
+def _lenient(values, frame=False):
+    """A best-effort float copy of ``values`` for a term whose data check failed (the
+    term cannot be solved; this only keeps its other attributes meaningful)."""
+    try:
+        if frame:
+            out = pd.DataFrame(values).astype(float)
+        else:
+            out = pd.Series(values, dtype=float)
+        return out[~out.index.duplicated()]
+    except (TypeError, ValueError):
+        return pd.DataFrame(dtype=float) if frame else pd.Series(dtype=float)
+
+
 class Term:
-    """Base class of objectives and constraints."""
+    """Base class of objectives, constraints and costs (see the module docstring)."""
 
     #: names of the parameters that are created ``nonneg=True``
     _nonneg = frozenset()
+
+    #: the first data problem found when the term was created (raised when solved)
+    _input_error = None
+
+    def _data(self, values, field, frame=False, **kwargs):
+        """Check an input with :func:`as_series` (or :func:`as_frame` with ``frame``).
+
+        A ``TypeError`` raises now; a ``ValueError`` (NaN, empty, duplicated assets) is
+        kept in ``_input_error`` and raised when the term is solved, and a lenient copy
+        of the input is returned meanwhile.
+        """
+        try:
+            return as_frame(values, field) if frame else as_series(values, field, **kwargs)
+        except TypeError:
+            raise
+        except ValueError as exc:
+            self._defer(exc)
+            return _lenient(values, frame)
+
+    def _defer(self, error):
+        """Keep ``error`` (the first one) to raise when the term is solved."""
+        if self._input_error is None:
+            if not isinstance(error, InvalidInput):
+                wrapped = InvalidInput(str(error))
+                wrapped.__cause__ = error
+                error = wrapped
+            self._input_error = error
 
     def _assets(self):
         """Assets this term adds to the optimisation universe (an Index), or None."""
         return None
 
     def _prepare(self, ctx):  # pragma: no cover - abstract
+        """The term's :class:`TermData` on ``ctx.universe``."""
         raise NotImplementedError
 
     def _structure(self, data):
@@ -293,10 +481,13 @@ class Term:
         """``(risk_model, benchmark_weights or None, periods_per_year or None)`` or None."""
         return None
 
+    def _risk(self, data):
+        """The :class:`RiskTerm` this term constrains or penalises, or None."""
+        return None
+
     def _key(self, data):
-        shapes = tuple(
-            (name, np.shape(value)) for name, value in data.items() if not name.startswith("_")
-        )
+        data = TermData.of(data)
+        shapes = tuple((name, np.shape(value)) for name, value in data.parameters.items())
         return (type(self).__name__, shapes, self._structure(data))
 
     def __repr__(self):
@@ -307,8 +498,10 @@ class Term:
 
 
 def asset_label(data, i):
-    """Name of position ``i`` for messages (the runner stores the universe in data)."""
-    universe = data.get("_universe")
+    """Name of position ``i`` for messages (the engine stores the universe in data)."""
+    universe = getattr(data, "universe", None)
+    if universe is None and isinstance(data, dict):
+        universe = data.get("_universe")
     return repr(universe[i]) if universe is not None else f"position {i}"
 
 

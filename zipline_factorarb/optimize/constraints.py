@@ -3,7 +3,7 @@
 Each constraint validates its inputs when created, compiles itself into cvxpy with DPP
 parameters, and measures its own violation for a numpy weight vector: the amount by
 which the bound is exceeded, in the units of the bound (weights, or annualised
-tracking error).
+tracking error). :class:`Constraint` documents the hooks a new constraint implements.
 """
 
 from __future__ import annotations
@@ -12,17 +12,20 @@ import numpy as np
 import cvxpy as cp
 import pandas as pd
 
+from ..checks import check_instance, check_number
 from ._base import (
+    Bounds,
+    RiskTerm,
     Term,
+    TermData,
     asset_label,
-    as_frame,
     as_series,
     asset_list,
     finite_or_big,
     fmt,
     short_list,
 )
-from .errors import NonFiniteInput
+from .errors import InvalidInput, NonFiniteInput
 from .risk_model import RiskModel
 
 __all__ = [
@@ -43,7 +46,32 @@ __all__ = [
 
 
 class Constraint(Term):
-    """Base class of constraints."""
+    """Base class of constraints: the hooks a new constraint implements.
+
+    Required:
+
+    ``_prepare(self, ctx) -> TermData``
+        The constraint's data on the universe ``ctx.universe`` (``ctx.n`` assets;
+        ``ctx.align(series)`` aligns a Series, ``ctx.current`` holds the current
+        weights, ``ctx.risk(model)`` a risk model's arrays): ``TermData(parameters,
+        constants)``. Parameters become cvxpy parameters (list those that must be
+        non-negative in the class attribute ``_nonneg``); constants are for the checks.
+    ``_build(self, w, p, data) -> list``
+        cvxpy constraints on the weight variable ``w`` written with the parameters
+        ``p[name]`` (DPP: parameters enter affinely), built once per structure.
+    ``_violation(self, w, data) -> (amount, detail)``
+        How far the numpy weights ``w`` are outside the constraint, in its units (0
+        inside), and a short description; used to check every solution and to explain
+        infeasibility.
+
+    Optional: ``_describe`` (the repr used in messages), ``_relax_hint`` (what to
+    loosen), ``_bounds`` (a :class:`~._base.Bounds`: what it bounds, for the
+    unboundedness test; default nothing), ``_assets`` (assets it adds to the
+    universe), ``_structure`` (flags that change the compiled problem), ``_benchmark``,
+    ``_risk`` (a :class:`~._base.RiskTerm` for a risk budget). Check data inputs with
+    ``self._data(series, field)`` in ``__init__``: a NaN or an empty input then fails
+    the solve (so ``on_failure="hold"`` holds) instead of the constructor.
+    """
 
     def _violation(self, w, data):
         """``(amount, detail)``: how far ``w`` is outside the constraint (0 inside)."""
@@ -53,38 +81,42 @@ class Constraint(Term):
         return f"loosen {self!r}"
 
     def _bounds(self, data):
-        """What the constraint bounds, for the unboundedness check.
-
-        Returns a dict with any of: ``all`` (True: the feasible set is bounded),
-        ``lower`` / ``upper`` (per-asset arrays, +-inf where unbounded), ``sum_lower`` /
-        ``sum_upper`` (bounds of the net exposure), ``rows`` (``(A, lower finite, upper
-        finite)``: bounds on the linear map ``A w``).
-        """
-        return {}
+        """What the constraint bounds (a :class:`~._base.Bounds`), for the
+        unboundedness check."""
+        return Bounds()
 
 
 class _LinearBounds(Constraint):
     """A linear map of the weights within elementwise bounds: ``lo <= A w - b <= hi``.
 
     Subclasses give the map (``_linear``, evaluated on the cvxpy parameters or on the
-    numpy data, which share their keys), name its entries for messages (``_item``) and
-    store the bounds as ``_lo`` / ``_hi`` in the prepared data (+-inf: unbounded).
+    numpy data, which share their names), name its entries for messages (``_item``) and
+    prepare their data with :meth:`_bounds_data`: the parameters ``lo`` / ``hi`` (the
+    bounds clipped to finite values) and the constants ``lower`` / ``upper`` (the bounds
+    as given, +-inf: unbounded).
     """
 
-    #: the prepared-data key of the map's matrix ``A`` (for the unboundedness test)
+    #: the name of the map's matrix ``A`` in the prepared data (for the unboundedness test)
     _matrix = None
+
+    @staticmethod
+    def _bounds_data(lower, upper, parameters=(), constants=()):
+        return TermData({**dict(parameters), "lo": finite_or_big(lower),
+                         "hi": finite_or_big(upper)},
+                        {**dict(constants), "lower": lower, "upper": upper})
 
     def _linear(self, w, src):  # pragma: no cover - abstract
         raise NotImplementedError
 
     def _bounds(self, data):
-        return {"rows": (data[self._matrix], np.isfinite(data["_lo"]), np.isfinite(data["_hi"]))}
+        return Bounds(rows=((data[self._matrix], np.isfinite(data["lower"]),
+                             np.isfinite(data["upper"])),))
 
     def _item(self, j, value, data):  # pragma: no cover - abstract
         raise NotImplementedError
 
     def _structure(self, data):
-        return (bool(np.isfinite(data["_lo"]).any()), bool(np.isfinite(data["_hi"]).any()))
+        return (bool(np.isfinite(data["lower"]).any()), bool(np.isfinite(data["upper"]).any()))
 
     def _build(self, w, p, data):
         has_lo, has_hi = self._structure(data)
@@ -98,25 +130,13 @@ class _LinearBounds(Constraint):
 
     def _violation(self, w, data):
         value = self._linear(w, data)
-        gap = np.maximum(data["_lo"] - value, value - data["_hi"])
+        gap = np.maximum(data["lower"] - value, value - data["upper"])
         if gap.size == 0:
             return 0.0, ""
         j = int(np.argmax(gap))
         return max(0.0, float(gap[j])), (
             f"{self._item(j, value[j], data)} outside "
-            f"[{fmt(data['_lo'][j])}, {fmt(data['_hi'][j])}]")
-
-
-def _check_number(x, name, positive=False, allow_inf=False):
-    try:
-        v = float(x)
-    except (TypeError, ValueError):
-        raise TypeError(f"{name} must be a number, got {x!r}") from None
-    if np.isnan(v) or (np.isinf(v) and not allow_inf):
-        raise ValueError(f"{name} must be finite, got {x!r}")
-    if positive and not v > 0:
-        raise ValueError(f"{name} must be positive, got {x!r}")
-    return v
+            f"[{fmt(data['lower'][j])}, {fmt(data['upper'][j])}]")
 
 
 # --------------------------------------------------------------------------- tracking error
@@ -144,12 +164,11 @@ class TrackingError(Constraint):
     _nonneg = frozenset({"s", "bound"})
 
     def __init__(self, max_tev, risk_model, benchmark_weights, periods_per_year=252):
-        self.max_tev = _check_number(max_tev, "max_tev", positive=True)
-        if not isinstance(risk_model, RiskModel):
-            raise TypeError(f"risk_model must be a RiskModel, got {type(risk_model).__name__}")
-        self.risk_model = risk_model
-        self.benchmark_weights = as_series(benchmark_weights, "TrackingError.benchmark_weights")
-        self.periods_per_year = _check_number(periods_per_year, "periods_per_year", positive=True)
+        self.max_tev = check_number("max_tev", max_tev, low=0.0, low_open=True)
+        self.risk_model = check_instance("risk_model", risk_model, RiskModel)
+        self.benchmark_weights = self._data(benchmark_weights, "TrackingError.benchmark_weights")
+        self.periods_per_year = check_number("periods_per_year", periods_per_year, low=0.0,
+                                             low_open=True)
 
     def _describe(self):
         return f"TrackingError(max_tev={fmt(self.max_tev)}, periods_per_year={fmt(self.periods_per_year)})"
@@ -165,16 +184,15 @@ class TrackingError(Constraint):
         return self.risk_model, self.benchmark_weights, self.periods_per_year
 
     def _prepare(self, ctx):
-        r = ctx.risk(self.risk_model)
+        r = ctx.risk(self.risk_model, f"{self!r}.risk_model")
         b = ctx.align(self.benchmark_weights)
-        return {
-            "G": r.G,
-            "Gb": r.G @ b,
-            "s": r.s,
-            "sb": r.s * b,
-            "bound": self.max_tev / np.sqrt(self.periods_per_year),
-            "_b": b,
-        }
+        return TermData(
+            {"G": r.G, "Gb": r.G @ b, "s": r.s, "sb": r.s * b,
+             "bound": self.max_tev / np.sqrt(self.periods_per_year)},
+            {"b": b})
+
+    def _risk(self, data):
+        return RiskTerm(data["G"], data["s"], data["b"], self.periods_per_year, "max_tev")
 
     def _norm_args(self, w, p):
         return cp.hstack([p["G"] @ w - p["Gb"], cp.multiply(p["s"], w) - p["sb"]])
@@ -183,7 +201,7 @@ class TrackingError(Constraint):
         return [cp.SOC(p["bound"], self._norm_args(w, p))]
 
     def _tev(self, w, data):
-        a = w - data["_b"]
+        a = w - data["b"]
         per_period = np.sqrt(np.sum((data["G"] @ a) ** 2) + np.sum((data["s"] * a) ** 2))
         return float(per_period * np.sqrt(self.periods_per_year))
 
@@ -196,7 +214,10 @@ class TrackingError(Constraint):
                 "the portfolio away from the benchmark")
 
     def _bounds(self, data):
-        return {"all": bool(np.all(data["s"] > 0))}
+        if np.all(data["s"] > 0):
+            return Bounds(bounded=True)
+        return Bounds(note="a TrackingError bounds the portfolio only when every specific "
+                           "variance is positive; some are zero here")
 
 
 # --------------------------------------------------------------------------- simple bounds
@@ -204,7 +225,7 @@ class LongOnly(Constraint):
     """No short positions: every weight is non-negative."""
 
     def _prepare(self, ctx):
-        return {}
+        return TermData()
 
     def _build(self, w, p, data):
         return [w >= 0]
@@ -219,7 +240,7 @@ class LongOnly(Constraint):
         return "drop LongOnly (allow short positions)"
 
     def _bounds(self, data):
-        return {"lower": 0.0}
+        return Bounds(lower=0.0)
 
 
 class NetExposure(Constraint):
@@ -236,8 +257,8 @@ class NetExposure(Constraint):
     _name = "net exposure"
 
     def __init__(self, min_net_exposure, max_net_exposure):
-        lo = _check_number(min_net_exposure, "min_net_exposure", allow_inf=True)
-        hi = _check_number(max_net_exposure, "max_net_exposure", allow_inf=True)
+        lo = check_number("min_net_exposure", min_net_exposure, allow_inf=True)
+        hi = check_number("max_net_exposure", max_net_exposure, allow_inf=True)
         if lo > hi:
             raise ValueError(f"min_net_exposure {lo} exceeds max_net_exposure {hi}")
         self.min_net_exposure, self.max_net_exposure = lo, hi
@@ -247,8 +268,8 @@ class NetExposure(Constraint):
                 f"max={fmt(self.max_net_exposure)})")
 
     def _prepare(self, ctx):
-        return {"lo": float(finite_or_big(self.min_net_exposure)),
-                "hi": float(finite_or_big(self.max_net_exposure))}
+        return TermData({"lo": float(finite_or_big(self.min_net_exposure)),
+                         "hi": float(finite_or_big(self.max_net_exposure))})
 
     def _structure(self, data):
         lo, hi = self.min_net_exposure, self.max_net_exposure
@@ -275,7 +296,7 @@ class NetExposure(Constraint):
         return f"widen the {self._name} range [{fmt(self.min_net_exposure)}, {fmt(self.max_net_exposure)}]"
 
     def _bounds(self, data):
-        return {"sum_lower": self.min_net_exposure, "sum_upper": self.max_net_exposure}
+        return Bounds(net_lower=self.min_net_exposure, net_upper=self.max_net_exposure)
 
 
 class DollarNeutral(NetExposure):
@@ -287,7 +308,7 @@ class DollarNeutral(NetExposure):
     """
 
     def __init__(self, tolerance=0.0001):
-        tol = _check_number(tolerance, "tolerance")
+        tol = check_number("tolerance", tolerance)
         if tol < 0:
             raise ValueError(f"tolerance must be non-negative, got {tolerance}")
         self.tolerance = tol
@@ -312,13 +333,13 @@ class MaxGrossExposure(Constraint):
     _nonneg = frozenset({"bound"})
 
     def __init__(self, max):  # noqa: A002 - Quantopian's argument name
-        self.max = _check_number(max, "max", positive=True)
+        self.max = check_number("max", max, low=0.0, low_open=True)
 
     def _describe(self):
         return f"MaxGrossExposure(max={fmt(self.max)})"
 
     def _prepare(self, ctx):
-        return {"bound": self.max}
+        return TermData({"bound": self.max})
 
     def _build(self, w, p, data):
         return [cp.norm1(w) <= p["bound"]]
@@ -331,7 +352,7 @@ class MaxGrossExposure(Constraint):
         return f"raise max gross exposure above {fmt(self.max)}"
 
     def _bounds(self, data):
-        return {"all": True}
+        return Bounds(bounded=True)
 
 
 class PositionConcentration(_LinearBounds):
@@ -347,20 +368,22 @@ class PositionConcentration(_LinearBounds):
     """
 
     def __init__(self, min_weights, max_weights, default_min_weight=0.0, default_max_weight=0.0):
-        self.min_weights = as_series(min_weights, "PositionConcentration.min_weights",
-                                     allow_scalar=True, finite=False)
-        self.max_weights = as_series(max_weights, "PositionConcentration.max_weights",
-                                     allow_scalar=True, finite=False)
+        self.min_weights = self._data(min_weights, "PositionConcentration.min_weights",
+                                      allow_scalar=True, finite=False)
+        self.max_weights = self._data(max_weights, "PositionConcentration.max_weights",
+                                      allow_scalar=True, finite=False)
         for name, v in (("min_weights", self.min_weights), ("max_weights", self.max_weights)):
             if isinstance(v, float):
                 if np.isnan(v):
                     raise ValueError(f"PositionConcentration.{name} is NaN; use +-inf for no bound")
             elif v.isna().any():
                 bad = v.index[v.isna().to_numpy()][0]
-                raise NonFiniteInput(f"PositionConcentration.{name}", bad, np.nan,
-                                     "use +-inf for no bound, or drop the asset")
-        self.default_min_weight = _check_number(default_min_weight, "default_min_weight", allow_inf=True)
-        self.default_max_weight = _check_number(default_max_weight, "default_max_weight", allow_inf=True)
+                self._defer(NonFiniteInput(f"PositionConcentration.{name}", bad, np.nan,
+                                           "use +-inf for no bound, or drop the asset"))
+        self.default_min_weight = check_number("default_min_weight", default_min_weight,
+                                               allow_inf=True)
+        self.default_max_weight = check_number("default_max_weight", default_max_weight,
+                                               allow_inf=True)
 
     @classmethod
     def with_equal_bounds(cls, min, max):  # noqa: A002
@@ -385,12 +408,12 @@ class PositionConcentration(_LinearBounds):
         bad = lo > hi
         if bad.any():
             i = int(np.flatnonzero(bad)[0])
-            raise ValueError(
+            raise InvalidInput(
                 f"PositionConcentration: min weight {fmt(lo[i])} exceeds max weight "
                 f"{fmt(hi[i])} for {ctx.universe[i]!r} (check default_min_weight / "
-                "default_max_weight for assets missing from the bounds)"
-            )
-        return {"lo": finite_or_big(lo), "hi": finite_or_big(hi), "_lo": lo, "_hi": hi}
+                "default_max_weight for assets missing from the bounds)",
+                "PositionConcentration")
+        return self._bounds_data(lo, hi)
 
     def _linear(self, w, src):
         return w
@@ -402,7 +425,7 @@ class PositionConcentration(_LinearBounds):
         return "widen the per-asset weight bounds (min_weights / max_weights / defaults)"
 
     def _bounds(self, data):
-        return {"lower": data["_lo"], "upper": data["_hi"]}
+        return Bounds(lower=data["lower"], upper=data["upper"])
 
 
 class _LoadingsBounds(_LinearBounds):
@@ -423,18 +446,12 @@ class _LoadingsBounds(_LinearBounds):
         return self.benchmark_weights
 
     def _prepare(self, ctx):
+        ctx.missing_from(self.loadings.index, f"{type(self).__name__}.loadings", "row",
+                         "Add them (e.g. .reindex(universe).fillna(0) for zero exposure)")
         pos = ctx.indexer(self.loadings.index)
-        if (pos < 0).any():
-            missing = [ctx.universe[i] for i in np.flatnonzero(pos < 0)]
-            raise ValueError(
-                f"{type(self).__name__}.loadings has no row for {len(missing)} assets of the "
-                f"optimisation universe: {short_list(missing)}; add them (e.g. "
-                ".reindex(universe).fillna(0) for zero exposure)"
-            )
         Lt = self.loadings.to_numpy()[pos].T
         b = np.zeros(ctx.n) if self.benchmark_weights is None else ctx.align(self.benchmark_weights)
-        return {"Lt": Lt, "Lb": Lt @ b, "lo": finite_or_big(self._lo), "hi": finite_or_big(self._hi),
-                "_lo": self._lo, "_hi": self._hi}
+        return self._bounds_data(self._lo, self._hi, {"Lt": Lt, "Lb": Lt @ b})
 
     def _linear(self, w, src):
         return src["Lt"] @ w - src["Lb"]
@@ -465,13 +482,13 @@ class FactorExposure(_LoadingsBounds):
     """
 
     def __init__(self, loadings, min_exposures, max_exposures, benchmark_weights=None):
-        self.loadings = as_frame(loadings, "FactorExposure.loadings")
+        self.loadings = self._data(loadings, "FactorExposure.loadings", frame=True)
         self.min_exposures = as_series(min_exposures, "FactorExposure.min_exposures",
                                        allow_scalar=True, finite=False)
         self.max_exposures = as_series(max_exposures, "FactorExposure.max_exposures",
                                        allow_scalar=True, finite=False)
         self.benchmark_weights = (None if benchmark_weights is None else
-                                  as_series(benchmark_weights, "FactorExposure.benchmark_weights"))
+                                  self._data(benchmark_weights, "FactorExposure.benchmark_weights"))
         factors = self.loadings.columns
         self._lo = self._by_factor(self.min_exposures, factors, -np.inf)
         self._hi = self._by_factor(self.max_exposures, factors, np.inf)
@@ -545,12 +562,12 @@ class RiskModelExposure(_LoadingsBounds):
         name = "RiskModelExposure"
         if isinstance(loadings, RiskModel):
             loadings = loadings.loadings
-        self.loadings = as_frame(loadings, f"{name}.loadings")
+        self.loadings = self._data(loadings, f"{name}.loadings", frame=True)
         factors = self.loadings.columns
         if default_bound is None:
             default = np.inf
         else:
-            default = _check_number(default_bound, "default_bound", allow_inf=True)
+            default = check_number("default_bound", default_bound, allow_inf=True)
             if default < 0:
                 raise ValueError(f"default_bound must be non-negative, got {default_bound!r}")
         self.default_bound = default
@@ -570,7 +587,7 @@ class RiskModelExposure(_LoadingsBounds):
         self._check_order(name, factors, lo, hi)
         self._lo, self._hi = lo, hi
         self.benchmark_weights = (None if benchmark_weights is None else
-                                  as_series(benchmark_weights, f"{name}.benchmark_weights"))
+                                  self._data(benchmark_weights, f"{name}.benchmark_weights"))
 
     @staticmethod
     def _given(v, field, factors):
@@ -617,8 +634,8 @@ class RiskModelExposure(_LoadingsBounds):
                 raise TypeError(f"RiskModelExposure.bounds[{factor!r}] must be a pair (min, "
                                 f"max), got {pair!r}") from None
             out[factor] = tuple(
-                None if x is None else _check_number(x, f"bounds[{factor!r}] {side}",
-                                                     allow_inf=True)
+                check_number(f"bounds[{factor!r}] {side}", x, allow_none=True,
+                                         allow_inf=True)
                 for x, side in ((low, "min"), (high, "max")))
         return out
 
@@ -648,7 +665,9 @@ class NetGroupExposure(_LinearBounds):
         if not isinstance(labels, pd.Series):
             raise TypeError("NetGroupExposure.labels must be a pandas Series: asset -> group")
         if not labels.index.is_unique:
-            raise ValueError("NetGroupExposure.labels has duplicated assets")
+            self._defer(InvalidInput("NetGroupExposure.labels has duplicated assets",
+                                     "NetGroupExposure.labels"))
+            labels = labels[~labels.index.duplicated()]
         self.labels = labels
         self.min_weights = as_series(min_weights, "NetGroupExposure.min_weights",
                                      allow_scalar=True, finite=False)
@@ -695,10 +714,10 @@ class NetGroupExposure(_LinearBounds):
         hi = self._bound(self.max_weights, groups, np.inf)
         bad = lo > hi
         if bad.any():
-            raise ValueError(
-                f"NetGroupExposure: min weight exceeds max weight for group {groups[np.flatnonzero(bad)[0]]!r}")
-        return {"M": M, "lo": finite_or_big(lo), "hi": finite_or_big(hi),
-                "_lo": lo, "_hi": hi, "_groups": groups}
+            raise InvalidInput(
+                "NetGroupExposure: min weight exceeds max weight for group "
+                f"{groups[np.flatnonzero(bad)[0]]!r}", "NetGroupExposure")
+        return self._bounds_data(lo, hi, {"M": M}, {"groups": groups})
 
     _matrix = "M"
 
@@ -706,7 +725,7 @@ class NetGroupExposure(_LinearBounds):
         return src["M"] @ w
 
     def _item(self, j, value, data):
-        return f"group {data['_groups'][j]!r} net weight {fmt(value)}"
+        return f"group {data['groups'][j]!r} net weight {fmt(value)}"
 
     def _relax_hint(self, data):
         return "widen the group bounds (min_weights / max_weights)"
@@ -723,13 +742,13 @@ class MaxTurnover(Constraint):
     _nonneg = frozenset({"bound"})
 
     def __init__(self, max_turnover):
-        self.max_turnover = _check_number(max_turnover, "max_turnover", positive=True)
+        self.max_turnover = check_number("max_turnover", max_turnover, low=0.0, low_open=True)
 
     def _describe(self):
         return f"MaxTurnover(max_turnover={fmt(self.max_turnover)})"
 
     def _prepare(self, ctx):
-        return {"w0": ctx.current.copy(), "bound": self.max_turnover}
+        return TermData({"w0": ctx.current.copy(), "bound": self.max_turnover})
 
     def _build(self, w, p, data):
         return [cp.norm1(w - p["w0"]) <= p["bound"]]
@@ -742,7 +761,7 @@ class MaxTurnover(Constraint):
         return f"raise max_turnover above {fmt(self.max_turnover)}"
 
     def _bounds(self, data):
-        return {"all": True}
+        return Bounds(bounded=True)
 
 
 class CannotHold(Constraint):
@@ -762,7 +781,7 @@ class CannotHold(Constraint):
     def _prepare(self, ctx):
         mask = np.zeros(ctx.n)
         mask[pd.Index(self.assets).get_indexer(ctx.universe) >= 0] = 1.0
-        return {"mask": mask}
+        return TermData({"mask": mask})
 
     def _build(self, w, p, data):
         return [cp.multiply(p["mask"], w) == 0]
@@ -779,7 +798,7 @@ class CannotHold(Constraint):
 
     def _bounds(self, data):
         m = data["mask"] > 0
-        return {"lower": np.where(m, 0.0, -np.inf), "upper": np.where(m, 0.0, np.inf)}
+        return Bounds(lower=np.where(m, 0.0, -np.inf), upper=np.where(m, 0.0, np.inf))
 
 
 class Frozen(Constraint):
@@ -802,7 +821,7 @@ class Frozen(Constraint):
     def _prepare(self, ctx):
         mask = np.zeros(ctx.n)
         mask[pd.Index(self.assets).get_indexer(ctx.universe) >= 0] = 1.0
-        return {"mask": mask, "target": mask * ctx.current}
+        return TermData({"mask": mask, "target": mask * ctx.current})
 
     def _build(self, w, p, data):
         return [cp.multiply(p["mask"], w) == p["target"]]
@@ -819,6 +838,6 @@ class Frozen(Constraint):
 
     def _bounds(self, data):
         m = data["mask"] > 0
-        return {"lower": np.where(m, data["target"], -np.inf),
-                "upper": np.where(m, data["target"], np.inf)}
+        return Bounds(lower=np.where(m, data["target"], -np.inf),
+                      upper=np.where(m, data["target"], np.inf))
 

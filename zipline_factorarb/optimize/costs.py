@@ -30,7 +30,8 @@ import numpy as np
 import pandas as pd
 
 from ..kernels import costs as kc
-from ._base import Context, Term, as_series, fmt, short_list
+from ._base import Context, Term, _lenient, as_series, fmt, short_list
+from .errors import InvalidInput, UnknownAssets
 
 __all__ = ["Cost", "LinearCost", "MarketImpact", "BorrowCost", "CostModel", "evaluate_costs"]
 
@@ -42,20 +43,26 @@ COMPONENTS = ("linear", "impact", "borrow")
 
 # ----------------------------------------------------------------------------- validation
 def _number(x, field, positive=False):
+    """``x`` as a float: ``TypeError`` unless a real number, :class:`~.errors.InvalidInput`
+    (a ``ValueError`` naming ``field``) unless finite and non-negative (``positive``:
+    > 0)."""
     if not isinstance(x, numbers.Real) or isinstance(x, bool):
         raise TypeError(f"{field} must be a number, got {x!r}")
     v = float(x)
     if not np.isfinite(v):
-        raise ValueError(f"{field} must be finite, got {x!r}")
+        raise InvalidInput(f"{field} must be finite, got {x!r}", field)
     if v < 0 or (positive and v == 0):
-        raise ValueError(f"{field} must be {'positive' if positive else 'non-negative'}, got {x!r}")
+        raise InvalidInput(
+            f"{field} must be {'positive' if positive else 'non-negative'}, got {x!r}", field)
     return v
 
 
 def _rates(values, field, positive=False):
     """A non-negative (``positive``: > 0) finite number, or such a Series by asset.
 
-    Errors name the parameter and, for a Series, the first offending asset.
+    Errors name the parameter and, for a Series, the first offending asset: a
+    ``TypeError`` for a wrong type, a ``ValueError`` (an :class:`~.errors.InvalidInput`
+    where the value is at fault) for NaN, infinite, negative, empty or duplicated data.
     """
     if isinstance(values, numbers.Real) and not isinstance(values, bool):
         return _number(values, field, positive)
@@ -64,24 +71,25 @@ def _rates(values, field, positive=False):
     bad = arr <= 0 if positive else arr < 0
     if bad.any():
         i = int(np.flatnonzero(bad)[0])
-        raise ValueError(f"{field} must be {'positive' if positive else 'non-negative'}: "
-                         f"{s.index[i]!r} has {arr[i]!r}")
+        raise InvalidInput(f"{field} must be {'positive' if positive else 'non-negative'}: "
+                           f"{s.index[i]!r} has {arr[i]!r}", field)
     return s
 
 
 def _on_universe(values, ctx, field):
     """A number or Series from :func:`_rates` as a vector on the universe; a Series must
-    cover every asset of the universe (a missing asset is an error, never a zero cost,
-    which would make it free to trade)."""
+    cover every asset of the universe (a missing asset is an
+    :class:`~.errors.UnknownAssets` error, never a zero cost, which would make it free
+    to trade)."""
     if isinstance(values, float):
         return np.full(ctx.n, values)
     pos = ctx.indexer(values.index)
     if (pos < 0).any():
         missing = [ctx.universe[i] for i in np.flatnonzero(pos < 0)]
-        raise ValueError(
+        raise UnknownAssets(
             f"{field} has no entry for {len(missing)} assets of the optimisation universe: "
             f"{short_list(missing)}; give every asset a value (e.g. .reindex(universe, "
-            "fill_value=...)) or drop them from the objective and constraints")
+            "fill_value=...)) or drop them from the objective and constraints", field, missing)
     return values.to_numpy(dtype=float)[pos]
 
 
@@ -96,11 +104,47 @@ class Cost(Term):
     Subclasses give ``_component`` (``"linear"``, ``"impact"`` or ``"borrow"``), the cvxpy
     expression ``_expression(w, z, p)`` (``z`` the trade variable, None unless
     ``_trades``), and the per-asset numpy cost ``_costs(w, w0, data)`` (the kernel).
+
+    Inputs are checked when the term is created: a wrong type raises ``TypeError`` at
+    once; a problem with the data (NaN or infinity, a negative rate, a non-positive
+    volume, an empty or duplicated Series) is kept and raised, naming the parameter and
+    the asset, when the term is solved (by
+    :func:`~zipline_factorarb.optimize.run_optimization`), so that
+    ``order_optimal_portfolio(..., on_failure="hold")`` holds on it.
     """
 
     _component = None
     #: the term needs the trade variable ``z = w - w0``
     _trades = True
+
+    def _rates(self, values, field, positive=False):
+        """:func:`_rates`, with data errors kept for the solve (see the class docstring);
+        meanwhile a lenient copy of the input is returned."""
+        try:
+            return _rates(values, field, positive)
+        except TypeError:
+            raise
+        except ValueError as exc:
+            self._defer(exc)
+            if isinstance(values, numbers.Real):
+                return float(values)
+            return _lenient(values)
+
+    def _number(self, x, field, positive=False):
+        """:func:`_number`, with data errors kept for the solve."""
+        try:
+            return _number(x, field, positive)
+        except TypeError:
+            raise
+        except ValueError as exc:
+            self._defer(exc)
+            return float(x)
+
+    def _checked(self):
+        """Raise the data error kept when the term was created, if any (before any
+        use of the term's numbers)."""
+        if self._input_error is not None:
+            raise self._input_error
 
     def _expression(self, w, z, p):  # pragma: no cover - abstract
         raise NotImplementedError
@@ -131,12 +175,13 @@ class LinearCost(Cost):
     _nonneg = frozenset({"rate"})
 
     def __init__(self, rate):
-        self.rate = _rates(rate, "LinearCost.rate")
+        self.rate = self._rates(rate, "LinearCost.rate")
 
     def _describe(self):
         return f"LinearCost(rate={_describe_value(self.rate)})"
 
     def _prepare(self, ctx):
+        self._checked()
         return {"rate": _on_universe(self.rate, ctx, "LinearCost.rate")}
 
     def _expression(self, w, z, p):
@@ -164,24 +209,27 @@ class MarketImpact(Cost):
         ``PV`` in dollars, positive.
 
     Every Series must cover every asset of the optimisation universe (``ValueError``
-    naming the missing ones otherwise); non-finite or out-of-range values raise at
-    construction naming the asset and the parameter.
+    naming the missing ones otherwise); non-finite or out-of-range values raise when
+    the term is solved, naming the asset and the parameter (see :class:`Cost`).
     """
 
     _component = "impact"
     _nonneg = frozenset({"k"})
 
     def __init__(self, coefficient, volatility, dollar_volume, portfolio_value):
-        self.coefficient = _rates(coefficient, "MarketImpact.coefficient")
-        self.volatility = _rates(volatility, "MarketImpact.volatility")
-        self.dollar_volume = _rates(dollar_volume, "MarketImpact.dollar_volume", positive=True)
-        self.portfolio_value = _number(portfolio_value, "MarketImpact.portfolio_value", positive=True)
+        self.coefficient = self._rates(coefficient, "MarketImpact.coefficient")
+        self.volatility = self._rates(volatility, "MarketImpact.volatility")
+        self.dollar_volume = self._rates(dollar_volume, "MarketImpact.dollar_volume",
+                                         positive=True)
+        self.portfolio_value = self._number(portfolio_value, "MarketImpact.portfolio_value",
+                                            positive=True)
 
     def _describe(self):
         return (f"MarketImpact(coefficient={_describe_value(self.coefficient)}, "
                 f"portfolio_value={fmt(self.portfolio_value)})")
 
     def _prepare(self, ctx):
+        self._checked()
         k = kc.impact_coefficient(
             _on_universe(self.coefficient, ctx, "MarketImpact.coefficient"),
             _on_universe(self.volatility, ctx, "MarketImpact.volatility"),
@@ -218,16 +266,17 @@ class BorrowCost(Cost):
     _nonneg = frozenset({"f"})
 
     def __init__(self, annual_rate, holding_periods=21, periods_per_year=252):
-        self.annual_rate = _rates(annual_rate, "BorrowCost.annual_rate")
-        self.holding_periods = _number(holding_periods, "BorrowCost.holding_periods")
-        self.periods_per_year = _number(periods_per_year, "BorrowCost.periods_per_year",
-                                        positive=True)
+        self.annual_rate = self._rates(annual_rate, "BorrowCost.annual_rate")
+        self.holding_periods = self._number(holding_periods, "BorrowCost.holding_periods")
+        self.periods_per_year = self._number(periods_per_year, "BorrowCost.periods_per_year",
+                                             positive=True)
 
     def _describe(self):
         return (f"BorrowCost(annual_rate={_describe_value(self.annual_rate)}, "
                 f"holding_periods={fmt(self.holding_periods)})")
 
     def _prepare(self, ctx):
+        self._checked()
         r = _on_universe(self.annual_rate, ctx, "BorrowCost.annual_rate")
         return {"f": kc.borrow_fraction(r, self.holding_periods, self.periods_per_year)}
 
@@ -323,11 +372,26 @@ class CostModel:
             :class:`LinearCost` (when its rate is positive), :class:`MarketImpact`
             (when the market data is given and ``impact > 0``), :class:`BorrowCost`
             (when ``borrow_rate`` is positive somewhere).
+
+        Raises
+        ------
+        TypeError
+            Arguments of the wrong type, or only one of ``volatility`` and
+            ``dollar_volume``. Problems with the data (a NaN volatility, a zero dollar
+            volume, a portfolio value that is not positive) do not raise here: the
+            terms keep them and raise them, naming the parameter and the asset, when
+            they are solved (see :class:`Cost`), so that ``order_optimal_portfolio(...,
+            on_failure="hold")`` holds on them.
         """
         if (volatility is None) != (dollar_volume is None):
             raise TypeError("give both volatility and dollar_volume for the market-impact "
                             "term, or neither for linear costs only")
-        pv = _number(portfolio_value, "portfolio_value", positive=True)
+        try:
+            pv, pv_error = _number(portfolio_value, "portfolio_value", positive=True), None
+        except TypeError:
+            raise
+        except ValueError as exc:
+            pv, pv_error = float(portfolio_value), exc
         out = []
         if self.linear_rate > 0:
             out.append(LinearCost(self.linear_rate))
@@ -340,6 +404,9 @@ class CostModel:
             out.append(MarketImpact(self.impact, volatility, dollar_volume, pv))
         if np.any(np.asarray(self.borrow_rate) > 0):
             out.append(BorrowCost(self.borrow_rate, self.holding_periods, self.periods_per_year))
+        if pv_error is not None:  # every term refuses to be solved with it
+            for term in out:
+                term._defer(pv_error)
         return out
 
     def expected(self, trades, weights=None, *, portfolio_value, volatility=None,
@@ -368,15 +435,19 @@ class CostModel:
         zv = z.reindex(universe, fill_value=0.0).to_numpy()
         wv = w.reindex(universe, fill_value=0.0).to_numpy()
         ctx = Context(universe, wv - zv)
-        costs = self.terms(portfolio_value, volatility, dollar_volume)
+        costs = self.terms(portfolio_value, volatility, dollar_volume)  # _prepare raises
+        # the data errors the terms kept (a NaN volatility, ...), naming them
         return evaluate_costs(costs, [c._prepare(ctx) for c in costs], wv, wv - zv)
 
     # ------------------------------------------------------------------ zipline side
     def update_market(self, volatility, dollar_volume):
         """Set the market data the slippage model prices impact with.
 
-        Call at each rebalance with the Series given to :meth:`terms`. Replaces the
-        previous data; assets missing from either Series get the half-spread only.
+        Call after each successful rebalance (``result.action == "rebalance"``) with
+        the Series given to :meth:`terms`. Replaces the previous data; assets missing
+        from either Series get the half-spread only. Unlike :meth:`terms`, NaN,
+        infinite or negative values raise here at once (``ValueError`` naming the
+        asset): the optimiser has already refused such data on a failed rebalance.
         """
         sigma = _rates(volatility, "CostModel.update_market volatility")
         vol = _rates(dollar_volume, "CostModel.update_market dollar_volume", positive=True)

@@ -6,10 +6,13 @@ import numpy as np
 import cvxpy as cp
 import pandas as pd
 
-from ._base import Term, as_series, fmt, short_list
+from ..checks import check_instance
+from ..kernels import risk as kr
+from ._base import RiskTerm, Term, TermData, as_series, fmt, short_list
 from .risk_model import RiskModel
 
-__all__ = ["Objective", "MaximizeAlpha", "TargetWeights", "MaximizeFactorTilt", "MeanVariance"]
+__all__ = ["Objective", "MaximizeAlpha", "TargetWeights", "MaximizeFactorTilt", "MeanVariance",
+           "RiskBudgeting"]
 
 
 class Objective(Term):
@@ -32,9 +35,17 @@ class Objective(Term):
         objective (1: the objective is compiled in return units)."""
         return 1.0
 
+    def _check_constraints(self, constraints, costs=()):
+        """Refuse (``TypeError``) constraints or costs this objective's formulation
+        cannot honour; called before anything is built. Default: accept all."""
 
-def _factor_vector(expected_factor_returns, risk_model, field):
-    mu = as_series(expected_factor_returns, field)
+    def _finish(self, w, data):
+        """The weights from the solver's solution ``w`` (default: ``w`` itself)."""
+        return w
+
+
+def _factor_vector(term, expected_factor_returns, risk_model, field):
+    mu = term._data(expected_factor_returns, field)  # NaN: raised when solved
     extra = mu.index.difference(risk_model.factors)
     if len(extra):
         raise ValueError(
@@ -42,12 +53,6 @@ def _factor_vector(expected_factor_returns, risk_model, field):
             f"(its factors: {list(risk_model.factors)})"
         )
     return mu.reindex(risk_model.factors, fill_value=0.0).to_numpy()
-
-
-def _check_risk_model(risk_model):
-    if not isinstance(risk_model, RiskModel):
-        raise TypeError(f"risk_model must be a RiskModel, got {type(risk_model).__name__}")
-    return risk_model
 
 
 class MaximizeAlpha(Objective):
@@ -68,7 +73,7 @@ class MaximizeAlpha(Objective):
     _linear = True
 
     def __init__(self, alphas):
-        self.alphas = as_series(alphas, "MaximizeAlpha.alphas")
+        self.alphas = self._data(alphas, "MaximizeAlpha.alphas")
 
     def _describe(self):
         return f"MaximizeAlpha({len(self.alphas)} assets)"
@@ -77,7 +82,7 @@ class MaximizeAlpha(Objective):
         return self.alphas.index
 
     def _prepare(self, ctx):
-        return {"alpha": ctx.align(self.alphas)}
+        return TermData({"alpha": ctx.align(self.alphas)})
 
     def _build(self, w, p, data):
         return cp.Maximize(p["alpha"] @ w)
@@ -96,7 +101,7 @@ class TargetWeights(Objective):
     """
 
     def __init__(self, weights):
-        self.weights = as_series(weights, "TargetWeights.weights")
+        self.weights = self._data(weights, "TargetWeights.weights")
 
     def _describe(self):
         return f"TargetWeights({len(self.weights)} assets)"
@@ -105,7 +110,7 @@ class TargetWeights(Objective):
         return self.weights.index
 
     def _prepare(self, ctx):
-        return {"target": ctx.align(self.weights)}
+        return TermData({"target": ctx.align(self.weights)})
 
     def _build(self, w, p, data):
         return cp.Minimize(cp.sum_squares(w - p["target"]))
@@ -135,12 +140,12 @@ class MaximizeFactorTilt(Objective):
     _linear = True
 
     def __init__(self, expected_factor_returns, risk_model, benchmark_weights=None):
-        self.risk_model = _check_risk_model(risk_model)
-        self._mu = _factor_vector(expected_factor_returns, risk_model,
+        self.risk_model = check_instance("risk_model", risk_model, RiskModel)
+        self._mu = _factor_vector(self, expected_factor_returns, risk_model,
                                   "MaximizeFactorTilt.expected_factor_returns")
         self.expected_factor_returns = pd.Series(self._mu, index=risk_model.factors)
         self.benchmark_weights = (None if benchmark_weights is None else
-                                  as_series(benchmark_weights, "MaximizeFactorTilt.benchmark_weights"))
+                                  self._data(benchmark_weights, "MaximizeFactorTilt.benchmark_weights"))
 
     def _describe(self):
         return f"MaximizeFactorTilt(factors={list(self.risk_model.factors)})"
@@ -155,16 +160,16 @@ class MaximizeFactorTilt(Objective):
         return self.risk_model, self.benchmark_weights, None
 
     def _prepare(self, ctx):
-        r = ctx.risk(self.risk_model)
+        r = ctx.risk(self.risk_model, f"{self!r}.risk_model")
         c = r.F.T @ self._mu
         b = np.zeros(ctx.n) if self.benchmark_weights is None else ctx.align(self.benchmark_weights)
-        return {"alpha": c, "_offset": float(c @ b)}
+        return TermData({"alpha": c}, {"offset": float(c @ b)})
 
     def _build(self, w, p, data):
         return cp.Maximize(p["alpha"] @ w)
 
     def _value(self, w, data):
-        return float(data["alpha"] @ w - data["_offset"])
+        return float(data["alpha"] @ w - data["offset"])
 
 
 class MeanVariance(Objective):
@@ -196,20 +201,20 @@ class MeanVariance(Objective):
                  expected_factor_returns=None, benchmark_weights=None):
         if risk_model is None:
             raise TypeError("MeanVariance needs a risk_model")
-        self.risk_model = _check_risk_model(risk_model)
+        self.risk_model = check_instance("risk_model", risk_model, RiskModel)
         if (expected_returns is None) == (expected_factor_returns is None):
             raise TypeError("give exactly one of expected_returns and expected_factor_returns")
         self.expected_returns = (None if expected_returns is None else
-                                 as_series(expected_returns, "MeanVariance.expected_returns"))
+                                 self._data(expected_returns, "MeanVariance.expected_returns"))
         self._mu_f = (None if expected_factor_returns is None else
-                      _factor_vector(expected_factor_returns, risk_model,
+                      _factor_vector(self, expected_factor_returns, risk_model,
                                      "MeanVariance.expected_factor_returns"))
         gamma = float(risk_aversion)
         if not np.isfinite(gamma) or gamma <= 0:
             raise ValueError(f"risk_aversion must be a positive number, got {risk_aversion!r}")
         self.risk_aversion = gamma
         self.benchmark_weights = (None if benchmark_weights is None else
-                                  as_series(benchmark_weights, "MeanVariance.benchmark_weights"))
+                                  self._data(benchmark_weights, "MeanVariance.benchmark_weights"))
 
     def _describe(self):
         form = "factor" if self._mu_f is not None else "asset"
@@ -233,30 +238,266 @@ class MeanVariance(Objective):
         return self.risk_model, self.benchmark_weights, None
 
     def _prepare(self, ctx):
-        r = ctx.risk(self.risk_model)
+        r = ctx.risk(self.risk_model, f"{self!r}.risk_model")
         mu = ctx.align(self.expected_returns) if self._mu_f is None else r.F.T @ self._mu_f
         b = np.zeros(ctx.n) if self.benchmark_weights is None else ctx.align(self.benchmark_weights)
-        return {
-            "alpha": mu / self.risk_aversion,
-            "G": r.G,
-            "Gb": r.G @ b,
-            "s": r.s,
-            "sb": r.s * b,
-            "_mu": mu,
-            "_b": b,
-        }
+        return TermData(
+            {"alpha": mu / self.risk_aversion, "G": r.G, "Gb": r.G @ b, "s": r.s,
+             "sb": r.s * b},
+            {"mu": mu, "b": b})
 
     def _build(self, w, p, data):
         risk = cp.sum_squares(p["G"] @ w - p["Gb"]) + cp.sum_squares(cp.multiply(p["s"], w) - p["sb"])
         return cp.Maximize(p["alpha"] @ w - risk)
+
+    def _risk(self, data):
+        return RiskTerm(data["G"], data["s"], data["b"])
 
     def _cost_scale(self, data):
         # the problem maximises (mu / gamma)' w - risk: costs (return units) / gamma
         return 1.0 / self.risk_aversion
 
     def _variance(self, w, data):
-        a = w - data["_b"]
+        a = w - data["b"]
         return float(np.sum((data["G"] @ a) ** 2) + np.sum((data["s"] * a) ** 2))
 
     def _value(self, w, data):
-        return float(data["_mu"] @ w - self.risk_aversion * self._variance(w, data))
+        return float(data["mu"] @ w - self.risk_aversion * self._variance(w, data))
+
+
+class RiskBudgeting(Objective):
+    """Long-only weights whose contributions to total risk match given budgets.
+
+    The risk contribution of asset ``i`` is its Euler share ``w_i (Sigma w)_i`` of the
+    variance ``w' Sigma w``, and that of factor ``j`` is ``f_j (Sigma_f f)_j`` with
+    ``f = F w`` (:func:`~zipline_factorarb.kernels.risk.risk_contributions`). Equal
+    budgets by asset give the risk-parity (equal risk contribution) portfolio.
+
+    **By asset** (``budgets``; the default, equal budgets): the portfolio holds
+    ``w_i (Sigma w)_i / w' Sigma w = b_i`` for budgets ``b`` summing to one. Convex
+    formulation, compiled once and re-solved with new parameters: the log-barrier
+    problem of Spinu (2013) and Roncalli (2013),
+
+        ``minimise 0.5 x' Sigma x - sum_i b_i log x_i``  (so ``x > 0``),
+
+    whose first-order condition is ``x_i (Sigma x)_i = b_i``; the weights are then
+    ``w = x / sum(x)``, and contributions are homogeneous of degree two, so the shares
+    equal the budgets exactly (to solver tolerance). ``Sigma`` is the risk model's
+    ``F' Sigma_f F + diag(E)``, entered through its factor root.
+
+    **By group** (sector; ``group_budgets`` with ``groups``): each group's budget is
+    split equally among its assets (``b_i = B_g / n_g``) and the asset problem is
+    solved; a group's contribution is the sum of its assets', so it equals ``B_g``
+    (with equal risk inside the group).
+
+    **By factor** (``factor_budgets``): shares of the *systematic* (factor) variance
+    ``f' Sigma_f f`` equal to the budgets, the specific variance as small as the
+    budgets allow. Two convex steps: the factor exposures ``y`` that hold the budgets
+    solve the log-barrier problem in factor space (``y_j (Sigma_f y)_j = B_j``,
+    :func:`~zipline_factorarb.kernels.risk.risk_budget_weights`, with ``Sigma_f``
+    sign-flipped by ``factor_signs`` for negative exposures); then the compiled
+    problem is ``minimise sum_i E_i w_i^2`` subject to ``F w`` parallel to ``y``
+    (``P F w = 0`` with ``P`` the projection orthogonal to ``y``, and ``y' F w >= 0``),
+    ``w >= 0`` and ``sum(w) = 1``. Every factor of the model with non-zero variance
+    needs a budget (the intercept ``"const"`` has none). A universe whose long-only
+    portfolios cannot reach those exposures is reported as infeasible.
+
+    Constraints: in the asset and group forms the barrier point must be free to
+    scale (a constraint on it would change its first-order condition) and it is
+    rescaled after solving, so only :class:`~.constraints.LongOnly` (implied) is
+    accepted; any other constraint (``NetExposure(1, 1)`` included: the weights sum to
+    one anyway), and any cost, is refused with a ``TypeError`` before solving. The
+    factor form is an ordinary constrained problem and takes any other constraint and
+    costs (which can make it infeasible).
+
+    Parameters
+    ----------
+    risk_model : RiskModel
+        Per-period risk model; every asset of the budgets must be in it.
+    budgets : pandas.Series, optional
+        Positive budgets by asset (normalised to sum to one); they define the
+        universe. Default: equal budgets on the risk model's assets (risk parity).
+    group_budgets : mapping or pandas.Series, optional
+        Positive budgets by group; needs ``groups``.
+    groups : pandas.Series, optional
+        Group (e.g. sector) of each asset; the universe is the assets whose group has
+        a budget.
+    factor_budgets : mapping or pandas.Series, optional
+        Positive budgets by factor; the universe is the risk model's assets.
+    factor_signs : mapping, optional
+        ``{factor: -1}`` for a factor whose exposure should be negative (default +1).
+    """
+
+    _nonneg = frozenset({"s", "b"})
+    #: constraints the rescaled log-barrier solution (asset and group forms) can satisfy
+    _COMPATIBLE = ("LongOnly",)
+
+    def __init__(self, risk_model, budgets=None, *, group_budgets=None, groups=None,
+                 factor_budgets=None, factor_signs=None):
+        self.risk_model = check_instance("risk_model", risk_model, RiskModel)
+        forms = [budgets is not None, group_budgets is not None or groups is not None,
+                 factor_budgets is not None]
+        if sum(forms) > 1:
+            raise TypeError("give one of budgets (by asset), group_budgets with groups, or "
+                            "factor_budgets")
+        self.groups = self.group_budgets = self.factor_budgets = None
+        self.factor_signs = None
+        if factor_budgets is not None:
+            self._init_factor(factor_budgets, factor_signs)
+            return
+        if factor_signs is not None:
+            raise TypeError("factor_signs goes with factor_budgets")
+        if forms[1]:
+            if group_budgets is None or groups is None:
+                raise TypeError("group_budgets and groups go together")
+            gb = self._positive(group_budgets, "RiskBudgeting.group_budgets", "group")
+            g = pd.Series(groups)
+            g = g[g.isin(gb.index)]
+            missing = gb.index.difference(pd.Index(g.unique()))
+            if len(missing):
+                raise ValueError(f"RiskBudgeting.group_budgets names groups without assets: "
+                                 f"{short_list(missing)}")
+            counts = g.value_counts()
+            budgets = pd.Series(gb.reindex(g.to_numpy()).to_numpy()
+                                / counts.reindex(g.to_numpy()).to_numpy(), index=g.index)
+            self.groups = g
+            self.group_budgets = gb
+        elif budgets is None:
+            budgets = pd.Series(1.0, index=risk_model.assets)
+        b = self._positive(budgets, "RiskBudgeting.budgets", "asset")
+        missing = b.index.difference(risk_model.assets)
+        if len(missing):
+            raise ValueError(f"RiskBudgeting.budgets names assets the risk model does not "
+                             f"cover: {short_list(missing)}")
+        self.budgets = b
+
+    @staticmethod
+    def _positive(values, field, what):
+        b = as_series(pd.Series(values, dtype=float) if isinstance(values, dict) else values,
+                      field)
+        if (b.to_numpy() <= 0).any():
+            bad = b.index[b.to_numpy() <= 0][0]
+            raise ValueError(f"{field} must be positive; {bad!r} has {b[bad]!r} (leave an "
+                             f"{what} out to give it no weight)")
+        return b / b.sum()
+
+    def _init_factor(self, factor_budgets, factor_signs):
+        model = self.risk_model
+        fb = self._positive(factor_budgets, "RiskBudgeting.factor_budgets", "factor")
+        unknown = fb.index.difference(model.factors)
+        if len(unknown):
+            raise ValueError(f"RiskBudgeting.factor_budgets names factors the risk model does "
+                             f"not have: {short_list(unknown)} (its factors: "
+                             f"{list(model.factors)})")
+        cov = model.factor_covariance
+        risky = [f for f in model.factors if cov.loc[f, f] > 0]
+        missing = [f for f in risky if f not in fb.index]
+        if missing:
+            raise ValueError(f"RiskBudgeting.factor_budgets lacks factors with risk: "
+                             f"{short_list(missing)}; every factor with non-zero variance "
+                             "needs a budget")
+        riskless = [f for f in fb.index if f not in risky]
+        if riskless:
+            raise ValueError(f"RiskBudgeting.factor_budgets gives a budget to factors with no "
+                             f"variance: {short_list(riskless)}")
+        signs = pd.Series(1.0, index=fb.index)
+        for name, sign in dict(factor_signs or {}).items():
+            if name not in signs.index or sign not in (1, -1):
+                raise ValueError(f"factor_signs must map budgeted factors to +1 or -1, got "
+                                 f"{name!r}: {sign!r}")
+            signs[name] = float(sign)
+        self.factor_budgets = fb
+        self.factor_signs = signs
+        S = cov.loc[fb.index, fb.index].to_numpy(dtype=float)
+        D = signs.to_numpy()
+        z = kr.risk_budget_weights(D[:, None] * S * D[None, :], fb.to_numpy())
+        y = D * z
+        self._exposure_direction = y / np.linalg.norm(y)
+        self.budgets = pd.Series(1.0 / len(model.assets), index=model.assets)
+
+    def _describe(self):
+        if self.factor_budgets is not None:
+            return f"RiskBudgeting(factors={list(self.factor_budgets.index)})"
+        kind = f"{len(self.group_budgets)} groups" if self.group_budgets is not None \
+            else f"{len(self.budgets)} assets"
+        return f"RiskBudgeting({kind})"
+
+    def _assets(self):
+        return self.budgets.index
+
+    def _risk_reference(self):
+        return self.risk_model, None, None
+
+    def _structure(self, data):
+        return ("factor",) if self.factor_budgets is not None else ("barrier",)
+
+    def _check_constraints(self, constraints, costs=()):
+        """Refuse constraints and costs the rescaled barrier solution cannot honour."""
+        if self.factor_budgets is not None:
+            return
+        for c in constraints:
+            if type(c).__name__ not in self._COMPATIBLE:
+                raise TypeError(
+                    f"{self!r} cannot be combined with {c!r}: its log-barrier solution is "
+                    "rescaled to sum to one after solving (so its weights are fully "
+                    "invested and long only already), and a constraint on the barrier point "
+                    "would change its risk contributions; only LongOnly is accepted. Drop "
+                    "the constraint, budget by factor (factor_budgets), or use MeanVariance "
+                    "/ TargetWeights with it")
+        if costs:
+            raise TypeError(f"{self!r} cannot take costs: the rescaled log-barrier "
+                            "solution does not optimise them")
+
+    def _prepare(self, ctx):
+        from ._base import TermData  # noqa: PLC0415
+
+        r = ctx.risk(self.risk_model, f"{self!r}.risk_model")
+        if self.factor_budgets is not None:
+            pos = self.risk_model.factors.get_indexer(self.factor_budgets.index)
+            FB = r.F[pos]
+            y = self._exposure_direction
+            P = np.eye(len(y)) - np.outer(y, y)
+            Sf = self.risk_model.factor_covariance.to_numpy(dtype=float)[np.ix_(pos, pos)]
+            scale = float(np.sqrt(np.mean(r.s ** 2))) or 1.0
+            return TermData({"PF": P @ FB, "yF": y @ FB, "s": r.s / scale},
+                            {"_G": r.G, "_sd": r.s, "_FB": FB, "_Sf": Sf,
+                             "_b": self.factor_budgets.to_numpy()})
+        b = ctx.align(self.budgets)
+        if (b <= 0).any():
+            extra = [ctx.universe[i] for i in np.flatnonzero(b <= 0)]
+            raise ValueError(f"{self!r}: assets of the universe have no risk budget: "
+                             f"{short_list(extra)} (current positions or other terms' assets "
+                             "join the universe; give them a budget or close them first)")
+        # scale: solve for x in units where the barrier weights are of order one
+        scale = float(np.sqrt(np.mean(np.sum(r.G ** 2, axis=0) + r.s ** 2)))
+        if not scale > 0:  # a riskless model: the engine refuses it (DegenerateRiskModel)
+            scale = 1.0
+        return TermData({"G": r.G / scale, "s": r.s / scale, "b": b},
+                        {"_G": r.G, "_sd": r.s, "_b": b})
+
+    def _build(self, w, p, data):
+        if self.factor_budgets is not None:
+            cons = [p["PF"] @ w == 0, p["yF"] @ w >= 0, w >= 0, cp.sum(w) == 1]
+            return cp.Minimize(cp.sum_squares(cp.multiply(p["s"], w))), cons
+        risk = cp.sum_squares(p["G"] @ w) + cp.sum_squares(cp.multiply(p["s"], w))
+        return cp.Minimize(0.5 * risk - p["b"] @ cp.log(w))
+
+    def _risk(self, data):
+        return RiskTerm(data["_G"], data["_sd"], np.zeros(len(data["_sd"])))
+
+    def _finish(self, w, data):
+        """The solved barrier point rescaled to weights that sum to one."""
+        w = np.maximum(np.asarray(w, dtype=float), 0.0)
+        return w / w.sum()
+
+    def _value(self, w, data):
+        """Largest gap between a risk share and its budget (0 at the solution): asset
+        shares of the variance, or factor shares of the systematic variance."""
+        if self.factor_budgets is not None:
+            f = data["_FB"] @ w
+            contrib = f * (data["_Sf"] @ f)
+        else:
+            G, s = data["_G"], data["_sd"]
+            contrib = w * (G.T @ (G @ w) + s * s * w)
+        total = contrib.sum()
+        return float(np.max(np.abs(contrib / total - data["_b"]))) if total > 0 else float("nan")

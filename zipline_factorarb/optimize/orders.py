@@ -14,23 +14,37 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
+from .. import records
 from ._base import as_series
-from .errors import OptimizationError
-from ..bars import bar_snapshot
-from .problem import _universe, run_optimization
+from .errors import InvalidInput, OptimizationError, UnknownAssets
+from ..bars import bar_snapshot, portfolio_weights
+from .problem import OptimizationResult, _universe, run_optimization
 
 __all__ = [
     "PlannedOrder",
     "OrderResult",
     "plan_orders",
     "current_portfolio_weights",
+    "optimal_target",
+    "OptimalTarget",
     "order_optimal_portfolio",
     "order_target_weights",
+    "FAILURE_RECORD",
+    "FAILURE_REASON_RECORD",
 ]
 
 log = logging.getLogger(__name__)
 
 _FAILURE_MODES = ("raise", "hold", "benchmark")
+
+#: ``record()`` name of the failure flag: 1 when a rebalance failed, 0 when it solved
+FAILURE_RECORD = records.OPTIMIZER_FAILURE
+#: ``record()`` name of why it failed: ``"<reason>: <first line of the error>"`` (the
+#: reason is the error's ``reason``: ``infeasible``, ``unbounded``, ``solver_error``,
+#: ``inaccurate``, ``non_finite_input``, ``unknown_assets``, ``degenerate_risk``,
+#: ``invalid_input``); None after a successful rebalance (zipline keeps a recorded value
+#: until it is recorded again, so the pair always describes the last rebalance)
+FAILURE_REASON_RECORD = records.OPTIMIZER_FAILURE_REASON
 
 
 @dataclass(frozen=True)
@@ -82,6 +96,11 @@ class OrderResult:
     order_ids: list = field(default_factory=list)
     action: str = "rebalance"
     skipped: list = field(default_factory=list)
+
+    @property
+    def reason(self):
+        """Why the optimisation failed (see :data:`FAILURE_REASON_RECORD`), or None."""
+        return None if self.result is None else self.result.reason
 
 
 def plan_orders(current_weights, target_weights, open_order_assets=(), min_weight_change=1e-6,
@@ -141,63 +160,9 @@ def plan_orders(current_weights, target_weights, open_order_assets=(), min_weigh
     return orders
 
 
-def _price_of(asset, positions, orders, prices):
-    if prices is not None and asset in prices.index and np.isfinite(prices[asset]):
-        return float(prices[asset])
-    pos = positions.get(asset) if positions is not None else None
-    if pos is not None and getattr(pos, "last_sale_price", 0):
-        return float(pos.last_sale_price)
-    for o in orders:
-        for attr in ("limit", "stop"):
-            px = getattr(o, attr, None)
-            if px:
-                return float(px)
-    return None
-
-
-def current_portfolio_weights(portfolio, open_orders=None, prices=None):
-    """Current weights ``amount * price / portfolio_value``, counting open orders.
-
-    Parameters
-    ----------
-    portfolio : zipline.protocol.Portfolio
-        Or any object with ``portfolio_value`` and ``positions`` (mapping asset ->
-        object with ``amount`` and ``last_sale_price``).
-    open_orders : dict, optional
-        ``{asset: [order, ...]}`` as from ``zipline.api.get_open_orders()``; the
-        unfilled part ``amount - filled`` of each is added to the position.
-    prices : pandas.Series, optional
-        Prices of assets with open orders but no position (e.g.
-        ``data.current(assets, "price")``); otherwise the position's last sale price,
-        then the order's limit or stop price. An open order that cannot be priced is
-        left out, with a logged warning.
-
-    Returns
-    -------
-    pandas.Series
-        Non-zero weights by asset.
-    """
-    pv = float(portfolio.portfolio_value)
-    if not np.isfinite(pv) or pv <= 0:
-        raise ValueError(f"portfolio value must be positive to compute weights, got {pv}")
-    positions = portfolio.positions
-    values = {}
-    for asset, pos in positions.items():
-        mult = float(getattr(asset, "price_multiplier", 1.0) or 1.0)
-        values[asset] = float(pos.amount) * float(pos.last_sale_price) * mult
-    for asset, orders in (open_orders or {}).items():
-        outstanding = sum(float(o.amount) - float(getattr(o, "filled", 0)) for o in orders)
-        if outstanding == 0:
-            continue
-        px = _price_of(asset, positions, orders, prices)
-        if px is None:
-            log.warning("open order for %r cannot be priced; left out of the current weights "
-                        "(pass data= to order_optimal_portfolio)", asset)
-            continue
-        mult = float(getattr(asset, "price_multiplier", 1.0) or 1.0)
-        values[asset] = values.get(asset, 0.0) + outstanding * px * mult
-    out = pd.Series(values, dtype=float) / pv
-    return out[out != 0]
+#: the weights of a zipline book (positions plus open orders): one definition, in
+#: :mod:`zipline_factorarb.bars`, exported here under the optimiser's name
+current_portfolio_weights = portfolio_weights
 
 
 def _as_list(constraints):
@@ -294,8 +259,135 @@ def _benchmark_of(objective, constraints):
     for term in [*constraints, objective]:
         b = term._benchmark()
         if b is not None:
-            return b
-    return None
+            return b, term
+    return None, None
+
+
+@dataclass(frozen=True)
+class OptimalTarget:
+    """What :func:`optimal_target` decided.
+
+    Attributes
+    ----------
+    weights : pandas.Series or None
+        The target weights (the optimum, or the benchmark after a failure); None when
+        holding.
+    result : OptimizationResult
+        The optimisation (status, error, diagnostics); for an input that could not be
+        optimised, a result with status ``"invalid_input"`` and the error.
+    action : str
+        ``"rebalance"``, ``"hold"`` or ``"benchmark"``.
+    """
+
+    weights: object
+    result: object
+    action: str
+
+    @property
+    def reason(self):
+        """Why the optimisation failed (the error's ``reason``), or None."""
+        return self.result.reason
+
+
+def _failure_text(result):
+    first = str(result.error).splitlines()[0] if str(result.error) else ""
+    text = f"{result.reason}: {first}" if first else str(result.reason)
+    return text if len(text) <= 400 else text[:397] + "..."
+
+
+def _record(**values):
+    from zipline import api
+
+    api.record(**values)
+
+
+def optimal_target(objective, constraints=(), on_failure="raise", current_weights=None, *,
+                   record_failures=False, **kwargs):
+    """Solve for the target weights, or apply ``on_failure``: the one place where the
+    optimiser's failures are handled.
+
+    Every failure counts: infeasible, unbounded, solver errors, refused inaccurate
+    solutions, and inputs that cannot be optimised (an
+    :class:`~.errors.InvalidInput`: NaN or infinite data, assets missing from the
+    risk model or loadings, a degenerate risk model, an empty universe), whether
+    found when a term was created or when the problem was built.
+
+    Parameters
+    ----------
+    objective, constraints, current_weights
+        As in :func:`~zipline_factorarb.optimize.run_optimization`.
+    on_failure : {"raise", "hold", "benchmark"}, default "raise"
+        ``"raise"``: raise the error (an :class:`~.errors.OptimizationError` naming
+        the term, parameter or asset at fault); ``"hold"``: no target; ``"benchmark"``:
+        the benchmark weights of the first constraint or objective that has them
+        (holding when those are themselves invalid).
+    record_failures : bool, default False
+        Inside a zipline algorithm: ``record`` :data:`FAILURE_RECORD` (1 on failure, 0
+        on success) and :data:`FAILURE_REASON_RECORD` (the reason; None on success).
+    **kwargs
+        Passed to :func:`~zipline_factorarb.optimize.run_optimization`.
+
+    Returns
+    -------
+    OptimalTarget
+    """
+    if on_failure not in _FAILURE_MODES:
+        raise ValueError(f"on_failure must be one of {_FAILURE_MODES}, got {on_failure!r}")
+    constraints = _as_list(constraints)
+    try:
+        result = run_optimization(objective, constraints, current_weights, **kwargs)
+    except OptimizationError as exc:
+        if on_failure == "raise":
+            raise
+        try:
+            old = as_series(current_weights, "current_weights")
+        except (TypeError, ValueError):
+            old = pd.Series(dtype=float)
+        result = OptimizationResult.failed("invalid_input", exc, old)
+    if result.success:
+        if record_failures:
+            _record(**{FAILURE_RECORD: 0, FAILURE_REASON_RECORD: None})
+        return OptimalTarget(result.new_weights, result, "rebalance")
+    return _on_failure(objective, constraints, result, on_failure, record_failures)
+
+
+def _on_failure(objective, constraints, result, on_failure, record_failures):
+    """Apply ``on_failure`` to a failed ``result``: raise, hold or move to the
+    benchmark; log it and record the flag and the reason."""
+    if on_failure == "raise":
+        result.raise_for_status()
+    text = _failure_text(result)
+    action, target = on_failure, None
+    if on_failure == "benchmark":
+        target, term = _benchmark_of(objective, constraints)
+        if target is None:
+            raise OptimizationError(
+                "on_failure='benchmark' needs benchmark weights in a constraint or the "
+                f"objective (e.g. TrackingError); none has them. Original error: {result.error}"
+            ) from result.error
+        if term._input_error is not None:
+            text += f" (benchmark weights unusable: {str(term._input_error).splitlines()[0]})"
+            action, target = "hold", None
+    log.warning("portfolio optimisation failed (%s); %s", text,
+                "holding the current portfolio" if action == "hold"
+                else "moving to the benchmark weights")
+    log.info("optimisation error in full: %s", result.error)
+    if record_failures:
+        _record(**{FAILURE_RECORD: 1, FAILURE_REASON_RECORD: text})
+    return OptimalTarget(target, result, action)
+
+
+def _check_assets(universe):
+    """UnknownAssets for universe entries that are not zipline assets."""
+    from zipline.assets import Asset
+
+    bad = [a for a in universe if not isinstance(a, Asset)]
+    if bad:
+        raise UnknownAssets(
+            f"{len(bad)} entries of the optimisation universe are not assets of the "
+            f"bundle: {bad[:5]!r}{' ...' if len(bad) > 5 else ''}; index the alphas, "
+            "weights and loadings by zipline assets (e.g. symbol('AAPL') or the "
+            "pipeline output's index)", "optimisation universe", bad)
 
 
 def order_optimal_portfolio(objective, constraints=(), on_failure="raise", *, context=None,
@@ -315,11 +407,16 @@ def order_optimal_portfolio(objective, constraints=(), on_failure="raise", *, co
     objective : Objective
     constraints : sequence of Constraint
     on_failure : {"raise", "hold", "benchmark"}, default "raise"
-        When no portfolio can be produced (infeasible, unbounded, solver failure):
-        ``"raise"`` re-raises the error; ``"hold"`` keeps the portfolio (no orders);
-        ``"benchmark"`` orders the benchmark weights of the first constraint or
-        objective that has them. The failure is logged and, with ``record_failures``,
-        recorded as ``optimizer_failure`` = 1 (0 on success).
+        When no portfolio can be produced, for whatever reason (infeasible,
+        unbounded, solver failure, an inaccurate solution, NaN or infinite inputs,
+        assets missing from the risk model or not assets of the bundle, a degenerate
+        risk model, a non-positive portfolio value): ``"raise"`` raises the error
+        (an :class:`~.errors.OptimizationError` naming what is at fault);
+        ``"hold"`` keeps the portfolio (no orders); ``"benchmark"`` orders the
+        benchmark weights of the first constraint or objective that has them. The
+        failure is logged and, with ``record_failures``, recorded as
+        ``optimizer_failure`` = 1 (0 on success) with ``optimizer_failure_reason``
+        (see :func:`optimal_target`).
     context : TradingAlgorithm, optional
         The algorithm (``context`` of ``handle_data``); default: the running one.
     data : BarData, optional
@@ -331,7 +428,7 @@ def order_optimal_portfolio(objective, constraints=(), on_failure="raise", *, co
     min_weight_change : float, default 1e-6
         Skip smaller weight changes (see :func:`plan_orders`).
     record_failures : bool, default True
-        Record ``optimizer_failure`` with ``zipline.api.record``.
+        Record ``optimizer_failure`` (and the reason) with ``zipline.api.record``.
     close_untracked : bool, default True
         Close held assets that neither the objective nor any constraint mentions
         (e.g. names that left the pipeline's output, which the risk model no longer
@@ -343,6 +440,7 @@ def order_optimal_portfolio(objective, constraints=(), on_failure="raise", *, co
     Returns
     -------
     OrderResult
+        ``reason`` says why a failed rebalance failed.
     """
     if on_failure not in _FAILURE_MODES:
         raise ValueError(f"on_failure must be one of {_FAILURE_MODES}, got {on_failure!r}")
@@ -354,46 +452,48 @@ def order_optimal_portfolio(objective, constraints=(), on_failure="raise", *, co
         raise RuntimeError("order_optimal_portfolio must be called inside a running zipline algorithm")
     portfolio = algo.portfolio
     open_orders = api.get_open_orders()
+    constraints = _as_list(constraints)
+    universe, problem = None, None
+    try:
+        kept = next((t._input_error for t in [objective, *constraints]
+                     if t._input_error is not None), None)
+        if kept is not None:  # a data problem found when a term was built
+            raise kept
+        universe = _universe(objective, constraints, None)
+        if data is not None:  # what cannot be priced cannot be traded
+            _check_assets(universe)
+    except InvalidInput as exc:
+        problem, universe = exc, None
     snapshot = None
     if data is not None:
         # one block read of prices and tradability for everything this call may
         # touch: the objective's and constraints' assets, holdings, open orders
-        snapshot = bar_snapshot(data, [*_universe(objective, _as_list(constraints), None),
+        snapshot = bar_snapshot(data, [*(universe if universe is not None else ()),
                                        *portfolio.positions, *open_orders], algo)
-    current = current_portfolio_weights(
-        portfolio, open_orders, None if snapshot is None else snapshot.prices)
-
-    constraints = _as_list(constraints)
-    tracked = current
-    if close_untracked and len(current):
-        universe = _universe(objective, constraints, None)
-        tracked = current[current.index.isin(universe)]
-    result = run_optimization(objective, constraints, tracked, **kwargs)
-    action = "rebalance"
-    if result.success:
-        target = result.new_weights
-    else:
+    pv = float(portfolio.portfolio_value)
+    if problem is None and not (np.isfinite(pv) and pv > 0):
+        problem = InvalidInput(f"portfolio value is {pv} on {algo.get_datetime().date()}: "
+                               "a book without positive value has no weights to optimise",
+                               "portfolio_value")
+    current = (portfolio_weights(portfolio, open_orders,
+                                 None if snapshot is None else snapshot.prices)
+               if np.isfinite(pv) and pv > 0 else pd.Series(dtype=float))
+    if problem is not None:
         if on_failure == "raise":
-            result.raise_for_status()
-        log.warning("portfolio optimisation failed (%s: %s); %s", result.status,
-                    str(result.error).splitlines()[0] if str(result.error) else "",
-                    "holding the current portfolio" if on_failure == "hold"
-                    else "moving to the benchmark weights")
-        log.info("optimisation error in full: %s", result.error)
-        if record_failures:
-            api.record(optimizer_failure=1)
-        if on_failure == "hold":
-            return OrderResult(result, [], [], "hold", [])
-        target = _benchmark_of(objective, constraints)
-        if target is None:
-            raise OptimizationError(
-                "on_failure='benchmark' needs benchmark weights in a constraint or the "
-                f"objective (e.g. TrackingError); none has them. Original error: {result.error}"
-            ) from result.error
-        action = "benchmark"
-    if result.success and record_failures:
-        api.record(optimizer_failure=0)
-
-    plan, ids, skipped = _place(algo, data, target, current, open_orders, min_weight_change,
-                                snapshot)
-    return OrderResult(result, plan, ids, action, skipped)
+            raise problem
+        # without a positive portfolio value not even the benchmark can be ordered
+        mode = on_failure if np.isfinite(pv) and pv > 0 else "hold"
+        target = _on_failure(objective, constraints,
+                             OptimizationResult.failed("invalid_input", problem, current),
+                             mode, record_failures)
+    else:
+        tracked = current
+        if close_untracked and len(current):
+            tracked = current[current.index.isin(universe)]
+        target = optimal_target(objective, constraints, on_failure, tracked,
+                                record_failures=record_failures, **kwargs)
+    if target.action == "hold":
+        return OrderResult(target.result, [], [], "hold", [])
+    plan, ids, skipped = _place(algo, data, target.weights, current, open_orders,
+                                min_weight_change, snapshot)
+    return OrderResult(target.result, plan, ids, target.action, skipped)

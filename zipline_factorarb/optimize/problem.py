@@ -18,18 +18,21 @@ import numpy as np
 import cvxpy as cp
 import pandas as pd
 
-from ..kernels import risk as kr
-from ._base import Context, as_series, fmt
-from .constraints import Constraint, TrackingError
+from ._base import Context, TermData, as_series, fmt
+from .constraints import Constraint
 from .costs import Cost, evaluate_costs
 from .errors import (
+    DegenerateRiskModel,
     InfeasibleConstraints,
+    InvalidInput,
+    NonFiniteInput,
     OptimizationError,
     OptimizationFailed,
     OptimizationWarning,
     UnboundedObjective,
 )
 from .objectives import Objective
+from .risk_model import MIN_ASSET_VARIANCE
 
 __all__ = [
     "ProblemCache",
@@ -123,7 +126,9 @@ class OptimizationResult:
     ----------
     status : str
         ``"optimal"``, ``"optimal_inaccurate"`` (accepted after checking the
-        constraints), ``"infeasible"``, ``"unbounded"`` or ``"failed"``.
+        constraints), ``"infeasible"``, ``"unbounded"``, ``"failed"``, or
+        ``"invalid_input"`` (only in results that ``order_optimal_portfolio`` builds
+        when :func:`run_optimization` raised an :class:`~.errors.InvalidInput`).
     old_weights : pandas.Series
         Current weights on the optimisation universe (zeros when none were given).
     new_weights : pandas.Series or None
@@ -171,10 +176,24 @@ class OptimizationResult:
     diagnostics: dict = field(default_factory=dict)
     error: OptimizationError | None = None
 
+    @classmethod
+    def failed(cls, status, error, old_weights, diagnostics=None, *, compile_time=0.0,
+               cache_hit=False, solve_time=0.0):
+        """A result without target weights: ``status`` and the ``error`` that explains it."""
+        return cls(status, old_weights, None, None, None, None, None, solve_time,
+                   compile_time, cache_hit, dict(diagnostics or {}), error)
+
     @property
     def success(self):
         """True when target weights were produced."""
         return self.status in _SOLVED
+
+    @property
+    def reason(self):
+        """Short name of the failure (the error's ``reason``), None on success."""
+        if self.success:
+            return None
+        return getattr(self.error, "reason", self.status)
 
     @property
     def weights(self):
@@ -224,30 +243,28 @@ class _Compiled:
             self.w0.value = current
 
 
-def _universe(objective, constraints, current):
-    seen = {}
-    parts = [objective._assets()] + [c._assets() for c in constraints]
+def _universe(objective, constraints, current, origins=None):
+    """The optimisation universe: the assets of the objective, then of the constraints,
+    then the held ones; ``origins`` (a dict), when given, gets each asset's source."""
+    seen = {} if origins is None else origins
+    parts = [(objective._assets(), objective)] + [(c._assets(), c) for c in constraints]
     if current is not None:
-        parts.append(current.index[current.to_numpy() != 0])
-    for idx in parts:
+        parts.append((current.index[current.to_numpy() != 0], "current_weights"))
+    for idx, source in parts:
         if idx is not None:
+            label = source if isinstance(source, str) else repr(source)
             for asset in idx:
-                seen.setdefault(asset, None)
+                seen.setdefault(asset, label)
     if not seen:
-        raise ValueError(
+        raise InvalidInput(
             f"the optimisation universe is empty: {objective!r} names no assets and no "
-            "constraint or current position adds any"
-        )
+            "constraint or current position adds any", repr(objective))
     return pd.Index(list(seen), tupleize_cols=False)
 
 
 def _make_params(term, data):
-    params = {}
-    for name, value in data.items():
-        if name.startswith("_"):
-            continue
-        params[name] = cp.Parameter(np.shape(value), nonneg=name in term._nonneg)
-    return params
+    return {name: cp.Parameter(np.shape(value), nonneg=name in term._nonneg)
+            for name, value in TermData.of(data).parameters.items()}
 
 
 def _assign(params, data):
@@ -272,6 +289,9 @@ def _build_problem(objective, constraints, datas, n, obj_override=None, costs=()
     cost_params, w0 = [], None
     if obj_override is None:
         obj = objective._build(w, params[0], datas[0])
+        if isinstance(obj, tuple):  # (objective, constraints it needs): RiskBudgeting
+            obj, extra = obj
+            cons.extend(extra)
         if costs:
             z = None
             if any(c._trades for c in costs):
@@ -317,18 +337,20 @@ def _check_bounded(objective, constraints, cdatas, n, odata=None):
     upper = np.full(n, np.inf)
     sum_lo, sum_hi = -np.inf, np.inf
     rows = []
+    notes = []
     for c, d in zip(constraints, cdatas):
         b = c._bounds(d)
-        if b.get("all"):
+        if b.bounded:
             return
-        if "lower" in b:
-            lower = np.maximum(lower, b["lower"])
-        if "upper" in b:
-            upper = np.minimum(upper, b["upper"])
-        sum_lo = max(sum_lo, b.get("sum_lower", -np.inf))
-        sum_hi = min(sum_hi, b.get("sum_upper", np.inf))
-        if "rows" in b:
-            rows.append(b["rows"])
+        if b.lower is not None:
+            lower = np.maximum(lower, b.lower)
+        if b.upper is not None:
+            upper = np.minimum(upper, b.upper)
+        sum_lo = max(sum_lo, b.net_lower)
+        sum_hi = min(sum_hi, b.net_upper)
+        rows.extend(b.rows)
+        if b.note:
+            notes.append(b.note)
     lo_ok = np.isfinite(lower).all()
     hi_ok = np.isfinite(upper).all()
     if (lo_ok and hi_ok) or (lo_ok and np.isfinite(sum_hi)) or (hi_ok and np.isfinite(sum_lo)):
@@ -338,14 +360,12 @@ def _check_bounded(objective, constraints, cdatas, n, odata=None):
             np.asarray(alpha, dtype=float), lower, upper, sum_lo, sum_hi, rows):
         return
     names = ", ".join(repr(c) for c in constraints) or "no constraints"
-    has_te = any(isinstance(c, TrackingError) for c in constraints)
     raise UnboundedObjective(
         f"{objective!r} is linear and nothing bounds the portfolio under {names}: the "
         "solver could grow the positions without limit. Add MaxGrossExposure(max), or "
         "LongOnly() with NetExposure(min, max), or finite PositionConcentration bounds, "
         "or MaxTurnover(max), or a TrackingError constraint"
-        + (" (a TrackingError bounds the portfolio only when every specific variance is "
-           "positive; some are zero here)" if has_te else "")
+        + "".join(f" ({note})" for note in notes)
         + "."
     )
 
@@ -457,20 +477,61 @@ def _feasible(constraints, cdatas, n, objective, odata, solver):
         return None
 
 
-def _min_tracking_error(te, te_data, others, odatas, n, objective, odata, solver):
-    """Smallest tracking error the other constraints allow (annualised), or None."""
+def _risk_norm(w, risk):
+    """The per-period risk ``sqrt(||G (w - b)||^2 + ||s (w - b)||^2)`` of a RiskTerm."""
+    return cp.norm(cp.hstack([risk.G @ w - risk.G @ risk.b,
+                              cp.multiply(risk.s, w) - risk.s * risk.b]))
+
+
+def _min_risk(risk, periods_per_year, others, odatas, n, objective, odata, solver):
+    """Smallest annualised risk of a RiskTerm that the other constraints allow, or None."""
     try:
-        te_params = _make_params(te, te_data)
-        _assign(te_params, te_data)
         comp = _build_problem(
             objective, others, [odata, *odatas], n,
-            obj_override=lambda w, p: cp.Minimize(cp.norm(te._norm_args(w, te_params))))
+            obj_override=lambda w, p: cp.Minimize(_risk_norm(w, risk)))
         comp.problem.solve(solver=solver)
         if comp.problem.status in _SOLVED:
-            return float(comp.problem.value * np.sqrt(te.periods_per_year))
+            return float(comp.problem.value * np.sqrt(periods_per_year))
     except (cp.error.SolverError, ValueError, ArithmeticError):
         pass
     return None
+
+
+def _check_risk_terms(terms, datas, periods_per_year):
+    """Raise DegenerateRiskModel when a term's risk is (near) zero on every asset of the
+    universe: a variance per period of at most ``risk_model.MIN_ASSET_VARIANCE``, the
+    threshold under which the risk model itself calls an asset riskless."""
+    for t, d in zip(terms, datas):
+        risk = t._risk(d)
+        if risk is None or len(risk.s) == 0:
+            continue
+        ppy = periods_per_year if risk.periods_per_year is None else risk.periods_per_year
+        variance = np.sum(np.asarray(risk.G) ** 2, axis=0) + np.asarray(risk.s) ** 2
+        top = float(variance.max())
+        if not top > MIN_ASSET_VARIANCE:
+            raise DegenerateRiskModel(
+                f"{t!r}: the risk model gives every one of the {len(risk.s)} assets of the "
+                f"optimisation universe a variance of at most {MIN_ASSET_VARIANCE:g} per "
+                f"period (largest {top:.3g}, an annualised volatility of "
+                f"{np.sqrt(ppy * top):.3g}): a risk term that sees no risk constrains "
+                "nothing and would put the whole book in the best-scoring asset. Check the "
+                "risk model's estimation (a window of constant prices, a covariance of "
+                "zeros)", repr(t), float(np.sqrt(ppy * top)))
+
+
+def _check_parameters(terms, datas, universe):
+    """Raise NonFiniteInput for a NaN or infinite parameter, naming term and asset."""
+    for t, d in zip(terms, datas):
+        for name, value in d.parameters.items():
+            arr = np.asarray(value, dtype=float)
+            bad = ~np.isfinite(arr)
+            if not bad.any():
+                continue
+            idx = np.argwhere(bad)[0]
+            label = (universe[idx[-1]] if arr.ndim and arr.shape[-1] == len(universe)
+                     else tuple(int(i) for i in idx))
+            raise NonFiniteInput(f"{t!r} parameter {name!r}", label, arr[tuple(idx)],
+                                 "check the inputs this term was built from")
 
 
 def _diagnose_infeasible(objective, constraints, datas, ctx, current_given, tol, attempts,
@@ -503,13 +564,15 @@ def _diagnose_infeasible(objective, constraints, datas, ctx, current_given, tol,
         if repr(c) not in violated and len(constraints) > 1:
             continue
         hint = c._relax_hint(d)
-        if isinstance(c, TrackingError):
+        risk = c._risk(d)
+        if risk is not None and risk.bound_name is not None:
             others = constraints[:i] + constraints[i + 1:]
-            low = _min_tracking_error(c, d, others, cdatas[:i] + cdatas[i + 1:], ctx.n,
-                                      objective, odata, solver)
+            ppy = 252.0 if risk.periods_per_year is None else risk.periods_per_year
+            low = _min_risk(risk, ppy, others, cdatas[:i] + cdatas[i + 1:], ctx.n,
+                            objective, odata, solver)
             if low is not None:
                 hint += (f"; the other constraints allow no less than {low:.4%} "
-                         "(raise max_tev to at least that)")
+                         f"(raise {risk.bound_name} to at least that)")
         suggestions.append(f"{c!r}: {hint}")
 
     lines = [f"No portfolio satisfies all {len(constraints)} constraints "
@@ -546,13 +609,12 @@ def _report_risk(objective, constraints, ctx, w, periods_per_year):
         return None, None, {}
     risk_model, bench, ppy = ref
     ppy = float(periods_per_year if ppy is None else ppy)
-    arr = ctx.risk(risk_model)
     b = np.zeros(ctx.n) if bench is None else ctx.align(bench)
-    rc = kr.risk_contributions(w - b, arr.F, risk_model._cov, arr.E)
+    rc = risk_model.decompose(w - b, ctx.universe)
     contributions = pd.Series(np.append(rc.factor, rc.specific) * ppy,
                               index=list(risk_model.factors) + ["specific"])
     total = float(np.sqrt(max(rc.total, 0.0) * ppy))
-    old = kr.tracking_error(ctx.current - b, arr.F, risk_model._cov, arr.E, ppy)
+    old = float(np.sqrt(max(risk_model.decompose(ctx.current - b, ctx.universe).total, 0.0) * ppy))
     extra = {"periods_per_year": ppy,
              "risk_basis": "active" if bench is not None else "total",
              "risk_contributions_by_asset": pd.Series(rc.asset * ppy, index=ctx.universe)}
@@ -610,8 +672,15 @@ def run_optimization(objective, constraints=(), current_weights=None, *, costs=(
     OptimizationResult
         Failures (infeasible, unbounded, solver failure) are returned with
         ``success == False`` and the error in ``result.error``; call
-        :meth:`OptimizationResult.raise_for_status` to raise it. Invalid inputs raise
-        immediately (``TypeError``, ``ValueError``, :class:`NonFiniteInput`). With
+        :meth:`OptimizationResult.raise_for_status` to raise it. Arguments of the
+        wrong type raise ``TypeError``; inputs that cannot be optimised raise an
+        :class:`~.errors.InvalidInput` (a ``ValueError`` naming the term, parameter and
+        asset at fault): :class:`~.errors.NonFiniteInput` (NaN or infinity, in the
+        inputs or in any parameter built from them), :class:`~.errors.UnknownAssets`
+        (assets of the universe missing from a risk model or loadings),
+        :class:`~.errors.DegenerateRiskModel` (a tracking-error or risk term with zero
+        risk on every asset), or another ``InvalidInput`` (empty universe, conflicting
+        bounds); data problems found when a term was created are raised here too. With
         costs, ``diagnostics["expected_costs"]`` and :attr:`~OptimizationResult.
         expected_cost` give their value at the solution and
         ``diagnostics["net_objective"]`` the objective net of them.
@@ -629,24 +698,40 @@ def run_optimization(objective, constraints=(), current_weights=None, *, costs=(
         if not isinstance(c, Cost):
             raise TypeError(f"costs must be Cost objects (LinearCost, MarketImpact, BorrowCost; "
                             f"CostModel.terms() builds them), got {type(c).__name__}")
-    current = None if current_weights is None else as_series(current_weights, "current_weights")
-    universe = _universe(objective, constraints, current)
-    w0 = np.zeros(len(universe)) if current is None else \
-        current.reindex(universe, fill_value=0.0).to_numpy()
-    ctx = Context(universe, w0)
-    datas = [t._prepare(ctx) for t in [objective, *constraints]]
-    for d in datas:
-        d["_universe"] = universe
+    # objectives with a restricted formulation (RiskBudgeting) refuse other terms up front
+    objective._check_constraints(constraints, costs)
+    terms = [objective, *constraints]
+    for t in [*terms, *costs]:
+        if t._input_error is not None:
+            raise t._input_error
+    try:
+        current = (None if current_weights is None
+                   else as_series(current_weights, "current_weights"))
+        origins = {}
+        universe = _universe(objective, constraints, current, origins)
+        w0 = np.zeros(len(universe)) if current is None else \
+            current.reindex(universe, fill_value=0.0).to_numpy()
+        ctx = Context(universe, w0, origins)
+        datas = []
+        for t in terms:
+            d = TermData.of(t._prepare(ctx))
+            d.universe = universe
+            datas.append(d)
+        kdatas = [c._prepare(ctx) for c in costs]
+        _check_parameters([*terms, *costs], [*datas, *map(TermData.of, kdatas)], universe)
+        _check_risk_terms(terms, datas, periods_per_year)
+    except InvalidInput:
+        raise
+    except ValueError as exc:  # a term's own check: name it, keep the message
+        raise InvalidInput(str(exc)) from exc
     odata, cdatas = datas[0], datas[1:]
-    kdatas = [c._prepare(ctx) for c in costs]
     scale = objective._cost_scale(odata)
     old = pd.Series(w0, index=universe)
 
     def failure(status, error, attempts=(), compile_time=0.0, hit=False, solve_time=0.0):
-        return OptimizationResult(status, old, None, None, None, None, None, solve_time,
-                                  compile_time, hit,
-                                  {"solver_attempts": list(attempts), "universe_size": ctx.n},
-                                  error)
+        return OptimizationResult.failed(
+            status, error, old, {"solver_attempts": list(attempts), "universe_size": ctx.n},
+            compile_time=compile_time, cache_hit=hit, solve_time=solve_time)
 
     try:
         if not any(c._bounds_portfolio(d) for c, d in zip(costs, kdatas)):
@@ -664,21 +749,24 @@ def run_optimization(objective, constraints=(), current_weights=None, *, costs=(
     if not solvers:
         raise RuntimeError("no supported solver is installed (install clarabel)")
     t0 = time.perf_counter()
-    if compiled is None:
-        compiled = _build_problem(objective, constraints, datas, ctx.n, costs=costs,
-                                  cost_datas=kdatas, scale=scale, current=w0)
-        try:
-            # canonicalise now (cvxpy keeps it for the solve), so compile_time is honest
-            compiled.problem.get_problem_data(solvers[0])
-        except (cp.error.SolverError, ValueError):
-            pass
-        if cache is not False:
-            cache.put(key, compiled)
-        compile_time = time.perf_counter() - t0
-        t0 = time.perf_counter()
-    else:
-        compile_time = 0.0
-        compiled.assign(datas, kdatas, scale, w0)
+    try:
+        if compiled is None:
+            compiled = _build_problem(objective, constraints, datas, ctx.n, costs=costs,
+                                      cost_datas=kdatas, scale=scale, current=w0)
+            try:
+                # canonicalise now (cvxpy keeps it for the solve), so compile_time is honest
+                compiled.problem.get_problem_data(solvers[0])
+            except (cp.error.SolverError, ValueError):
+                pass
+            if cache is not False:
+                cache.put(key, compiled)
+            compile_time = time.perf_counter() - t0
+            t0 = time.perf_counter()
+        else:
+            compile_time = 0.0
+            compiled.assign(datas, kdatas, scale, w0)
+    except ValueError as exc:  # cvxpy refuses a parameter value (e.g. a negative variance)
+        raise InvalidInput(f"{objective!r}: a parameter value was refused: {exc}") from exc
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", OptimizationWarning)
         outcome, solver, attempts = _solve(compiled, constraints, cdatas, solvers,
@@ -713,6 +801,7 @@ def run_optimization(objective, constraints=(), current_weights=None, *, costs=(
             hit, solve_time)
 
     w = np.asarray(compiled.w.value, dtype=float).copy()
+    w = objective._finish(w, odata)  # e.g. RiskBudgeting rescales its barrier point
     viol = {repr(c): amt for c, amt, _ in _violations(constraints, cdatas, w)}
     tev, contributions, extra = _report_risk(objective, constraints, ctx, w, periods_per_year)
     last = attempts[-1]

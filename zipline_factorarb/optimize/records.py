@@ -12,6 +12,8 @@
 
 from __future__ import annotations
 
+from .. import records as names
+from ..checks import check_instance
 from ._base import as_series
 from .risk_model import CONSTANT, RiskModel
 
@@ -74,12 +76,11 @@ def risk_records(weights, benchmark_weights, risk_model, sectors=None, periods_p
         to one; absent when the active variance is zero), ``n_holdings``, and the
         sector weights when ``sectors`` is given.
     """
-    if not isinstance(risk_model, RiskModel):
-        raise TypeError(f"risk_model must be a RiskModel, got {type(risk_model).__name__}")
+    check_instance("risk_model", risk_model, RiskModel)
     w = as_series(weights, "weights")
     b = as_series(benchmark_weights, "benchmark_weights")
     decomposition = risk_model.risk_contributions(w, b, periods_per_year)
-    out = {"ex_ante_tev": decomposition.volatility}
+    out = {names.EX_ANTE_TEV: decomposition.volatility}
     index = w.index.union(b.index, sort=False)
     index = index[(w.reindex(index, fill_value=0.0) != 0).to_numpy()
                   | (b.reindex(index, fill_value=0.0) != 0).to_numpy()]
@@ -87,21 +88,21 @@ def risk_records(weights, benchmark_weights, risk_model, sectors=None, periods_p
     exposures = risk_model.loadings.reindex(index).T.to_numpy() @ active.to_numpy()
     for name, value in zip(risk_model.factors, exposures):
         if name != CONSTANT:
-            out[f"factor_exposure_{name}"] = float(value)
+            out[names.FACTOR_EXPOSURE + str(name)] = float(value)
     total = decomposition.total
     if total > 0:
         for name, value in decomposition.by_factor.items():
             if name != CONSTANT:
-                out[f"risk_contribution_{name}"] = float(value / total)
-    out["n_holdings"] = int((w > holding_threshold).sum())
+                out[names.RISK_CONTRIBUTION + str(name)] = float(value / total)
+    out[names.N_HOLDINGS] = int((w > holding_threshold).sum())
     if sectors is not None:
-        names = sector_names
-        if names is None:
-            names = sorted(set(sectors.dropna().astype(str)))
-        for name, value in sector_weights(w, sectors, names).items():
-            out[f"sector_weight_{name}"] = float(value)
-        for name, value in sector_weights(b, sectors, names).items():
-            out[f"benchmark_sector_weight_{name}"] = float(value)
+        labels = sector_names
+        if labels is None:
+            labels = sorted(set(sectors.dropna().astype(str)))
+        for name, value in sector_weights(w, sectors, labels).items():
+            out[names.SECTOR_WEIGHT + str(name)] = float(value)
+        for name, value in sector_weights(b, sectors, labels).items():
+            out[names.BENCHMARK_SECTOR_WEIGHT + str(name)] = float(value)
     return out
 
 
@@ -122,9 +123,9 @@ def cost_records(cost_model, portfolio_value, order_result=None):
     if opt is not None and getattr(order_result, "action", None) == "rebalance":
         expected.update(opt.diagnostics.get("expected_costs", {}))
     realised = cost_model.take_realised()["total"]
-    return {"expected_cost": float(expected["linear"] + expected["impact"]),
-            "expected_borrow_cost": float(expected["borrow"]),
-            "realised_cost": float(realised / float(portfolio_value))}
+    return {names.EXPECTED_COST: float(expected["linear"] + expected["impact"]),
+            names.EXPECTED_BORROW_COST: float(expected["borrow"]),
+            names.REALISED_COST: float(realised / float(portfolio_value))}
 
 
 class BenchmarkTracker:
@@ -173,7 +174,7 @@ class BenchmarkTracker:
             self._pending = None
         return out
 
-    def record(self, data, name="tracked_benchmark_return"):
+    def record(self, data, name=names.TRACKED_BENCHMARK_RETURN):
         """:meth:`update`, and ``zipline.api.record`` the day's return under ``name``
         (nothing before the first rebalance). Returns the value."""
         value = self.update(data)

@@ -9,10 +9,21 @@ from typing import NamedTuple
 import numpy as np
 import pandas as pd
 
+from ..kernels import factor_model as fm
 from ..kernels import risk as kr
-from ._base import as_frame, as_series, check_finite, short_list
+from ._base import _lenient, as_frame, as_series, check_finite, short_list
+from .errors import InvalidInput, UnknownAssets
 
-__all__ = ["RiskModel", "RiskDecomposition", "make_benchmark_weights", "proxy_benchmark_weights"]
+__all__ = ["RiskModel", "RiskDecomposition", "DegenerateRiskWarning",
+           "make_benchmark_weights", "proxy_benchmark_weights"]
+
+#: per-period variance at or below which an asset counts as riskless in the model (a
+#: daily volatility of 1e-7): an optimiser would treat it as free of risk
+MIN_ASSET_VARIANCE = 1e-14
+
+
+class DegenerateRiskWarning(UserWarning):
+    """Some assets have (nearly) zero variance in the risk model."""
 
 #: name of the intercept factor added by :meth:`RiskModel.from_returns`
 CONSTANT = "const"
@@ -67,15 +78,40 @@ class RiskModel:
     specific_variance : pandas.Series
         Per-period idiosyncratic variance of every asset in ``loadings``.
 
+    Raises
+    ------
+    TypeError
+        An argument of the wrong type (not a DataFrame / Series, or not numbers).
+    ValueError
+        A ``factor_covariance`` whose shape or factor labels do not match the loadings'
+        columns (a programming error: raised at once).
+
     Notes
     -----
     All variances are per period (daily, monthly, ...); annualise with
     ``periods_per_year`` where a method asks for it. Estimate the model from return
     histories with :meth:`from_returns`.
+
+    A problem with the numbers themselves (NaN or infinity in any input, an empty or
+    all-NaN loadings table, a duplicated asset, a specific variance missing for an
+    asset of the loadings or negative, a factor covariance that is not symmetric or not
+    positive semi-definite) does not raise when the model is built: the model keeps the
+    first such problem, an :class:`~zipline_factorarb.optimize.errors.InvalidInput`
+    naming the input and the asset or factor pair (a
+    :class:`~zipline_factorarb.optimize.errors.NonFiniteInput` for NaN or infinity),
+    and raises it whenever its risk numbers are used: when a term that uses the model
+    is solved (so that ``order_optimal_portfolio(..., on_failure="hold")`` holds on
+    it and records why) and in :meth:`covariance`, :meth:`variance`,
+    :meth:`tracking_error`, :meth:`decompose` and :meth:`risk_contributions`.
     """
 
+    #: the first data problem found when the model was built (raised when it is used)
+    _input_error = None
+
     def __init__(self, loadings, factor_covariance, specific_variance):
-        loadings = as_frame(loadings, "RiskModel.loadings")
+        loadings = self._checked(lambda: as_frame(loadings, "RiskModel.loadings"),
+                                 lambda: _lenient(loadings, frame=True))
+        loadings = loadings.loc[:, ~loadings.columns.duplicated()]
         factors = loadings.columns
         if isinstance(factor_covariance, pd.DataFrame):
             missing = factors.difference(factor_covariance.index).union(
@@ -85,37 +121,111 @@ class RiskModel:
                 raise ValueError(
                     f"factor_covariance lacks factors {short_list(missing)} of the loadings"
                 )
-            cov = factor_covariance.loc[factors, factors].to_numpy(dtype=float)
+            cov = factor_covariance.loc[factors, factors]
+            if not (cov.index.is_unique and cov.columns.is_unique):
+                raise ValueError("factor_covariance has duplicated factor labels")
         else:
-            cov = np.asarray(factor_covariance, dtype=float)
-            if cov.shape != (len(factors), len(factors)):
-                raise ValueError(
-                    f"factor_covariance must be {len(factors)} x {len(factors)} to match the "
-                    f"loadings' columns, got shape {cov.shape}"
-                )
-        check_finite(cov.ravel(), [(i, j) for i in factors for j in factors],
-                     "RiskModel.factor_covariance")
-        if not np.allclose(cov, cov.T, rtol=1e-8, atol=1e-14):
-            raise ValueError("factor_covariance must be symmetric")
-        self._R = kr.factor_root(cov)
-        spec = as_series(specific_variance, "RiskModel.specific_variance", finite=False)
+            cov = factor_covariance
+        try:
+            cov = np.asarray(cov, dtype=float)
+        except (TypeError, ValueError) as exc:
+            raise TypeError(f"RiskModel.factor_covariance must hold numbers: {exc}") from None
+        if cov.shape != (len(factors), len(factors)):
+            raise ValueError(
+                f"factor_covariance must be {len(factors)} x {len(factors)} to match the "
+                f"loadings' columns, got shape {cov.shape}"
+            )
+        self._checked(lambda: check_finite(cov.ravel(), [(i, j) for i in factors for j in factors],
+                                           "RiskModel.factor_covariance"))
+        if self._input_error is None and not np.allclose(cov, cov.T, rtol=1e-8, atol=1e-14):
+            self._defer(InvalidInput("RiskModel.factor_covariance must be symmetric",
+                                     "RiskModel.factor_covariance"))
+        self._R = np.zeros_like(cov)
+        if self._input_error is None:
+            try:
+                self._R = kr.factor_root(cov)
+            except ValueError as exc:  # not positive semi-definite
+                self._defer(InvalidInput(f"RiskModel.{exc}", "RiskModel.factor_covariance"))
+        spec = self._checked(
+            lambda: as_series(specific_variance, "RiskModel.specific_variance", finite=False),
+            lambda: _lenient(specific_variance))
         missing = loadings.index.difference(spec.index)
         if len(missing):
-            raise ValueError(
-                f"specific_variance has no entry for {len(missing)} assets of the loadings: "
-                f"{short_list(missing)}"
-            )
+            self._defer(UnknownAssets(
+                f"RiskModel.specific_variance has no entry for {len(missing)} assets of the "
+                f"loadings: {short_list(missing)}", "RiskModel.specific_variance",
+                list(missing)))
         spec = spec.reindex(loadings.index)
-        check_finite(spec.to_numpy(), spec.index, "RiskModel.specific_variance")
+        self._checked(lambda: check_finite(spec.to_numpy(), spec.index,
+                                           "RiskModel.specific_variance"))
         if (spec < 0).any():
             bad = spec.index[spec.to_numpy() < 0][0]
-            raise ValueError(f"specific_variance is negative for {bad!r}: {spec[bad]}")
+            self._defer(InvalidInput(
+                f"RiskModel.specific_variance is negative for {bad!r}: {spec[bad]}",
+                "RiskModel.specific_variance"))
         self.loadings = loadings
         self.factor_covariance = pd.DataFrame(cov, index=factors, columns=factors)
         self.specific_variance = spec
         self._F = loadings.to_numpy().T.copy()
         self._E = spec.to_numpy().copy()
         self._cov = cov
+        self.fit = None
+        if self._input_error is None:
+            self._check_degenerate()
+
+    # ------------------------------------------------------------------ data errors
+    def _defer(self, error, field=None):
+        """Keep ``error`` (the first one) as an InvalidInput, raised when the model is used."""
+        if self._input_error is None:
+            if not isinstance(error, InvalidInput):
+                wrapped = InvalidInput(str(error), field)
+                wrapped.__cause__ = error
+                error = wrapped
+            self._input_error = error
+
+    def _checked(self, check, fallback=lambda: None, field=None):
+        """``check()``; a ``ValueError`` it raises is kept (:meth:`_defer`) and
+        ``fallback()`` returned instead. A ``TypeError`` raises at once."""
+        try:
+            return check()
+        except TypeError:
+            raise
+        except ValueError as exc:
+            self._defer(exc, field)
+            return fallback()
+
+    def _raise_input_error(self):
+        if self._input_error is not None:
+            raise self._input_error
+
+    def _check_degenerate(self):
+        """Warn when assets have (near) zero variance in the model.
+
+        A model whose every asset is riskless is not refused here (an algorithm builds
+        its model outside the optimiser, where ``on_failure="hold"`` could not hold);
+        :func:`~zipline_factorarb.optimize.run_optimization` refuses to optimise risk
+        with it (:class:`~zipline_factorarb.optimize.errors.DegenerateRiskModel`).
+        """
+        if not len(self.loadings):
+            return
+        G = self._R @ self._F
+        total = np.einsum("ij,ij->j", G, G) + self._E
+        low = total <= MIN_ASSET_VARIANCE
+        if low.all():
+            warnings.warn(
+                f"the risk model is degenerate: every one of its {len(total)} assets has a "
+                f"variance of at most {MIN_ASSET_VARIANCE:g} per period (largest "
+                f"{total.max():.3g}; zero factor covariance and specific variances?). The "
+                "optimiser will refuse to optimise risk with it; check the returns it was "
+                "estimated from (a constant price series, a window without data)",
+                DegenerateRiskWarning, stacklevel=3)
+        elif low.any():
+            names = self.loadings.index[low]
+            warnings.warn(
+                f"{int(low.sum())} of {len(total)} assets have a variance of at most "
+                f"{MIN_ASSET_VARIANCE:g} per period in the risk model, so they look "
+                f"riskless: {short_list(names)}. Check their return history (stale prices?) "
+                "or set specific_variance_floor", DegenerateRiskWarning, stacklevel=3)
 
     # ------------------------------------------------------------------ properties
     @property
@@ -133,6 +243,7 @@ class RiskModel:
 
     # ------------------------------------------------------------------ alignment
     def _arrays(self, universe):
+        self._raise_input_error()
         pos = self.loadings.index.get_indexer(universe)
         if (pos < 0).any():
             missing = [universe[i] for i in np.flatnonzero(pos < 0)]
@@ -190,6 +301,26 @@ class RiskModel:
         _, a, arr = self._weights_vectors(weights, benchmark_weights)
         return kr.tracking_error(a, arr.F, self._cov, arr.E, periods_per_year)
 
+    def decompose(self, active_weights, assets):
+        """Euler decomposition of the per-period variance of an array of weights.
+
+        Parameters
+        ----------
+        active_weights : array_like, shape (n,)
+            Weights (or active weights ``w - b``) aligned to ``assets``.
+        assets : sequence
+            n assets, all in the model.
+
+        Returns
+        -------
+        zipline_factorarb.kernels.risk.RiskContributions
+            By factor (in :attr:`factors` order), specific, by asset and total, from
+            :func:`~zipline_factorarb.kernels.risk.risk_contributions`.
+        """
+        arr = self._arrays(pd.Index(assets, tupleize_cols=False))
+        return kr.risk_contributions(np.asarray(active_weights, dtype=float), arr.F, self._cov,
+                                     arr.E)
+
     def risk_contributions(self, weights, benchmark_weights=None, periods_per_year=1):
         """Euler decomposition of the (active) variance by factor, specific and asset.
 
@@ -205,8 +336,8 @@ class RiskModel:
         -------
         RiskDecomposition
         """
-        index, a, arr = self._weights_vectors(weights, benchmark_weights)
-        rc = kr.risk_contributions(a, arr.F, self._cov, arr.E)
+        index, a, _ = self._weights_vectors(weights, benchmark_weights)
+        rc = self.decompose(a, index)
         ppy = float(periods_per_year)
         by_factor = pd.Series(
             np.append(rc.factor, rc.specific) * ppy,
@@ -219,14 +350,18 @@ class RiskModel:
     @classmethod
     def from_returns(cls, asset_returns, factor_returns, *, loadings=None, halflife=None,
                      shrinkage="ledoit_wolf", add_constant=True, min_observations=None,
-                     specific_variance_floor=0.0):
+                     specific_variance_floor=0.0, method="ols", lam=None, cv=5, grid=None,
+                     l1_ratio=0.5):
         """Estimate a risk model from return histories.
 
-        Loadings come from one vectorised time-series regression of every asset's
-        returns on the factor returns (:func:`~zipline_factorarb.kernels.risk.regression_loadings`)
-        unless given (e.g. Kalman betas); the factor covariance is exponentially weighted
-        with Ledoit-Wolf shrinkage; specific variances are the (weighted) mean squared
-        residuals with a degrees-of-freedom correction.
+        Loadings, intercepts, specific variances and the factor covariance come from
+        :func:`~zipline_factorarb.kernels.factor_model.fit_factor_model` (the one
+        factor-model estimator of the package): time-series regressions of every
+        asset's returns on the factor returns (``method``: OLS, ridge, lasso or elastic
+        net, the penalty given or chosen per asset by walk-forward cross-validation),
+        unless the loadings are given (e.g. Kalman betas); the factor covariance is
+        exponentially weighted with Ledoit-Wolf shrinkage; specific variances are the
+        (weighted) mean squared residuals with a degrees-of-freedom correction.
 
         Parameters
         ----------
@@ -250,10 +385,20 @@ class RiskModel:
             Assets with fewer returns are dropped (default: parameters + 1).
         specific_variance_floor : float, default 0.0
             Lower bound of the specific variances.
+        method : {"ols", "ridge", "lasso", "elasticnet"}, default "ols"
+        lam : float or pandas.Series, optional
+            The penalty (scikit-learn's ``alpha``), for all assets or by asset; None:
+            chosen per asset by walk-forward cross-validation with ``cv`` folds over
+            ``grid`` (see :mod:`zipline_factorarb.kernels.factor_model`).
+        cv, grid, l1_ratio
+            As in :func:`~zipline_factorarb.kernels.factor_model.fit_factor_model`.
 
         Returns
         -------
         RiskModel
+            ``model.fit`` holds the kernel's
+            :class:`~zipline_factorarb.kernels.factor_model.FactorModelFit` (penalties,
+            diagnostics) when the loadings were estimated here.
         """
         if not isinstance(asset_returns, pd.DataFrame) or not isinstance(factor_returns, pd.DataFrame):
             raise TypeError("asset_returns and factor_returns must be DataFrames (dates x names)")
@@ -269,46 +414,90 @@ class RiskModel:
         Rv = R.to_numpy(dtype=float)
         Xv = X.to_numpy(dtype=float)
         factor_names = list(X.columns)
+        fit = None
         if loadings is None:
-            reg = kr.regression_loadings(Rv, Xv, add_constant=add_constant,
-                                         min_observations=min_observations)
-            B = reg.loadings
-            residuals = reg.residuals
-            names = ([CONSTANT] if add_constant else []) + factor_names
-            n_params = B.shape[0]
-        else:
-            L = as_frame(loadings, "loadings")
-            has_const = CONSTANT in L.columns
-            missing = [f for f in L.columns if f != CONSTANT and f not in X.columns]
-            if missing:
-                raise ValueError(f"loadings have factors {missing} missing from factor_returns")
-            names = ([CONSTANT] if has_const else []) + [f for f in L.columns if f != CONSTANT]
-            L = L.reindex(R.columns)[names]
-            B = L.to_numpy(dtype=float).T
-            Xd = X[[f for f in names if f != CONSTANT]].to_numpy(dtype=float)
-            if has_const:
-                Xd = np.hstack([np.ones((len(X), 1)), Xd])
-            residuals = Rv - Xd @ np.nan_to_num(B)
-            residuals[:, ~np.isfinite(B).all(axis=0)] = np.nan
-            n_params = 0
-            factor_names = [f for f in names if f != CONSTANT]
-        spec = kr.specific_variance(residuals, halflife=halflife, n_parameters=n_params,
+            if isinstance(lam, pd.Series):
+                lam = lam.reindex(R.columns).to_numpy(dtype=float)
+            fit = fm.fit_factor_model(
+                Rv, Xv, method, lam, cv=cv, grid=grid, l1_ratio=l1_ratio,
+                add_constant=add_constant, min_observations=min_observations,
+                halflife=halflife, shrinkage=shrinkage,
+                specific_variance_floor=specific_variance_floor)
+            return cls.from_factor_model(R.columns, factor_names, fit.loadings,
+                                         fit.factor_covariance, fit.specific_variance,
+                                         fit.intercepts if add_constant else None, fit=fit)
+        L = as_frame(loadings, "loadings")
+        has_const = CONSTANT in L.columns
+        missing = [f for f in L.columns if f != CONSTANT and f not in X.columns]
+        if missing:
+            raise ValueError(f"loadings have factors {missing} missing from factor_returns")
+        factor_names = [f for f in L.columns if f != CONSTANT]
+        L = L.reindex(R.columns)
+        B = L[factor_names].to_numpy(dtype=float)
+        intercepts = L[CONSTANT].to_numpy(dtype=float) if has_const else None
+        Xd = X[factor_names].to_numpy(dtype=float)
+        residuals = Rv - Xd @ np.nan_to_num(B).T
+        if has_const:
+            residuals = residuals - np.nan_to_num(intercepts)
+        bad = ~np.isfinite(B).all(axis=1)
+        if has_const:
+            bad |= ~np.isfinite(intercepts)
+        residuals[:, bad] = np.nan
+        spec = kr.specific_variance(residuals, halflife=halflife, n_parameters=0,
                                     floor=specific_variance_floor)
-        keep = np.isfinite(B).all(axis=0) & np.isfinite(spec)
+        fcov = kr.factor_covariance(Xd, halflife=halflife, shrinkage=shrinkage)
+        return cls.from_factor_model(R.columns, factor_names, B, fcov, spec, intercepts)
+
+    @classmethod
+    def from_factor_model(cls, assets, factors, loadings, factor_covariance, specific_variance,
+                          intercepts=None, fit=None):
+        """A risk model from factor-model arrays (the one place the constant is added).
+
+        Assets whose loadings, intercept or specific variance are not finite are left
+        out. With ``intercepts``, the model gets a first factor ``"const"`` of zero
+        variance whose loadings are the intercepts (the assets' alphas).
+
+        Parameters
+        ----------
+        assets : sequence
+            n asset labels.
+        factors : sequence of str
+            k factor names.
+        loadings : ndarray, shape (n, k)
+        factor_covariance : ndarray, shape (k, k)
+        specific_variance : ndarray, shape (n,)
+        intercepts : ndarray, shape (n,), optional
+        fit : FactorModelFit, optional
+            Kept as ``model.fit``.
+
+        Returns
+        -------
+        RiskModel
+        """
+        B = np.asarray(loadings, dtype=float)
+        spec = np.asarray(specific_variance, dtype=float)
+        factors = [str(f) if not isinstance(f, str) else f for f in factors]
+        names = list(factors)
+        keep = np.isfinite(B).all(axis=1) & np.isfinite(spec)
+        if intercepts is not None:
+            a = np.asarray(intercepts, dtype=float)
+            keep &= np.isfinite(a)
+            B = np.column_stack([a, B])
+            names = [CONSTANT, *names]
         if not keep.any():
             raise ValueError("no asset has enough observations to estimate its loadings")
-        fcov = kr.factor_covariance(X[factor_names].to_numpy(dtype=float), halflife=halflife,
-                                    shrinkage=shrinkage)
-        m = len(names)
-        cov = np.zeros((m, m))
-        offset = 1 if names and names[0] == CONSTANT else 0
-        cov[offset:, offset:] = fcov
-        assets = R.columns[keep]
-        return cls(
-            pd.DataFrame(B[:, keep].T, index=assets, columns=names),
+        k = len(factors)
+        cov = np.zeros((len(names), len(names)))
+        offset = len(names) - k
+        cov[offset:, offset:] = np.asarray(factor_covariance, dtype=float)
+        assets = pd.Index(assets)[keep]
+        model = cls(
+            pd.DataFrame(B[keep], index=assets, columns=names),
             pd.DataFrame(cov, index=names, columns=names),
             pd.Series(spec[keep], index=assets),
         )
+        model.fit = fit
+        return model
 
 
 def make_benchmark_weights(market_caps=None, *, shares_outstanding=None, prices=None,
