@@ -185,7 +185,7 @@ def test_files_written_and_figures_not_blank(report):
         assert image.shape[0] > 100 and image[..., :3].std() > 0.01, must
     html = (out / "report.html").read_text()
     assert html.count("data:image/png;base64,") == len(list((out / "figures").glob("*.png")))
-    assert "Findings" in html and "COVID crash 2020" in html
+    assert "class='findings'" in html and "COVID crash 2020" in html
     crisis_csv = pd.read_csv(out / "tables" / "crisis.csv")
     assert "information_ratio" in crisis_csv.columns
 
@@ -193,25 +193,87 @@ def test_files_written_and_figures_not_blank(report):
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 
 
+def _chromium(*args, profile):
+    return subprocess.run(
+        [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+         "--disable-background-networking", "--disable-component-update", "--disable-sync",
+         "--hide-scrollbars", f"--user-data-dir={profile}", "--window-size=1280,900", *args],
+        capture_output=True, text=True, timeout=120)
+
+
 @pytest.mark.skipif(CHROMIUM is None, reason="headless Chromium is not installed (Debian package "
                     "'chromium'; .ci/run installs it)")
 def test_report_renders_in_headless_chromium(report, tmp_path):
+    """Every image loads; the first screen (1280 x 900) holds the summary and the
+    wealth chart; nothing overflows the page horizontally."""
     _, _, out, _ = report
     html = (out / "report.html").read_text()
     probe = ("<script>window.addEventListener('load', function(){var imgs=document.images,ok=0;"
              "for(var i=0;i<imgs.length;i++){if(imgs[i].complete&&imgs[i].naturalWidth>0)ok++;}"
-             "document.body.setAttribute('data-loaded', ok+'/'+imgs.length);});</script>")
+             "var b=document.body;b.setAttribute('data-loaded', ok+'/'+imgs.length);"
+             "function box(id){var r=document.getElementById(id).getBoundingClientRect();"
+             "return [r.left,r.top,r.right,r.bottom].map(Math.round).join(',');}"
+             "b.setAttribute('data-summary', box('summary'));"
+             "b.setAttribute('data-wealth', box('fig-wealth_and_crises'));"
+             "b.setAttribute('data-width', document.documentElement.scrollWidth+'/'+window.innerWidth);"
+             "});</script>")
     page = tmp_path / "probe.html"
     page.write_text(html.replace("</body>", probe + "</body>"))
-    result = subprocess.run(
-        [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-         "--disable-background-networking", "--disable-component-update", "--disable-sync",
-         f"--user-data-dir={tmp_path / 'profile'}", "--virtual-time-budget=5000", "--dump-dom",
-         page.as_uri()], capture_output=True, text=True, timeout=120)
+    result = _chromium("--virtual-time-budget=5000", "--dump-dom", page.as_uri(),
+                       profile=tmp_path / "profile")
     assert result.returncode == 0, result.stderr[-2000:]
+    dom = result.stdout
     n = html.count("<img ")
-    assert f'data-loaded="{n}/{n}"' in result.stdout
+    assert f'data-loaded="{n}/{n}"' in dom
     assert n >= 8
+
+    def attr(name):
+        import re
+
+        return [int(v) for v in re.search(rf'{name}="([^"]+)"', dom).group(1).replace("/", ",")
+                .split(",")]
+
+    summary, wealth = attr("data-summary"), attr("data-wealth")
+    assert 0 <= summary[1] < summary[3] <= 900, summary
+    assert summary[3] <= wealth[1] < wealth[3] <= 900, wealth  # below the summary, whole on screen
+    assert wealth[2] - wealth[0] >= 500  # a chart, not a thumbnail
+    scroll, inner = attr("data-width")
+    assert scroll <= inner, "the page overflows horizontally"
+    # and a screenshot of that first screen: its size, and not blank
+    from matplotlib.image import imread
+
+    shot = tmp_path / "first_screen.png"
+    result = _chromium("--virtual-time-budget=5000", f"--screenshot={shot}",
+                       (out / "report.html").as_uri(), profile=tmp_path / "profile2")
+    assert result.returncode == 0 and shot.exists(), result.stderr[-2000:]
+    image = imread(shot)
+    assert image.shape[:2] == (900, 1280)
+    assert image[..., :3].std() > 0.05
+
+
+def test_layout_and_findings_count_crises_only(report):
+    rep, tables, out, _ = report
+    crisis = tables["crisis"]
+    regimes = set(crisis.loc[~crisis["crisis"], "period"])
+    assert {"Low Volatility Bull Market (pyfolio)", "Recovery (pyfolio)", "New Normal (pyfolio)",
+            "Covid (pyfolio)"} <= regimes
+    assert "GFC 2007-2009" not in regimes and "Lehman (pyfolio)" not in regimes
+    n_crises = int(crisis["crisis"].sum())
+    counted = crisis[crisis["crisis"]]
+    wins = int((counted["active_return"] > 0).sum())
+    assert rep.findings[0].startswith(f"Beat the benchmark in {wins} of {n_crises} crisis windows;"
+                                      f" mean active return {counted['active_return'].mean():+.2%}")
+    html = (out / "report.html").read_text()
+    # the summary comes first, as percentages with a sign colour
+    summary = tables["summary"]
+    total = summary.loc["strategy", "total_return"]
+    cls = "pos" if total > 0 else "neg"
+    assert f'<span class="{cls}">{total * 100:.3g}%</span>' in html
+    assert html.index('id="summary"') < html.index('id="fig-wealth_and_crises"') < html.index(
+        "<h2>Tables</h2>") < html.index("<h2>pyfolio tear sheets</h2>")
+    # every crisis window is numbered in the legend under the wealth chart
+    for name in counted["period"]:
+        assert name in html[html.index('class="legend"'):html.index("<h2>")]
 
 
 # ---------------------------------------------------------------- bad input

@@ -1,4 +1,4 @@
-"""Factor-evaluation kernels against scipy and plain loops."""
+"""IC-by-lag and IC-statistics kernels against scipy, statsmodels and plain loops."""
 
 import numpy as np
 import pytest
@@ -25,23 +25,6 @@ def test_rank_ic_is_spearman(t, n, seed, ties):
             continue
         expected = spearmanr(f[i, ok], r[i, ok]).statistic
         assert ic[i] == pytest.approx(expected, abs=1e-12)
-
-
-def test_quantiles_turnover_and_autocorrelation():
-    f = np.array([[1.0, 2, 3, 4, 5, 6, 7, 8, 9, 10],
-                  [10.0, 9, 8, 7, 6, 5, 4, 3, 2, 1]])
-    labels = ev.quantile_labels(f, 5)
-    np.testing.assert_array_equal(labels[0], [0, 0, 1, 1, 2, 2, 3, 3, 4, 4])
-    np.testing.assert_array_equal(labels[1], labels[0][::-1])
-    r = np.tile(np.arange(10.0), (2, 1))
-    means = ev.quantile_mean_returns(labels, r, 5)
-    np.testing.assert_allclose(means[0], [0.5, 2.5, 4.5, 6.5, 8.5])
-    turnover = ev.quantile_turnover(labels, 4)
-    assert np.isnan(turnover[0]) and turnover[1] == 1.0
-    ac = ev.rank_autocorrelation(f)
-    assert ac[1] == pytest.approx(-1.0)
-    nan_row = np.array([[np.nan, 1.0, 2.0]])
-    assert ev.quantile_labels(nan_row, 2)[0, 0] == -1
 
 
 def _spearman_or_nan(a, b, min_assets):

@@ -181,6 +181,82 @@ def test_spec_errors_name_the_fix(tmp_path, sessions):
         read_spec_file(tmp_path / "bad.yaml")
 
 
+_BASE = dict(start="2019-01-02", end="2019-12-31")
+_WF = dict(train_years=1, test_years=1, start="2014-01-01")
+
+
+@pytest.mark.parametrize("extra, message", [
+    (dict(start="yesterday"), r"^start: 'yesterday' is not a date; write YYYY-MM-DD"),
+    (dict(start="2015-02-30"), r"^start: '2015-02-30' is not a valid date \(day is out of range"),
+    (dict(end=20191231), r"^end: 20191231 is not a date"),
+    (dict(start="2019-01-02T00:00+09:00"), r"^start: .* is not a date"),
+    (dict(end="2018-12-31"), r"^end: 2018-12-31 is before start 2019-01-02"),
+    (dict(start=None, end=None, walk_forward={**_WF, "start": "soon"}),
+     r"^walk_forward: start: 'soon' is not a date"),
+    (dict(start=None, end=None, walk_forward={**_WF, "train_years": "x"}),
+     r"^walk_forward: train_years: 'x' is not an integer"),
+    (dict(start=None, end=None, walk_forward={**_WF, "folds": 2.5}),
+     r"^walk_forward: folds: 2.5 is not an integer"),
+    (dict(start=None, end=None, walk_forward={**_WF, "folds": 0}),
+     r"^walk_forward: folds: 0 must be at least 1"),
+    (dict(seed="abc"), r"^seed: 'abc' is not an integer"),
+    (dict(seed=True), r"^seed: True is not an integer"),
+    (dict(keep_perf="no"), r"^keep_perf: 'no' is not true or false"),
+    (dict(capital_base="1e6"), r"^capital_base: '1e6' is not a positive number"),
+    (dict(capital_base=float("nan")), r"^capital_base: nan is not a positive number"),
+    (dict(calendar="XNYZ"), r"^calendar: 'XNYZ' is not a trading calendar"),
+    (dict(bundle=["factorarb-sample"]), r"^bundle: \['factorarb-sample'\] is not a non-empty"),
+    (dict(algorithm=5), r"^algorithm: 5 is not a non-empty text"),
+    (dict(zipline_root=3), r"^zipline_root: 3 is not a non-empty text"),
+    (dict(out=["x"]), r"^out: \['x'\] is not a non-empty text"),
+    (dict(extensions=[1]), r"^extensions: \[1\] is not a file or module name"),
+    (dict(grid=[1, 2]), r"^grid: must map parameter names"),
+    (dict(params={1: 2}), r"^params: parameter name 1 is not text"),
+    (dict(report={"metrc": "sharpe"}),
+     r"^report: unknown key 'metrc' \(did you mean 'metric'\?\)"),
+    (dict(report={"metric": "sharp"}),
+     r"^report: metric 'sharp' is not a numeric results column \(did you mean 'sharpe'\?\)"),
+    (dict(report={"heatmaps": "n_long"}), r"^report: heatmaps 'n_long' must be a list"),
+])
+def test_every_spec_problem_names_its_key(sessions, extra, message):
+    raw = {"algorithm": str(ALGO), **_BASE, **extra}
+    raw = {k: v for k, v in raw.items() if v is not None}
+    with pytest.raises(SpecError, match=message):
+        SweepSpec.from_dict(raw, sessions=sessions)
+
+
+def test_spec_files_that_are_not_text_or_bad_dates(tmp_path):
+    binary = tmp_path / "spec.yaml"
+    binary.write_bytes(bytes(range(256)) * 8)
+    with pytest.raises(SpecError, match=r"spec.yaml: not a text file"):
+        SweepSpec.from_file(binary)
+    nul = tmp_path / "nul.json"
+    nul.write_bytes(b'{"algorithm": "a.py"}\x00')
+    with pytest.raises(SpecError, match=r"nul.json: not a text file"):
+        read_spec_file(nul)
+    yaml_spec = tmp_path / "dates.yaml"
+    yaml_spec.write_text(f"algorithm: {ALGO}\nstart: yesterday\nend: 2019-12-31\n")
+    with pytest.raises(SpecError, match=r"^start: 'yesterday' is not a date"):
+        SweepSpec.from_file(yaml_spec)
+    toml_spec = tmp_path / "dates.toml"
+    toml_spec.write_text(f'algorithm = "{ALGO}"\nstart = 2019-01-02\nend = "2019-02-30"\n')
+    with pytest.raises(SpecError, match=r"^end: '2019-02-30' is not a valid date"):
+        SweepSpec.from_file(toml_spec)
+    # YAML and TOML dates are read as dates
+    ok = tmp_path / "ok.toml"
+    ok.write_text(f'algorithm = "{ALGO}"\nstart = 2019-01-02\nend = 2019-03-29\n')
+    spec = SweepSpec.from_file(ok)
+    assert (spec.folds[0].test_start, spec.folds[0].test_end) == (d("2019-01-02"),
+                                                                  d("2019-03-29"))
+
+
+def test_fold_helpers_refuse_loose_dates(sessions):
+    with pytest.raises(SpecError, match="walk_forward: start: 20150101 is not a date"):
+        walk_forward_folds(sessions, 1, 1, n_folds=1, start=20150101)
+    with pytest.raises(SpecError, match="end: 'tomorrow' is not a date"):
+        single_period(sessions, "2015-01-02", "tomorrow")
+
+
 def test_fold_parameters_reach_algorithms_that_declare_them(tmp_path, sessions):
     algo = tmp_path / "fitted.py"
     algo.write_text(

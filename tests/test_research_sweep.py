@@ -20,7 +20,8 @@ ALGO = REPO_ROOT / "algorithms" / "sector_momentum.py"
 COMPARED = ["run_id", "status", "fold", "train_start", "train_end", "test_start", "test_end",
             "n_long", "lookback", "sharpe", "total_return", "annual_return", "annual_volatility",
             "max_drawdown", "annual_turnover", "tracking_error", "information_ratio",
-            "benchmark_total_return", "n_trades", "n_sessions", "params", "ingestion"]
+            "benchmark_total_return", "psr", "daily_sharpe", "returns_skew", "returns_kurtosis",
+            "n_trades", "n_sessions", "params", "ingestion"]
 
 
 @pytest.fixture(scope="module")
@@ -63,7 +64,7 @@ def test_dask_sweep_equals_serial_runs_exactly(sample_root, client, tmp_path):
         (n, lb, f) for n in (3, 5) for lb in (126, 252) for f in (0, 1))
     assert set(a["test_start"].dt.year) == {2018, 2019}
     assert (a["n_sessions"] >= 250).all() and (a["n_trades"] > 0).all()
-    assert (a["wall_time_s"] > 0).all() and np.isfinite(a[COMPARED[9:18]].to_numpy(float)).all()
+    assert (a["wall_time_s"] > 0).all() and np.isfinite(a[COMPARED[9:22]].to_numpy(float)).all()
     # the runs really went through the cluster's two worker processes
     workers = set(client.scheduler_info()["workers"])
     assert set(b["worker"]) == workers and len(workers) == 2
@@ -87,6 +88,24 @@ def test_dask_sweep_equals_serial_runs_exactly(sample_root, client, tmp_path):
     assert summary.loc[(3, 126), "mean"] == pytest.approx((sharpe[(3, 126, 0)]
                                                            + sharpe[(3, 126, 1)]) / 2)
     assert json.loads((out / "spec.json").read_text())["run_ids"] == list(a["run_id"])
+
+    # honest grid statistics: the PSR of every run, the DSR of each fold's best grid point
+    assert a["psr"].between(0, 1).all() and np.isfinite(a["returns_kurtosis"]).all()
+    np.testing.assert_allclose(a["daily_sharpe"] * np.sqrt(252), a["sharpe"], rtol=1e-9)
+    deflated = pd.read_csv(out / "deflated_sharpe.csv")
+    assert deflated["fold"].tolist() == [0, 1] and (deflated["trials"] == 4).all()
+    for row in deflated.itertuples():
+        fold = a[a["fold"] == row.fold]
+        best = fold.loc[fold["sharpe"].idxmax()]
+        assert row.sharpe == pytest.approx(best["sharpe"], rel=1e-9)
+        assert row.psr == pytest.approx(best["psr"], rel=1e-12)
+        assert row.expected_max_sharpe > 0 and row.dsr < row.psr
+    selection = pd.read_csv(out / "selection.csv")
+    chosen = sharpe.xs(0, level="fold").idxmax()
+    assert selection["fold"].tolist() == [1]
+    assert selection.loc[0, "selected"] == f"n_long={chosen[0]}, lookback={chosen[1]}"
+    fold1 = sharpe.xs(1, level="fold")
+    assert selection.loc[0, "rank"] == 1 + (fold1 > fold1[chosen]).sum()
 
 
 def test_resume_after_an_interruption_redoes_only_the_missing_runs(sample_root, client,

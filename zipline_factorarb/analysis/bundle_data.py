@@ -17,9 +17,9 @@ def adjusted_returns(bundle, symbols, start, end, environ=None):
     from zipline.data.data_portal import DataPortal
     from zipline.utils.calendar_utils import get_calendar
 
-    from ..data.register import register_bundles
+    from ..data.register import load_user_extensions
 
-    register_bundles()
+    load_user_extensions(environ=environ)
     data = bundles.load(bundle, environ=environ) if environ is not None else bundles.load(bundle)
     try:
         finder = data.asset_finder
@@ -31,7 +31,7 @@ def adjusted_returns(bundle, symbols, start, end, environ=None):
                 unknown.append(s)
         if unknown:
             raise LookupError(f"symbol(s) {unknown} not found in bundle {bundle!r}")
-        calendar = get_calendar("XNYS")
+        calendar = get_calendar(bundles.bundles[bundle].calendar_name)
         start = pd.Timestamp(start).tz_localize(None).normalize()
         end = pd.Timestamp(end).tz_localize(None).normalize()
         sessions = calendar.sessions_in_range(start, end)

@@ -6,17 +6,27 @@ import numpy as np
 import pandas as pd
 
 from ..kernels import performance as pk
+from .periods import naive_sessions as _naive
+from .periods import sessions_in
 
 
-def _naive(index):
-    index = pd.DatetimeIndex(index)
-    return index.tz_convert(None) if index.tz is not None else index
+#: Fewer sessions than this and the whole-backtest annualised statistics
+#: (annual return and volatility, Sharpe, Sortino, tracking error, information
+#: ratio, alpha) are not computed: a quarter of a year is the least that the
+#: report annualises.
+MIN_SESSIONS_ANNUALISED = 63
+
+#: The summary's annualised columns (NaN below :data:`MIN_SESSIONS_ANNUALISED`).
+ANNUALISED = ("annual_return", "annual_volatility", "sharpe_ratio", "sortino_ratio",
+              "tracking_error", "information_ratio", "alpha")
 
 
 def crisis_table(returns, benchmark_returns, periods):
-    """One row per crisis window overlapping the backtest.
+    """One row per window overlapping the backtest.
 
-    Columns: first/last session inside the window, sessions, strategy and
+    Columns: ``crisis`` (False for a window that ``periods`` flags as a
+    regime, see :class:`~.periods.Periods`), first/last session inside the
+    window, sessions, strategy and
     benchmark (compounded) return, active return (difference of the two),
     annualised volatility, max drawdown inside the window, tracking error and
     information ratio of daily active returns, worst day, and days to recover:
@@ -27,14 +37,12 @@ def crisis_table(returns, benchmark_returns, periods):
     days = _naive(r.index)
     b = benchmark_returns.astype(float).to_numpy() if benchmark_returns is not None else None
     rows = []
-    for name, (start, end) in periods.items():
-        inside = (days >= pd.Timestamp(start)) & (days <= pd.Timestamp(end))
-        if not inside.any():
-            continue
-        pos = np.flatnonzero(inside)
+    for name, pos in sessions_in(periods, days):
         rw = r.to_numpy()[pos]
+        is_crisis = periods.is_crisis(name) if hasattr(periods, "is_crisis") else True
         row = {
-            "period": name, "start": days[pos[0]].date(), "end": days[pos[-1]].date(),
+            "period": name, "crisis": bool(is_crisis),
+            "start": days[pos[0]].date(), "end": days[pos[-1]].date(),
             "sessions": len(pos),
             "return": pk.total_return(rw),
             "volatility": pk.annual_volatility(rw),
@@ -52,7 +60,8 @@ def crisis_table(returns, benchmark_returns, periods):
                 "information_ratio": pk.information_ratio(rw, bw),
             })
         rows.append(row)
-    columns = ["period", "start", "end", "sessions", "return", "benchmark_return", "active_return",
+    columns = ["period", "crisis", "start", "end", "sessions", "return", "benchmark_return",
+               "active_return",
                "volatility", "max_drawdown", "benchmark_max_drawdown", "tracking_error",
                "information_ratio", "worst_day", "days_to_recover"]
     frame = pd.DataFrame(rows)
@@ -60,30 +69,46 @@ def crisis_table(returns, benchmark_returns, periods):
 
 
 def summary_table(returns, benchmark_returns, weights=None):
-    """The research notebook's summary: Sharpe, IR, TE, average holdings.
+    """The research notebook's summary: returns, risk, Sharpe, IR, TE, holdings.
 
-    Rows ``strategy`` and (when given) ``benchmark``; annualised with 252
-    sessions. Average holdings count the names with a non-zero end-of-day
-    weight, over sessions that hold anything.
+    Rows ``strategy`` and (when given) ``benchmark``; statistics from
+    empyrical (see :mod:`~zipline_factorarb.kernels.performance`), annualised
+    with 252 sessions. With fewer than :data:`MIN_SESSIONS_ANNUALISED`
+    sessions the :data:`ANNUALISED` columns are NaN (not computed) and
+    ``frame.attrs["short"]`` says so. Average holdings count the names with a
+    non-zero end-of-day weight, over sessions that hold anything. Alpha and
+    beta are against the benchmark (NaN against cash, which does not vary).
     """
     r = returns.to_numpy(dtype=float)
     rows = {"strategy": {
-        "annual_return": pk.annual_return(r),
         "total_return": pk.total_return(r),
+        "annual_return": pk.annual_return(r),
         "annual_volatility": pk.annual_volatility(r),
         "sharpe_ratio": pk.sharpe_ratio(r),
+        "sortino_ratio": pk.sortino_ratio(r),
         "max_drawdown": pk.max_drawdown(r),
+        "tail_ratio": pk.tail_ratio(r),
     }}
     if weights is not None and len(weights.columns):
         held = (weights.abs() > 1e-8).sum(axis=1)
         rows["strategy"]["average_holdings"] = float(held[held > 0].mean()) if (held > 0).any() else 0.0
     if benchmark_returns is not None:
         b = benchmark_returns.to_numpy(dtype=float)
-        rows["strategy"]["tracking_error"] = pk.tracking_error(r, b)
-        rows["strategy"]["information_ratio"] = pk.information_ratio(r, b)
+        alpha, beta = pk.alpha_beta(r, b)
+        rows["strategy"].update({
+            "tracking_error": pk.tracking_error(r, b),
+            "information_ratio": pk.information_ratio(r, b),
+            "alpha": alpha, "beta": beta,
+        })
         rows["benchmark"] = {
-            "annual_return": pk.annual_return(b), "total_return": pk.total_return(b),
+            "total_return": pk.total_return(b), "annual_return": pk.annual_return(b),
             "annual_volatility": pk.annual_volatility(b), "sharpe_ratio": pk.sharpe_ratio(b),
-            "max_drawdown": pk.max_drawdown(b), "tracking_error": 0.0, "information_ratio": np.nan,
+            "sortino_ratio": pk.sortino_ratio(b), "max_drawdown": pk.max_drawdown(b),
+            "tail_ratio": pk.tail_ratio(b), "tracking_error": 0.0, "information_ratio": np.nan,
+            "alpha": 0.0 if np.std(b) > 0 else np.nan, "beta": 1.0 if np.std(b) > 0 else np.nan,
         }
-    return pd.DataFrame(rows).T
+    frame = pd.DataFrame(rows).T
+    frame.attrs["short"] = len(r) < MIN_SESSIONS_ANNUALISED
+    if frame.attrs["short"]:
+        frame.loc[:, [c for c in ANNUALISED if c in frame.columns]] = np.nan
+    return frame

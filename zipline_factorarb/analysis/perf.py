@@ -13,6 +13,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from ..records import GROSS_EXPOSURE, NET_EXPOSURE
+
 REQUIRED_COLUMNS = ("returns", "portfolio_value", "positions", "transactions")
 
 #: zipline's own perf columns; anything else in the frame was ``record()``-ed.
@@ -25,16 +27,54 @@ excess_return algorithm_period_return max_leverage algo_volatility benchmark_per
 benchmark_volatility treasury_period_return treasury_return benchmark_return
 """.split())
 
-#: Prefixes of recorded variables that the analysis understands.
-FACTOR_EXPOSURE = "factor_exposure_"
-SECTOR_WEIGHT = "sector_weight_"
-BENCHMARK_SECTOR_WEIGHT = "benchmark_sector_weight_"
-RISK_CONTRIBUTION = "risk_contribution_"
-EX_ANTE_TEV = "ex_ante_tev"
+
+
+#: A benchmark daily return whose magnitude is typically above this is read as
+#: a percentage (1.5 meaning 1.5%): the median |daily return| of an equity index
+#: is about 0.5%, and 5% would be a crash every other day.
+PERCENT_MEDIAN_ABS = 0.05
+
+#: The name ``--benchmark`` takes for a zero-return (cash) benchmark.
+CASH = "cash"
 
 
 class PerfFileError(ValueError):
     """The file is not a usable zipline perf frame."""
+
+
+class ReturnsError(PerfFileError):
+    """Strategy returns that cannot be used: non-finite values or duplicated sessions."""
+
+
+class BenchmarkReturnsError(PerfFileError):
+    """Benchmark returns that cannot be used: missing sessions, non-numeric or
+    non-finite values, duplicated dates, or values that look like percentages."""
+
+
+def _dates(index, n=5):
+    shown = ", ".join(str(pd.Timestamp(d).date()) for d in index[:n])
+    return shown + (f" and {len(index) - n} more" if len(index) > n else "")
+
+
+def check_returns(returns, where, what="returns"):
+    """Refuse non-finite values and duplicated sessions, naming the dates.
+
+    ``returns`` is a Series with a session index; raises :class:`ReturnsError`.
+    """
+    index = pd.DatetimeIndex(returns.index)
+    dup = index[index.duplicated(keep="first")]
+    if len(dup):
+        raise ReturnsError(f"{where}: duplicated session(s) {_dates(dup.unique())} in the {what}: "
+                           "each session must appear once (a perf frame concatenated from "
+                           "overlapping runs?)")
+    values = pd.to_numeric(returns, errors="coerce").to_numpy(dtype=float)
+    bad = ~np.isfinite(values)
+    if bad.any():
+        kinds = sorted({"NaN" if np.isnan(v) else ("+inf" if v > 0 else "-inf")
+                        for v in values[bad]})
+        raise ReturnsError(f"{where}: {int(bad.sum())} non-finite {what} ({', '.join(kinds)}) on "
+                           f"{_dates(index[bad])}: the report does not drop or fill them; "
+                           "fix the backtest or cut the range")
 
 
 @dataclass
@@ -47,6 +87,11 @@ class Backtest:
     weights: pd.DataFrame  # sessions x symbols, end-of-day value / portfolio value
     recorded: pd.DataFrame
     source: str
+    benchmark_name: str | None = None  # what the benchmark is, for the report
+
+    @property
+    def is_cash_benchmark(self):
+        return self.benchmark_name == CASH
 
     def recorded_with(self, prefix):
         cols = [c for c in self.recorded.columns if str(c).startswith(prefix)]
@@ -109,34 +154,142 @@ def load_backtest(source, benchmark_returns=None):
         raise PerfFileError(f"{name}: the backtest has no sessions")
     perf = perf.copy()
     perf.index = _utc_sessions(perf.index)
+    check_returns(perf["returns"], name, "strategy returns")
     returns = perf["returns"].astype(float).rename("strategy")
+    benchmark_name = getattr(benchmark_returns, "name", None)
+    if isinstance(benchmark_returns, str):
+        if benchmark_returns.lower() != CASH:
+            raise PerfFileError(f"benchmark {benchmark_returns!r}: use a Series of returns or "
+                                f"{CASH!r}")
+        benchmark_returns = cash_returns(returns.index)
+        benchmark_name = CASH
     if benchmark_returns is None and "benchmark_period_return" in perf.columns:
         bench = benchmark_returns_of(perf)
-        benchmark_returns = bench if bench.abs().sum() > 0 else None
+        # the first session has no benchmark return in zipline (NaN after shift): 0
+        check_returns(bench.iloc[1:], name, "benchmark returns (benchmark_period_return)")
+        benchmark_returns = bench.fillna(0.0) if bench.abs().sum() > 0 else None
+        benchmark_name = "the perf frame's benchmark" if benchmark_returns is not None else None
     if benchmark_returns is not None:
-        benchmark_returns = benchmark_returns.copy()
-        benchmark_returns.index = _utc_sessions(benchmark_returns.index)
-        benchmark_returns = benchmark_returns.reindex(returns.index).astype(float).rename("benchmark")
-        if benchmark_returns.isna().all():
-            raise PerfFileError(f"{name}: the benchmark returns do not overlap the backtest's sessions")
-        benchmark_returns = benchmark_returns.fillna(0.0)
+        benchmark_returns = align_benchmark(benchmark_returns, returns.index, name)
     recorded = perf[[c for c in perf.columns if c not in ZIPLINE_COLUMNS]]
     return Backtest(perf=perf, returns=returns, benchmark_returns=benchmark_returns,
-                    weights=weights_from_positions(perf), recorded=recorded, source=name)
+                    weights=weights_from_positions(perf), recorded=recorded, source=name,
+                    benchmark_name=benchmark_name)
+
+
+def book_exposure(backtest):
+    """Median net and gross exposure (fractions of the portfolio value) over the
+    sessions that hold positions: from the recorded ``net_exposure`` and
+    ``gross_exposure`` (:func:`zipline_factorarb.algo.book_exposures`) when the
+    algorithm recorded them, else from the positions. ``(nan, nan)`` when the
+    book never holds anything.
+    """
+    rec = backtest.recorded
+    if NET_EXPOSURE in rec.columns and GROSS_EXPOSURE in rec.columns:
+        net = pd.to_numeric(rec[NET_EXPOSURE], errors="coerce")
+        gross = pd.to_numeric(rec[GROSS_EXPOSURE], errors="coerce")
+    else:
+        net = backtest.weights.sum(axis=1)
+        gross = backtest.weights.abs().sum(axis=1)
+    held = gross > 1e-6
+    if not held.any():
+        return np.nan, np.nan
+    return float(net[held].median()), float(gross[held].median())
+
+
+#: A book whose median |net exposure| is below this fraction of its median
+#: gross exposure is dollar-neutral: the report compares it with cash.
+DOLLAR_NEUTRAL_RATIO = 0.1
+
+
+def is_dollar_neutral(backtest):
+    """Whether the book is dollar-neutral (see :data:`DOLLAR_NEUTRAL_RATIO`)."""
+    net, gross = book_exposure(backtest)
+    return bool(gross > 0 and abs(net) < DOLLAR_NEUTRAL_RATIO * gross)
+
+
+def cash_returns(index):
+    """A zero-return (cash) benchmark on ``index``."""
+    return pd.Series(0.0, index=index, name=CASH)
+
+
+def align_benchmark(benchmark_returns, sessions, where):
+    """Benchmark returns on the backtest's ``sessions``, refusing gaps.
+
+    Every session but the first must have a finite return (the first session's
+    return is not part of the backtest's compounding in zipline, and a missing
+    one there is taken as 0). Raises :class:`BenchmarkReturnsError` naming the
+    sessions that are missing.
+    """
+    bench = benchmark_returns.copy()
+    bench.index = _utc_sessions(bench.index)
+    dup = bench.index[bench.index.duplicated()]
+    if len(dup):
+        raise BenchmarkReturnsError(f"{where}: duplicated benchmark date(s) {_dates(dup.unique())}")
+    bench = pd.to_numeric(bench, errors="coerce").astype(float).reindex(sessions)
+    if bench.isna().all():
+        raise BenchmarkReturnsError(f"{where}: the benchmark returns do not overlap the "
+                                    f"backtest's sessions ({_dates(sessions[:1])} .. "
+                                    f"{_dates(sessions[-1:])})")
+    missing = bench.index[1:][~np.isfinite(bench.iloc[1:].to_numpy())]
+    if len(missing):
+        raise BenchmarkReturnsError(
+            f"{where}: the benchmark returns miss {len(missing)} of the backtest's "
+            f"{len(sessions)} sessions ({_dates(missing)}); give returns for every session "
+            "(a partial benchmark is not filled with zeros)")
+    return bench.fillna(0.0).rename("benchmark")
 
 
 def read_benchmark_file(path):
-    """Daily benchmark returns from a CSV ``date,return`` (or a one-column file)."""
+    """Daily benchmark returns from a CSV ``date,return`` (or a one-column file).
+
+    Values must be plain finite numbers given as fractions (0.012 for 1.2%);
+    dates must parse and appear once. Raises :class:`BenchmarkReturnsError`
+    naming the file, line and value at fault; values that look like
+    percentages (median |return| above :data:`PERCENT_MEDIAN_ABS`, or a return
+    of -100% or less) are refused with a hint to divide by 100.
+    """
     path = Path(path)
     if not path.exists():
         raise PerfFileError(f"{path}: benchmark returns file not found")
-    frame = pd.read_csv(path)
+    try:
+        frame = pd.read_csv(path, dtype=str, keep_default_na=False)
+    except (pd.errors.ParserError, UnicodeDecodeError, pd.errors.EmptyDataError) as exc:
+        raise BenchmarkReturnsError(f"{path}: not a CSV file of date,return ({exc})") from None
     cols = {c.lower(): c for c in frame.columns}
     if "date" not in cols or len(frame.columns) < 2:
         raise PerfFileError(f"{path}: need columns date,return; found {list(frame.columns)}")
     value_col = cols.get("return") or [c for c in frame.columns if c != cols["date"]][0]
-    dates = pd.to_datetime(frame[cols["date"]], errors="coerce")
+    if frame.empty:
+        raise BenchmarkReturnsError(f"{path}: no rows")
+    dates = pd.to_datetime(frame[cols["date"]], errors="coerce", format="mixed")
     if dates.isna().any():
         i = int(np.flatnonzero(dates.isna().to_numpy())[0])
         raise PerfFileError(f"{path}: line {i + 2}: unparsable date {frame[cols['date']].iloc[i]!r}")
-    return pd.Series(pd.to_numeric(frame[value_col], errors="coerce").to_numpy(), index=dates)
+    text = frame[value_col].str.strip()
+    values = pd.to_numeric(text, errors="coerce").to_numpy(dtype=float)
+    for i in np.flatnonzero(~np.isfinite(values)):
+        raw = text.iloc[i]
+        hint = ""
+        if raw.endswith("%"):
+            hint = "; give fractions without a % sign (0.012 for 1.2%)"
+        elif "," in raw:
+            hint = "; no thousands or decimal commas"
+        kind = "an empty value" if raw == "" else (
+            f"a non-finite value {raw!r}" if raw.lower().lstrip("+-") in ("nan", "inf", "infinity")
+            else f"a value that is not a number {raw!r}")
+        raise BenchmarkReturnsError(f"{path}: line {i + 2} ({dates.iloc[i].date()}): {kind} in "
+                                    f"column {value_col!r}{hint}")
+    dup = dates[dates.duplicated()]
+    if len(dup):
+        i = int(np.flatnonzero(dates.duplicated().to_numpy())[0])
+        raise BenchmarkReturnsError(f"{path}: line {i + 2}: date {dates.iloc[i].date()} appears "
+                                    "more than once")
+    median_abs = float(np.median(np.abs(values)))
+    if median_abs > PERCENT_MEDIAN_ABS or (values <= -1.0).any():
+        worst = int(np.argmin(values)) if (values <= -1.0).any() else int(np.argmax(np.abs(values)))
+        raise BenchmarkReturnsError(
+            f"{path}: the returns look like percentages (median |return| {median_abs:.3g}; "
+            f"line {worst + 2}: {values[worst]:.6g}): give daily returns as fractions "
+            "(0.012 for 1.2%), i.e. divide the column by 100")
+    return pd.Series(values, index=pd.DatetimeIndex(dates), name=path.name)

@@ -1,9 +1,16 @@
 """Crisis windows: pyfolio's list, extended with dated windows through 2023.
 
 pyfolio-reloaded's ``interesting_periods`` stops in 2016 (plus an
-open-ended "Covid"); :data:`CRISIS_PERIODS` keeps those and adds fixed,
-dated windows. A user file (CSV with ``name,start,end``, or JSON / YAML
-mapping name -> [start, end]) can replace or extend them.
+open-ended "Covid"); :func:`default_periods` keeps those and adds the fixed,
+dated windows of :data:`EXTRA_PERIODS`. A user file (CSV with
+``name,start,end[,crisis]``, or JSON / YAML mapping name -> [start, end] or
+[start, end, crisis]) can replace or extend them.
+
+Every window carries a flag: a *crisis* (a dated stress episode, counted by
+the report's findings) or a *regime* (one of pyfolio's whole-period windows
+such as "Low Volatility Bull Market" or "Covid" to the present day, shown in
+the tables but not counted as a crisis). :class:`Periods` holds the windows
+and :attr:`Periods.regimes` the names of those that are not crises.
 """
 
 from __future__ import annotations
@@ -12,6 +19,7 @@ import json
 from collections import OrderedDict
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 #: Dated crisis windows (inclusive), added to pyfolio's list.
@@ -32,8 +40,57 @@ EXTRA_PERIODS = OrderedDict([
 ])
 
 
+#: pyfolio's windows that are market regimes (years long, or open-ended), not crises.
+PYFOLIO_REGIMES = frozenset({"Low Volatility Bull Market", "Recovery", "New Normal", "Covid"})
+
+
 class PeriodsError(ValueError):
     """A crisis-period file or entry that cannot be used."""
+
+
+def naive_sessions(index):
+    """``index`` as a tz-naive ``DatetimeIndex`` (the windows' dates are tz-naive)."""
+    index = pd.DatetimeIndex(index)
+    return index.tz_convert(None) if index.tz is not None else index
+
+
+def sessions_in(periods, days):
+    """``(name, positions)`` for each window of ``periods`` that ``days`` overlaps.
+
+    ``days`` are tz-naive sessions (:func:`naive_sessions`); ``positions`` are
+    the integer positions of the sessions inside the window (inclusive
+    bounds), in order. Windows without a session are skipped.
+    """
+    for name, (start, end) in periods.items():
+        inside = (days >= pd.Timestamp(start)) & (days <= pd.Timestamp(end))
+        if inside.any():
+            yield name, np.flatnonzero(inside)
+
+
+class Periods(OrderedDict):
+    """Windows ``name -> (start, end)`` (tz-naive, inclusive) with a crisis flag.
+
+    ``regimes`` holds the names that are not crises; :meth:`is_crisis` reads it.
+    """
+
+    def __init__(self, *args, regimes=(), **kwargs):
+        super().__init__(*args, **kwargs)
+        self.regimes = set(regimes)
+
+    def is_crisis(self, name):
+        return name not in self.regimes
+
+    def combined(self, other):
+        """These windows, then ``other``'s (overriding by name, flags included)."""
+        out = Periods(self, regimes=self.regimes)
+        other_regimes = getattr(other, "regimes", set())
+        for name, bounds in other.items():
+            out[name] = bounds
+            if name in other_regimes:
+                out.regimes.add(name)
+            else:
+                out.regimes.discard(name)
+        return out
 
 
 def _timestamp(value, name, where):
@@ -47,25 +104,53 @@ def _timestamp(value, name, where):
 
 
 def default_periods():
-    """pyfolio's interesting periods (tz-naive) followed by :data:`EXTRA_PERIODS`."""
+    """pyfolio's interesting periods (tz-naive) followed by :data:`EXTRA_PERIODS`.
+
+    pyfolio's :data:`PYFOLIO_REGIMES` are flagged as regimes, not crises.
+    """
     from pyfolio.interesting_periods import PERIODS
 
-    out = OrderedDict()
+    out = Periods()
     for name, (start, end) in PERIODS.items():
-        out[f"{name} (pyfolio)"] = (_timestamp(start, name, "pyfolio"), _timestamp(end, name, "pyfolio"))
+        key = f"{name} (pyfolio)"
+        out[key] = (_timestamp(start, name, "pyfolio"), _timestamp(end, name, "pyfolio"))
+        if name in PYFOLIO_REGIMES:
+            out.regimes.add(key)
     for name, (start, end) in EXTRA_PERIODS.items():
         out[name] = (pd.Timestamp(start), pd.Timestamp(end))
     return out
 
 
+def _flag(value, name, where):
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in ("true", "yes", "1", "crisis"):
+        return True
+    if text in ("false", "no", "0", "regime"):
+        return False
+    raise PeriodsError(f"{where}: period {name!r} has a crisis flag {value!r}; use true or false")
+
+
 def validate_periods(periods, where="periods"):
-    """Check names and dates; return an OrderedDict name -> (start, end)."""
-    out = OrderedDict()
+    """Check names, dates and flags; return :class:`Periods`.
+
+    Each value is ``[start, end]`` (a crisis) or ``[start, end, crisis]``
+    with ``crisis`` true or false (false: a regime, shown but not counted).
+    """
+    out = Periods(regimes=getattr(periods, "regimes", ()))
     for name, bounds in periods.items():
+        flag = True
         try:
-            start, end = bounds
+            if not isinstance(bounds, str) and len(bounds) == 3:
+                start, end, flag = bounds
+            else:
+                start, end = bounds
         except (TypeError, ValueError):
-            raise PeriodsError(f"{where}: period {name!r} needs [start, end], got {bounds!r}") from None
+            raise PeriodsError(f"{where}: period {name!r} needs [start, end] or "
+                               f"[start, end, crisis], got {bounds!r}") from None
+        if not _flag(flag, name, where):
+            out.regimes.add(str(name))
         start, end = _timestamp(start, name, where), _timestamp(end, name, where)
         if end < start:
             raise PeriodsError(f"{where}: period {name!r} ends ({end.date()}) before it starts "
@@ -80,8 +165,9 @@ def load_periods(path, mode="extend"):
     Parameters
     ----------
     path : str or path
-        ``.csv`` with columns ``name,start,end``; or ``.json`` / ``.yaml``
-        with a mapping ``name: [start, end]``.
+        ``.csv`` with columns ``name,start,end`` and optionally ``crisis``
+        (true/false); or ``.json`` / ``.yaml`` with a mapping
+        ``name: [start, end]`` or ``name: [start, end, crisis]``.
     mode : {'extend', 'replace'}
         Add to (and override by name) the defaults, or use the file alone.
     """
@@ -94,7 +180,11 @@ def load_periods(path, mode="extend"):
         missing = {"name", "start", "end"} - set(frame.columns)
         if missing:
             raise PeriodsError(f"{path}: missing column(s) {sorted(missing)}; need name,start,end")
-        raw = OrderedDict((r.name, (r.start, r.end)) for r in frame.itertuples(index=False))
+        if "crisis" in frame.columns:
+            raw = OrderedDict((r.name, (r.start, r.end, r.crisis))
+                              for r in frame.itertuples(index=False))
+        else:
+            raw = OrderedDict((r.name, (r.start, r.end)) for r in frame.itertuples(index=False))
     elif suffix == ".json":
         raw = json.loads(path.read_text())
     elif suffix in (".yaml", ".yml"):
@@ -110,6 +200,4 @@ def load_periods(path, mode="extend"):
         return user
     if mode != "extend":
         raise ValueError(f"mode must be 'extend' or 'replace', got {mode!r}")
-    combined = default_periods()
-    combined.update(user)
-    return combined
+    return default_periods().combined(user)

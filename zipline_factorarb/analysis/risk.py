@@ -22,8 +22,9 @@ import pandas as pd
 
 from ..data.sectors import GICS_SECTORS
 from ..kernels import performance as pk
-from .perf import (BENCHMARK_SECTOR_WEIGHT, EX_ANTE_TEV, FACTOR_EXPOSURE, RISK_CONTRIBUTION,
-                   SECTOR_WEIGHT)
+from ..kernels import risk as kr
+from ..records import (BENCHMARK_SECTOR_WEIGHT, EX_ANTE_TEV, FACTOR_EXPOSURE, N_HOLDINGS,
+                       RISK_CONTRIBUTION, SECTOR_WEIGHT)
 
 BENCHMARK_GROUP = "Benchmark"
 UNKNOWN_GROUP = "Unknown"
@@ -53,7 +54,7 @@ def diversification(weights):
     w = weights.to_numpy(dtype=float)
     held = (np.abs(w) > 1e-8).sum(axis=1)
     return pd.DataFrame({
-        "n_holdings": held,
+        N_HOLDINGS: held,
         "hhi": [pk.herfindahl(row) if row.any() else np.nan for row in w],
         "effective_holdings": [pk.effective_number_of_bets(row) if row.any() else np.nan for row in w],
     }, index=weights.index)
@@ -97,7 +98,7 @@ def estimated_risk(weights, asset_returns, sectors, benchmark_symbol=None, windo
         if len(hist) < 20:
             continue
         cov = np.cov(hist.fillna(0.0).to_numpy(), rowvar=False, ddof=1).reshape(len(symbols), len(symbols))
-        contrib = pk.euler_risk_contributions(active.to_numpy(), cov)
+        contrib = kr.risk_contributions(active.to_numpy(), covariance=cov).asset
         total = float(contrib.sum())
         groups = [BENCHMARK_GROUP if s == benchmark_symbol else sector_label(sectors.get(s, -1))
                   for s in symbols]

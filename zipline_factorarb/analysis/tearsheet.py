@@ -90,9 +90,14 @@ def tear_sheet_figures(backtest):
     """
     import pyfolio
 
-    returns, positions, transactions = pyfolio_inputs(backtest)
-    bench = backtest.benchmark_returns
     figures, skipped = {}, {}
+    try:
+        returns, positions, transactions = pyfolio_inputs(backtest)
+    except Exception as exc:  # a perf frame without the columns pyfolio reads
+        skipped["all"] = f"pyfolio cannot read this perf frame: {type(exc).__name__}: {exc}"
+        log.warning("pyfolio tear sheets skipped: %s", skipped["all"])
+        return figures, skipped
+    bench = backtest.benchmark_returns
     calls = {
         "returns": lambda: pyfolio.create_returns_tear_sheet(
             returns, positions=positions, transactions=transactions, benchmark_rets=bench,

@@ -1,4 +1,15 @@
-"""Factor evaluation statistics on (T, N) arrays (alphalens-style, NaN-aware)."""
+"""The IC by lag and statistics of daily IC series (NaN-aware numpy).
+
+The factor evaluation's tables (rank IC by horizon, returns by quantile,
+turnover, autocorrelation) come from alphalens-reloaded (see
+:mod:`zipline_factorarb.analysis.factor_eval`). What alphalens does not give
+is here: the rank IC of a factor with the one-session return ``k`` sessions
+after its own close (:func:`lag_ic`; alphalens' forward returns start at the
+factor's date), the Newey-West standard error of a mean IC and the summary of
+IC series. ``lag_ic`` is a row loop on arrays: the same numbers through
+alphalens' per-date ``spearmanr`` are many times slower
+(``benchmarks/bench_ic_by_lag.py`` measures both).
+"""
 
 from __future__ import annotations
 
@@ -44,53 +55,6 @@ def rank_ic(factor, forward_returns, min_assets=5):
         b = rr[t, ok] - rr[t, ok].mean()
         den = np.sqrt((a * a).sum() * (b * b).sum())
         out[t] = (a * b).sum() / den if den > 0 else np.nan
-    return out
-
-
-def quantile_labels(factor, quantiles=5):
-    """Quantile of each asset per row, 0 (lowest) .. quantiles-1; -1 for NaN.
-
-    Equal-count buckets on ranks (ties by average rank), as alphalens'
-    ``quantiles=`` does.
-    """
-    f = np.asarray(factor, dtype=float)
-    ranks = _rank_rows(f)
-    counts = np.sum(~np.isnan(f), axis=1, keepdims=True)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        q = np.floor((ranks - 1) / counts * quantiles)
-    return np.where(np.isnan(q), -1, np.clip(q, 0, quantiles - 1)).astype(np.int64)
-
-
-def quantile_mean_returns(labels, forward_returns, quantiles=5):
-    """Mean forward return of each quantile, per row: (T, quantiles)."""
-    r = np.asarray(forward_returns, dtype=float)
-    out = np.full((r.shape[0], quantiles), np.nan)
-    for q in range(quantiles):
-        mask = (labels == q) & ~np.isnan(r)
-        n = mask.sum(axis=1)
-        s = np.where(mask, r, 0.0).sum(axis=1)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            out[:, q] = np.where(n > 0, s / n, np.nan)
-    return out
-
-
-def quantile_turnover(labels, quantile, lag=1):
-    """Share of names in ``quantile`` at t that were not in it at t - lag."""
-    now = labels == quantile
-    out = np.full(labels.shape[0], np.nan)
-    for t in range(lag, labels.shape[0]):
-        n = now[t].sum()
-        if n:
-            out[t] = (now[t] & ~now[t - lag]).sum() / n
-    return out
-
-
-def rank_autocorrelation(factor, lag=1, min_assets=5):
-    """Spearman correlation of each row's factor with the row ``lag`` before."""
-    f = np.asarray(factor, dtype=float)
-    out = np.full(f.shape[0], np.nan)
-    if f.shape[0] > lag:
-        out[lag:] = rank_ic(f[lag:], f[:-lag], min_assets=min_assets)
     return out
 
 

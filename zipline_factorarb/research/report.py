@@ -112,14 +112,35 @@ def fold_table(results, params, metric="sharpe"):
     return table.sort_values("mean", ascending=False)
 
 
-def fold_table_figure(table, metric="sharpe"):
-    """The fold table as an annotated image (the best rows when it is long)."""
+def fold_table_figure(table, metric="sharpe", selection=None):
+    """The fold table as an annotated image (the best rows when it is long).
+
+    With ``selection`` (:func:`~.metrics.selection_table`), the cell of the
+    grid point chosen on the earlier folds is boxed in each fold and labelled
+    with its rank there.
+    """
     shown = table.head(MAX_TABLE_ROWS)
     fig = _figure(3.0 + 1.0 * len(shown.columns), 1.8 + 0.4 * max(len(shown), 2))
     ax = fig.add_subplot(1, 1, 1)
     _annotated(ax, shown, metric, rotate=False)
     note = f" (best {MAX_TABLE_ROWS} of {len(table)})" if len(table) > len(shown) else ""
-    ax.set_title(f"{metric} by fold{note}", fontsize=9)
+    title = f"{metric} by fold{note}"
+    if selection is not None and len(selection):
+        from matplotlib.patches import Rectangle
+
+        columns = list(shown.columns)
+        rows = list(shown.index)
+        for sel in selection.itertuples():
+            col = next((j for j, c in enumerate(columns) if str(c).startswith(
+                f"fold {sel.fold} (")), None)
+            if col is None or sel.selected not in rows:
+                continue
+            i = rows.index(sel.selected)
+            ax.add_patch(Rectangle((col - 0.5, i - 0.5), 1, 1, fill=False, lw=2, ec="black"))
+            ax.text(col + 0.45, i - 0.45, f"#{sel.rank}/{sel.of}", ha="right", va="top",
+                    fontsize=6)
+        title += "\nboxed: best on the earlier folds, #rank among the fold's grid points"
+    ax.set_title(title, fontsize=9)
     fig.tight_layout()
     return fig
 
@@ -160,10 +181,20 @@ def write_report(results, params, out, metric="sharpe", heatmaps=None):
     files["summary"] = out / "summary.csv"
     if ok.empty:
         return files
+    from .metrics import deflated_sharpe_table, selection_table
+
+    if "daily_sharpe" in results.columns:
+        deflated = deflated_sharpe_table(results, params)
+        deflated.to_csv(out / "deflated_sharpe.csv", index=False)
+        files["deflated_sharpe"] = out / "deflated_sharpe.csv"
     table = fold_table(results, params, metric)
     table.to_csv(out / "fold_table.csv")
     files["fold_table"] = out / "fold_table.csv"
-    fig = fold_table_figure(table, metric)
+    selection = selection_table(results, params, metric)
+    if len(selection):
+        selection.to_csv(out / "selection.csv", index=False)
+        files["selection"] = out / "selection.csv"
+    fig = fold_table_figure(table, metric, selection)
     fig.savefig(out / "fold_table.png")
     files["fold_table_png"] = out / "fold_table.png"
 

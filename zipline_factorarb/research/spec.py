@@ -31,15 +31,16 @@ Instead of ``walk_forward``, ``start`` and ``end`` give one plain backtest.
 from __future__ import annotations
 
 import ast
-import difflib
 import hashlib
 import itertools
 import json
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .errors import SpecError
-from .walkforward import FOLD_PARAMS, calendar_sessions, single_period, walk_forward_folds
+from .errors import SpecError, closest_name
+from .walkforward import (FOLD_PARAMS, calendar_sessions, parse_day, parse_int, single_period,
+                          walk_forward_folds)
 
 DEFAULT_BUNDLE = "factorarb-sample"
 DEFAULT_CAPITAL = 1_000_000.0
@@ -70,14 +71,20 @@ RESULT_COLUMNS = (
     "run_id", "status", "fold", "train_start", "train_end", "test_start", "test_end",
     "sharpe", "total_return", "annual_return", "annual_volatility", "max_drawdown",
     "annual_turnover", "tracking_error", "information_ratio", "benchmark_total_return",
+    "psr", "daily_sharpe", "returns_skew", "returns_kurtosis",
     "n_trades", "n_sessions", "wall_time_s", "error", "traceback", "params", "algorithm",
     "algorithm_sha256", "bundle", "ingestion", "capital_base", "seed", "worker",
 )
 
+#: Results columns a report can summarise (``report: {metric: ...}``).
+_METRICS = ("sharpe", "total_return", "annual_return", "annual_volatility", "max_drawdown",
+            "annual_turnover", "tracking_error", "information_ratio", "benchmark_total_return",
+            "psr", "daily_sharpe", "returns_skew", "returns_kurtosis", "n_trades", "n_sessions",
+            "wall_time_s")
+
 
 def _suggest(name, choices):
-    close = difflib.get_close_matches(name, list(choices), n=1)
-    return f" (did you mean {close[0]!r}?)" if close else ""
+    return closest_name(name, choices)
 
 
 def read_spec_file(path):
@@ -85,7 +92,16 @@ def read_spec_file(path):
     path = Path(path)
     if not path.is_file():
         raise SpecError(f"spec file not found: {path}")
-    text = path.read_text()
+    try:
+        text = path.read_bytes().decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise SpecError(f"{path}: not a text file (UTF-8): byte {exc.start} cannot be read; "
+                        "a spec is YAML, TOML or JSON text") from None
+    except OSError as exc:
+        raise SpecError(f"{path}: cannot read the spec: {exc}") from None
+    if "\x00" in text:
+        raise SpecError(f"{path}: not a text file (it holds NUL bytes); a spec is YAML, TOML or "
+                        "JSON text")
     suffix = path.suffix.lower()
     try:
         if suffix in (".yaml", ".yml"):
@@ -237,11 +253,16 @@ class SweepSpec:
                             + ", ".join(f"{name} ({what})" for name, what in _KEYS.items()))
         if "algorithm" not in raw:
             raise SpecError("the spec needs `algorithm: path/to/algorithm.py`")
+        _check_types(raw)
         algorithm = _resolve_algorithm(raw["algorithm"], base_dir)
 
         calendar = str(raw.get("calendar", "XNYS"))
         if sessions is None:
-            sessions = calendar_sessions(calendar)
+            try:
+                sessions = calendar_sessions(calendar)
+            except Exception as exc:  # exchange_calendars' InvalidCalendarName
+                raise SpecError(f"calendar: {calendar!r} is not a trading calendar "
+                                f"({type(exc).__name__}); e.g. XNYS") from None
         folds = _folds_from(raw, sessions)
 
         grid = raw.get("grid") or {}
@@ -278,13 +299,7 @@ class SweepSpec:
         if not isinstance(report, dict):
             raise SpecError("`report` must be a mapping, e.g. report: {metric: sharpe}")
 
-        try:
-            capital = float(raw.get("capital_base", DEFAULT_CAPITAL))
-        except (TypeError, ValueError):
-            raise SpecError(f"capital_base must be a number, got {raw.get('capital_base')!r}") \
-                from None
-        if capital <= 0:
-            raise SpecError(f"capital_base must be positive, got {capital}")
+        capital = float(raw.get("capital_base", DEFAULT_CAPITAL))
 
         spec = cls(
             algorithm=algorithm, folds=folds, grid=grid, params=dict(params),
@@ -398,6 +413,102 @@ class SweepSpec:
         for fold in self.folds:
             lines.append(f"  {fold}")
         return "\n".join(lines)
+
+
+def _text(raw, key, where=None):
+    value = raw[key]
+    if not isinstance(value, str) or not value.strip():
+        raise SpecError(f"{where or key}: {value!r} is not a non-empty text; e.g. "
+                        f"{_EXAMPLES.get(key, 'a name')}")
+
+
+_EXAMPLES = {"algorithm": "algorithms/sector_momentum.py", "bundle": "factorarb-sample",
+             "calendar": "XNYS", "out": "sweeps/momentum", "zipline_root": "~/.zipline",
+             "name": "momentum"}
+
+
+def _check_types(raw):
+    """Check every key's type and value; :class:`SpecError` naming the key.
+
+    One place for the spec's value rules: texts, dates (``YYYY-MM-DD``
+    only), integers (not bools, fractions or text), booleans, the capital,
+    the mappings (``grid``, ``params``, ``walk_forward``, ``report``) and
+    their keys.
+    """
+    for key in ("algorithm", "bundle", "calendar", "name"):
+        if key in raw:
+            _text(raw, key)
+    for key in ("out", "zipline_root"):
+        if raw.get(key) is not None:
+            _text(raw, key)
+    if "calendar" in raw:
+        import exchange_calendars
+
+        names = exchange_calendars.get_calendar_names(include_aliases=True)
+        if raw["calendar"] not in names:
+            raise SpecError(f"calendar: {raw['calendar']!r} is not a trading calendar"
+                            f"{_suggest(raw['calendar'], names)}; e.g. XNYS")
+    for key in ("start", "end"):
+        if key in raw:
+            parse_day(raw[key], key)
+    if "start" in raw and "end" in raw and parse_day(raw["end"], "end") < parse_day(
+            raw["start"], "start"):
+        raise SpecError(f"end: {raw['end']} is before start {raw['start']}")
+    if "seed" in raw:
+        parse_int(raw["seed"], "seed", minimum=0)
+    if "keep_perf" in raw and not isinstance(raw["keep_perf"], bool):
+        raise SpecError(f"keep_perf: {raw['keep_perf']!r} is not true or false")
+    if "capital_base" in raw:
+        c = raw["capital_base"]
+        if isinstance(c, bool) or not isinstance(c, (int, float)) or not math.isfinite(c) \
+                or c <= 0:
+            raise SpecError(f"capital_base: {c!r} is not a positive number")
+    ext = raw.get("extensions")
+    if ext is not None and not isinstance(ext, str) and not (
+            isinstance(ext, list) and all(isinstance(e, str) and e for e in ext)):
+        raise SpecError(f"extensions: {ext!r} is not a file or module name or a list of them")
+    for key in ("grid", "params"):
+        value = raw.get(key)
+        if value is None:
+            continue
+        if not isinstance(value, dict):
+            raise SpecError(f"{key}: must map parameter names to "
+                            + ("lists of values, e.g. grid: {n_long: [3, 5]}" if key == "grid"
+                               else "values, e.g. params: {slippage_bps: 10.0}"))
+        for name in value:
+            if not isinstance(name, str):
+                raise SpecError(f"{key}: parameter name {name!r} is not text")
+    wf = raw.get("walk_forward")
+    if isinstance(wf, dict):
+        for key in ("train_years", "test_years", "train_months", "test_months"):
+            if wf.get(key) is not None:
+                parse_int(wf[key], f"walk_forward: {key}", minimum=0)
+        if wf.get("folds") is not None:
+            parse_int(wf["folds"], "walk_forward: folds", minimum=1)
+        for key in ("start", "end"):
+            if wf.get(key) is not None:
+                parse_day(wf[key], f"walk_forward: {key}")
+    report = raw.get("report")
+    if isinstance(report, dict):
+        unknown = [k for k in report if k not in _REPORT_KEYS]
+        if unknown:
+            k = unknown[0]
+            raise SpecError(f"report: unknown key {k!r}{_suggest(k, _REPORT_KEYS)}; the keys "
+                            f"are {list(_REPORT_KEYS)}")
+        if "metric" in report and (not isinstance(report["metric"], str)
+                                   or report["metric"] not in _METRICS):
+            metric = report["metric"]
+            raise SpecError(f"report: metric {metric!r} is not a numeric results column"
+                            f"{_suggest(metric, _METRICS)}; use one of {list(_METRICS)}")
+        pairs = report.get("heatmaps")
+        if pairs is not None and not (isinstance(pairs, list) and all(
+                isinstance(p, list) and len(p) == 2 and all(isinstance(n, str) for n in p)
+                for p in pairs)):
+            raise SpecError(f"report: heatmaps {pairs!r} must be a list of parameter pairs, "
+                            "e.g. heatmaps: [[n_long, lookback]]")
+
+
+_REPORT_KEYS = ("metric", "heatmaps")
 
 
 def _resolve_algorithm(value, base_dir):

@@ -19,6 +19,8 @@ data an algorithm fits on is bounded by construction.
 
 from __future__ import annotations
 
+import datetime
+import re
 from dataclasses import dataclass
 
 import pandas as pd
@@ -29,13 +31,55 @@ from .errors import SpecError
 FOLD_PARAMS = ("train_start", "train_end", "test_start", "test_end", "fold")
 
 
-def _day(value):
+_DATE_TEXT = re.compile(r"\s*(\d{4})-(\d{1,2})-(\d{1,2})\s*")
+
+
+def parse_day(value, key="date"):
+    """A calendar day from ``YYYY-MM-DD`` text or a date object, strictly.
+
+    Accepted: ``datetime.date``, a ``datetime.datetime`` or
+    :class:`pandas.Timestamp` at midnight without a time zone, and text
+    ``YYYY-MM-DD``. Anything else (``yesterday``, ``2015-02-30``, an integer
+    such as ``20150102``, a time or a time zone) is a :class:`SpecError`
+    naming ``key``.
+    """
+    if isinstance(value, (pd.Timestamp, datetime.datetime)):
+        ts = pd.Timestamp(value)
+        if ts.tzinfo is not None or ts != ts.normalize():
+            raise SpecError(f"{key}: {value!r} has a time or a time zone; give a plain date "
+                            "YYYY-MM-DD")
+        return ts
+    if isinstance(value, datetime.date):
+        return pd.Timestamp(value)
+    if isinstance(value, str):
+        match = _DATE_TEXT.fullmatch(value)
+        if match:
+            try:
+                return pd.Timestamp(datetime.date(*(int(g) for g in match.groups())))
+            except ValueError as exc:
+                raise SpecError(f"{key}: {value!r} is not a valid date ({exc})") from None
+    raise SpecError(f"{key}: {value!r} is not a date; write YYYY-MM-DD, e.g. 2015-01-02")
+
+
+def parse_int(value, key, minimum=None):
+    """An integer (not a bool, not a fraction, not text); :class:`SpecError` naming ``key``."""
+    ok = (isinstance(value, int) and not isinstance(value, bool)) or (
+        isinstance(value, float) and value.is_integer())
+    if not ok:
+        raise SpecError(f"{key}: {value!r} is not an integer")
+    if minimum is not None and int(value) < minimum:
+        raise SpecError(f"{key}: {value!r} must be at least {minimum}")
+    return int(value)
+
+
+def _day(value, key="date"):
     if value is None:
         return None
-    ts = pd.Timestamp(value)
-    if ts.tzinfo is not None:
-        ts = ts.tz_convert("UTC").tz_localize(None)
-    return ts.normalize()
+    if isinstance(value, pd.Timestamp) and value.tzinfo is not None:
+        return value.tz_convert("UTC").tz_localize(None).normalize()
+    if isinstance(value, pd.Timestamp):
+        return value.normalize()
+    return parse_day(value, key)
 
 
 @dataclass(frozen=True)
@@ -60,7 +104,7 @@ class Fold:
 
     def __post_init__(self):
         for name in ("train_start", "train_end", "test_start", "test_end"):
-            object.__setattr__(self, name, _day(getattr(self, name)))
+            object.__setattr__(self, name, _day(getattr(self, name), f"fold {self.index}: {name}"))
         if self.test_end < self.test_start:
             raise SpecError(f"fold {self.index}: test_end {self.test_end.date()} is before "
                             f"test_start {self.test_start.date()}")
@@ -165,6 +209,10 @@ def walk_forward_folds(sessions, train_years=3, test_years=1, n_folds=None, star
     fold 0: train 2012-01-03 .. 2014-12-31, test 2015-01-02 .. 2015-12-31
     """
     sessions = pd.DatetimeIndex(sessions)
+    for key, value in (("train_years", train_years), ("test_years", test_years),
+                       ("train_months", train_months), ("test_months", test_months)):
+        if value is not None:
+            parse_int(value, f"walk_forward: {key}", minimum=0)
     train = _offset(train_years, train_months)
     train_len = int(train_months) if train_months is not None else int(train_years)
     test_len = int(test_months) if test_months is not None else int(test_years)
@@ -175,11 +223,11 @@ def walk_forward_folds(sessions, train_years=3, test_years=1, n_folds=None, star
         return (pd.DateOffset(months=test_len * k) if test_months is not None
                 else pd.DateOffset(years=test_len * k))
 
-    start, end = _day(start), _day(end)
+    start, end = _day(start, "walk_forward: start"), _day(end, "walk_forward: end")
     if start is None and end is None:
         raise SpecError("walk_forward: give `start` (first training day) or `end` (last test day)")
     if n_folds is not None:
-        n_folds = int(n_folds)
+        n_folds = parse_int(n_folds, "walk_forward: folds")
         if n_folds < 1:
             raise SpecError(f"walk_forward: folds must be at least 1, got {n_folds}")
     if start is None:
@@ -229,7 +277,9 @@ def walk_forward_folds(sessions, train_years=3, test_years=1, n_folds=None, star
 def single_period(sessions, start, end):
     """One fold without training window: a plain backtest over ``start .. end``."""
     sessions = pd.DatetimeIndex(sessions)
-    start, end = _day(start), _day(end)
+    start, end = _day(start, "start"), _day(end, "end")
+    if end < start:
+        raise SpecError(f"end: {end.date()} is before start {start.date()}")
     first = _first_on_or_after(sessions, start)
     last = _last_before(sessions, end + pd.Timedelta(days=1))
     if first is None or last is None or last < first:
