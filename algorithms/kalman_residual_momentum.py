@@ -25,7 +25,30 @@ On the sample bundle, its 20 stocks against the five MSCI factor ETFs
         -s 2015-06-01 -e 2022-12-28 -o out.pickle
 
 Timing: the pipeline value of session D uses closes up to D-1; orders placed
-on D are filled by zipline's daily simulation at the close of D+1.
+on D are filled by zipline's daily simulation at the close of D+1, so the
+first return the position earns is that of D+2 (three sessions after the
+last return in the signal). With ``factors="fixed_pca"`` or
+``"rolling_pca"``, ``signal_close="current"`` includes the close of D in
+the signal (two sessions); the study trades at the signal's close (one
+session), which zipline's daily simulation cannot do.
+
+The study's own settings (see docs/research.md, "The Kalman study as its
+code runs it", and :mod:`zipline_factorarb.research.kalman_study`)::
+
+    FACTORARB_PARAMS='{"universe": ["SPY", "XLB", "XLE", "XLF", "XLI", "XLK",
+                                    "XLP", "XLU", "XLV", "XLY"],
+                       "factors": "fixed_pca", "signal": "kalman",
+                       "filter_state": "carried", "centre": true,
+                       "state_noise": 0.01, "obs_noise": 0.0001,
+                       "rule": "percentile", "signal_close": "current",
+                       "train_start": "2012-01-03", "train_end": "2015-01-02"}' \\
+    zipline run -f algorithms/kalman_residual_momentum.py -b factorarb-csv \\
+        -s 2015-01-05 -e 2015-12-31 -o fold1.pickle
+
+(the study's first fold; ``train_start`` is the close before its first
+training return). ``rule="percentile"``: long rank > 0.9, short rank < 0.1,
+which with ten names is 100% long the top name; ``book="weekly_beta_neutral"``
+is the study's newer backtester.
 
 Factor sources and signals (the three strategies of the study's table):
 
@@ -47,6 +70,16 @@ Factor sources and signals (the three strategies of the study's table):
   day against the PCA of the trailing ``window_length`` days
   (:class:`~zipline_factorarb.pipeline.pca_residual.PCAResidual`; the study's
   rolling PCA uses 60 days and trades mean reversion).
+- ``factors="rolling_pca"``: the study's rolling PCA exactly: the residual
+  of the latest day against the PCA of the ``window_length`` days before it
+  (the day itself left out of the fit), from ``data.history``.
+
+Portfolio rules (``rule``): ``"cut"`` (default) the top and bottom ``cut``
+fraction, half the gross each side; ``"count"`` the ``n_long`` highest and
+``n_short`` lowest; ``"percentile"`` the study's rule, long rank > ``upper``
+and short rank < ``lower``. ``"count"`` and ``"percentile"`` give each name
+held ``gross_exposure / (names held)``, as the study. Ranks run over the
+``trade`` symbols (default: the universe).
 
 Records ``n_holdings``, ``gross_exposure``, ``net_exposure``, ``n_long``
 and ``n_short`` every session.
@@ -65,35 +98,47 @@ from zipline.api import (
 )
 from zipline.finance import commission, slippage
 from zipline.pipeline import Pipeline
-from zipline.pipeline.filters import StaticAssets
 
 from zipline_factorarb.algo import (
+    SECTOR_ETFS,
     algorithm_params,
     book_exposures,
     forbid_trading_indexes,
     order_target_book,
     set_benchmark_from,
+    universe_filter,
 )
-from zipline_factorarb.kernels.kalman import kalman_update
-from zipline_factorarb.pipeline.classifiers import IsETF, IsStock
-from zipline_factorarb.pipeline.kalman import KalmanInnovation, kalman_innovation_window
-from zipline_factorarb.pipeline.pca_residual import (
+from zipline_factorarb.kernels import CarriedFilter
+from zipline_factorarb.kernels.study import (
+    count_rule_weights,
+    percentile_rule_weights,
+    rolling_pca_residuals,
+)
+from zipline_factorarb.pipeline import (
+    KalmanInnovation,
     PCAResidual,
     fit_fixed_pca,
     fixed_pca_residuals,
 )
+from zipline_factorarb.research.kalman_study import (
+    StudyConfig,
+    fixed_pca_signal,
+    newer_rebalance_weights,
+    returns_from_closes,
+)
 from zipline_factorarb.research.walkforward import training_history
-
-SECTOR_ETFS = ["XLB", "XLE", "XLF", "XLI", "XLK", "XLP", "XLU", "XLV", "XLY"]
 
 PARAMS = algorithm_params(
     {
         # traded assets: a list of symbols, or "stocks" / "etfs" (every such asset)
         "universe": SECTOR_ETFS,
-        # "pca" (k components of the trailing window, refitted every session),
-        # "fixed_pca" (fitted once on [train_start, train_end]) or a list of factor symbols
+        # "pca" (`components` principal components of the trailing window, refitted
+        # every session),
+        # "fixed_pca" (fitted once on [train_start, train_end]), "rolling_pca" (the
+        # study's: each day against the window_length days before it, signal ignored)
+        # or a list of factor symbols
         "factors": "pca",
-        "k": 3,
+        "components": 3,
         "window_length": 252,  # daily returns in the filter window
         "state_noise": 1e-5,  # delta: variance of the daily beta random-walk step
         "obs_noise": 1e-4,  # v_e: observation noise variance
@@ -106,7 +151,24 @@ PARAMS = algorithm_params(
         # window_length days every session; "carried" runs one filter from train_start
         # (beta0 = 0, P0 = p0 I) through the training window and on, session by session
         "filter_state": "window",
+        # fixed_pca + Kalman: filter R_t - mu (mu: the training mean, as the study) or R_t
+        "centre": False,
+        # fixed_pca / rolling_pca: "previous" (closes to the previous session, as the
+        # pipeline) or "current" (the close of the session the order is placed in too)
+        "signal_close": "previous",
+        # "cut" (top / bottom cut fraction), "count" (n_long / n_short names) or
+        # "percentile" (rank > upper long, rank < lower short: the study's rule)
+        "rule": "cut",
         "cut": 0.1,  # fraction of the ranked universe per side (at least one name)
+        "n_long": 1,
+        "n_short": 1,
+        "upper": 0.9,
+        "lower": 0.1,
+        "trade": [],  # symbols ranked and traded (default: the universe)
+        # "daily" or "weekly_beta_neutral" (the study's newer backtester: Fridays,
+        # EWMA-scaled residual, ranks >= 0.7 / <= 0.3, dollar and SPY-beta neutral,
+        # the book held for one session)
+        "book": "daily",
         "mean_reversion": False,  # True: long the lowest innovations, short the highest
         "gross_exposure": 1.0,  # long + short, as a fraction of the portfolio value
         "cost_bps": 2.0,  # per side, on the traded notional
@@ -118,22 +180,40 @@ PARAMS = algorithm_params(
 )
 
 
-def _universe_filter(universe):
-    if universe == "stocks":
-        return IsStock()
-    if universe == "etfs":
-        return IsETF()
-    if isinstance(universe, str) or not universe:
-        raise ValueError(
-            f"universe must be a list of symbols, 'stocks' or 'etfs'; got {universe!r}"
-        )
-    return StaticAssets([symbol(s) for s in universe])
-
-
 SIGNALS = ("innovation", "kalman", "standardized_innovation", "pca_residual")
 
 
+RULES = ("cut", "count", "percentile")
+BOOKS = ("daily", "weekly_beta_neutral")
+
+
 def _check_params():
+    for name, allowed in (("rule", RULES), ("book", BOOKS),
+                          ("signal_close", ("previous", "current"))):
+        if PARAMS[name] not in allowed:
+            raise ValueError(f"{name} must be one of {', '.join(map(repr, allowed))}, "
+                             f"got {PARAMS[name]!r}")
+    if PARAMS["signal_close"] == "current" and PARAMS["factors"] not in (
+            "fixed_pca", "rolling_pca"):
+        raise ValueError("signal_close='current' needs factors 'fixed_pca' or 'rolling_pca' "
+                         f"(the pipeline sees closes to the previous session), got "
+                         f"{PARAMS['factors']!r}")
+    if PARAMS["centre"] and PARAMS["factors"] != "fixed_pca":
+        raise ValueError(f"centre=True needs factors='fixed_pca', got {PARAMS['factors']!r}")
+    if PARAMS["factors"] == "rolling_pca" and (
+            isinstance(PARAMS["universe"], str) or not PARAMS["universe"]):
+        raise ValueError(f"factors='rolling_pca' needs a list of symbols as universe, "
+                         f"got {PARAMS['universe']!r}")
+    if PARAMS["trade"] and (isinstance(PARAMS["universe"], str)
+                            or not set(PARAMS["trade"]) <= set(PARAMS["universe"])):
+        raise ValueError(f"trade {PARAMS['trade']!r} must be symbols of the universe "
+                         f"{PARAMS['universe']!r}")
+    if PARAMS["book"] == "weekly_beta_neutral" and (
+            PARAMS["factors"] not in ("fixed_pca", "rolling_pca")
+            or PARAMS["benchmarks"][0] not in PARAMS["universe"]):
+        raise ValueError("book='weekly_beta_neutral' needs factors 'fixed_pca' or "
+                         "'rolling_pca' and the market (the first of benchmarks, "
+                         f"{PARAMS['benchmarks'][0]!r}) in the universe")
     if not 0.0 < PARAMS["cut"] <= 0.5:
         raise ValueError(f"cut must be in (0, 0.5], got {PARAMS['cut']!r}")
     if PARAMS["signal"] not in SIGNALS:
@@ -161,24 +241,25 @@ def _check_params():
         raise ValueError("filter_state='carried' needs factors='fixed_pca' and a Kalman "
                          f"signal, got factors={PARAMS['factors']!r}, "
                          f"signal={PARAMS['signal']!r}")
-    if PARAMS["signal"] == "pca_residual" and PARAMS["factors"] not in ("pca", "fixed_pca"):
+    if PARAMS["signal"] == "pca_residual" and PARAMS["factors"] not in (
+            "pca", "fixed_pca", "rolling_pca"):
         raise ValueError("signal='pca_residual' needs factors 'pca' or 'fixed_pca', "
                          f"got {PARAMS['factors']!r}")
 
 
 def make_pipeline():
     """The pipeline of the ``"pca"`` and factor-asset sources (one column, ``signal``)."""
-    universe = _universe_filter(PARAMS["universe"])
+    universe = universe_filter(PARAMS["universe"])
     factors = PARAMS["factors"]
     if not isinstance(factors, str):
         factors = [symbol(s) for s in factors]
     if PARAMS["signal"] == "pca_residual":
-        signal = PCAResidual(k=PARAMS["k"], window_length=PARAMS["window_length"],
+        signal = PCAResidual(components=PARAMS["components"], window_length=PARAMS["window_length"],
                              log_returns=PARAMS["log_returns"], mask=universe)
         return Pipeline({"signal": signal}, screen=universe & signal.notnull())
     kalman = KalmanInnovation(
         factors=factors,
-        k=PARAMS["k"] if factors == "pca" else None,
+        components=PARAMS["components"] if factors == "pca" else None,
         window_length=PARAMS["window_length"],
         state_noise=PARAMS["state_noise"],
         obs_noise=PARAMS["obs_noise"],
@@ -199,7 +280,8 @@ def initialize(context):
     set_slippage(slippage.FixedSlippage(spread=0.0))
     context.fixed = None
     context.carried = None
-    if PARAMS["factors"] == "fixed_pca":
+    context.history = {"residuals": [], "days": []}
+    if PARAMS["factors"] in ("fixed_pca", "rolling_pca"):
         context.assets = [symbol(s) for s in PARAMS["universe"]]
     else:
         attach_pipeline(make_pipeline(), "kalman")
@@ -211,88 +293,15 @@ def before_trading_start(context, data):
         prices = training_history(data, context.assets, PARAMS["train_start"],
                                   PARAMS["train_end"], fields="close")
         context.fixed = fit_fixed_pca(prices, PARAMS["train_start"], PARAMS["train_end"],
-                                      k=PARAMS["k"], log_returns=PARAMS["log_returns"])
+                                      components=PARAMS["components"],
+                                      log_returns=PARAMS["log_returns"])
 
 
-def _returns(closes, log_returns):
-    with np.errstate(divide="ignore", invalid="ignore"):
-        ratio = closes / closes.shift(1)
-        return (np.log(ratio) if log_returns else ratio - 1.0).iloc[1:]
-
-
-def fixed_pca_signal(closes, fixed, signal="innovation", state_noise=1e-5, obs_noise=1e-4,
-                     p0=1.0, log_returns=True, min_observations=1):
-    """One session's signal against fixed PCA loadings, from a window of closes.
-
-    Parameters
-    ----------
-    closes : pandas.DataFrame
-        Adjusted closes of the universe, oldest first, ending on the last
-        close the signal may use (the previous session's).
-    fixed : zipline_factorarb.pipeline.pca_residual.FixedPCA
-        Loadings ``W`` and mean ``mu`` fitted on the training window.
-    signal : str
-        ``"pca_residual"``: the residual ``eps_t = R_t - (F_t W' + mu)`` of
-        the last day. ``"innovation"`` / ``"kalman"`` /
-        ``"standardized_innovation"``: the Kalman filter on the factor
-        returns ``F_t = (R_t - mu) W`` over the window's returns.
-    state_noise, obs_noise, p0, min_observations : float, int
-        The filter's settings.
-    log_returns : bool
-        Log or simple returns (as the loadings were fitted).
-
-    Returns
-    -------
-    pandas.Series
-        The signal per asset (the columns of ``closes``).
-    """
-    closes = closes[list(fixed.loadings.index)]
-    returns = _returns(closes.astype(np.float64), log_returns)
-    scores, residuals = fixed_pca_residuals(returns.to_numpy(), fixed.loadings.to_numpy(),
-                                            fixed.mean.to_numpy())
-    if signal == "pca_residual":
-        values = residuals[-1]
-    else:
-        res = kalman_innovation_window(returns.to_numpy(), scores, state_noise=state_noise,
-                                       obs_noise=obs_noise, p0=p0,
-                                       min_observations=min_observations)
-        values = (res.standardized_innovations if signal == "standardized_innovation"
-                  else res.innovations)
-    return pd.Series(values, index=closes.columns)
-
-
-class CarriedFilter:
-    """The Kalman filter's state carried from session to session.
-
-    Starts from :math:`\beta_0 = 0, P_0 = p_0 I` and takes one
-    :func:`~zipline_factorarb.kernels.kalman.kalman_update` per new daily
-    return, in date order (a date already taken is skipped), so after the
-    returns of days 1..t its innovations are those of the full-history filter
-    (:func:`~zipline_factorarb.kernels.kalman.kalman_filter`) at day t,
-    whatever the chunks the returns arrive in.
-    """
-
-    def __init__(self, n_assets, k, p0, state_noise, obs_noise):
-        self.beta = np.zeros((n_assets, k))
-        self.P = np.broadcast_to(p0 * np.eye(k), (n_assets, k, k)).copy()
-        self.state_noise, self.obs_noise = state_noise, obs_noise
-        self.last = None
-        self.innovations = np.full(n_assets, np.nan)
-        self.innovation_variance = np.full(n_assets, np.nan)
-
-    def advance(self, dates, returns, factor_returns):
-        """Update with the rows dated after the last one taken; returns how many."""
-        taken = 0
-        for day, r, f in zip(dates, returns, factor_returns):
-            if self.last is not None and day <= self.last:
-                continue
-            step = kalman_update(self.beta, self.P, r, f, self.state_noise, self.obs_noise)
-            self.beta, self.P = step.beta, step.P
-            self.innovations, self.innovation_variance = step.innovations, \
-                step.innovation_variance
-            self.last = day
-            taken += 1
-        return taken
+def _closes(context, data, bars):
+    """The last ``bars`` closes the signal may use (to the previous or the current close)."""
+    if PARAMS["signal_close"] == "current":
+        return data.history(context.assets, "close", bars, "1d")
+    return data.history(context.assets, "close", bars + 1, "1d").iloc[:-1]
 
 
 def carried_signal(context, data):
@@ -300,8 +309,8 @@ def carried_signal(context, data):
 
     The first call runs the filter from ``train_start`` through the previous
     session (the training window, then the test days so far); later calls
-    add the returns that arrived since. Returns to the previous close only,
-    as in the window mode.
+    add the returns that arrived since. Returns to the previous close, or
+    to the current one with ``signal_close="current"``.
     """
     fixed = context.fixed
     names = list(fixed.loadings.index)
@@ -313,15 +322,16 @@ def carried_signal(context, data):
                                         PARAMS["state_noise"], PARAMS["obs_noise"])
     else:
         bars = 10  # the session just passed, with room for a gap
-    closes = data.history(context.assets, "close", bars + 1, "1d").iloc[:-1]
+    closes = _closes(context, data, bars)
     closes = closes[names].astype(np.float64)
     days = pd.DatetimeIndex(closes.index)
     days = days.tz_convert(None) if days.tz is not None else days
     closes = closes.loc[days.normalize() >= pd.Timestamp(PARAMS["train_start"])]
-    returns = _returns(closes, PARAMS["log_returns"])
-    scores, _ = fixed_pca_residuals(returns.to_numpy(), fixed.loadings.to_numpy(),
-                                    fixed.mean.to_numpy())
-    context.carried.advance(list(returns.index), returns.to_numpy(), scores)
+    returns = returns_from_closes(closes, PARAMS["log_returns"])
+    mean = fixed.mean.to_numpy()
+    scores, _ = fixed_pca_residuals(returns.to_numpy(), fixed.loadings.to_numpy(), mean)
+    observed = returns.to_numpy() - mean if PARAMS["centre"] else returns.to_numpy()
+    context.carried.advance(list(returns.index), observed, scores)
     state = context.carried
     values = state.innovations
     if PARAMS["signal"] == "standardized_innovation":
@@ -335,16 +345,22 @@ def current_signal(context, data):
     Both use closes up to the previous session (the current bar is left
     out of the fixed-PCA window so that the timing is the pipeline's).
     """
+    if PARAMS["factors"] == "rolling_pca":
+        window = PARAMS["window_length"]
+        closes = _closes(context, data, window + 2).astype(np.float64)
+        returns = returns_from_closes(closes, PARAMS["log_returns"])
+        values = rolling_pca_residuals(returns.to_numpy(), window, PARAMS["components"])[-1]
+        return pd.Series(values, index=closes.columns)
     if PARAMS["factors"] != "fixed_pca":
         return pipeline_output("kalman")["signal"]
     if PARAMS["filter_state"] == "carried":
         return carried_signal(context, data)
     length = 1 if PARAMS["signal"] == "pca_residual" else PARAMS["window_length"]
-    closes = data.history(context.assets, "close", length + 2, "1d").iloc[:-1]
+    closes = _closes(context, data, length + 1)
     return fixed_pca_signal(
         closes, context.fixed, PARAMS["signal"], state_noise=PARAMS["state_noise"],
         obs_noise=PARAMS["obs_noise"], p0=PARAMS["p0"], log_returns=PARAMS["log_returns"],
-        min_observations=max(1, length // 4),
+        min_observations=max(1, length // 4), centre=PARAMS["centre"],
     )
 
 
@@ -370,9 +386,77 @@ def target_weights(signal, cut, gross, mean_reversion=False):
     return targets
 
 
+def rule_weights(signal):
+    """Target weights (asset -> fraction) of one session's signal under ``PARAMS["rule"]``."""
+    signal = signal.dropna()
+    if PARAMS["rule"] == "cut":
+        return target_weights(signal, PARAMS["cut"], PARAMS["gross_exposure"],
+                              PARAMS["mean_reversion"])
+    if signal.empty:
+        return {}
+    row = signal.to_numpy()[None, :]
+    if PARAMS["rule"] == "count":
+        if len(signal) < PARAMS["n_long"] + PARAMS["n_short"]:
+            return {}
+        w = count_rule_weights(row, PARAMS["n_long"], PARAMS["n_short"],
+                               PARAMS["mean_reversion"])[0]
+    else:
+        w = percentile_rule_weights(row, PARAMS["upper"], PARAMS["lower"],
+                                    PARAMS["mean_reversion"])[0]
+    gross = PARAMS["gross_exposure"]
+    return {asset: gross * x for asset, x in zip(signal.index, w) if x != 0.0}
+
+
+def _traded(signal):
+    if not PARAMS["trade"]:
+        return signal
+    keep = [a for a in signal.index if getattr(a, "symbol", a) in set(PARAMS["trade"])]
+    return signal.loc[keep]
+
+
+def _study_config():
+    return StudyConfig(mean_reversion=PARAMS["mean_reversion"])
+
+
+def weekly_targets(context, data, signal):
+    """The study's newer book: weights on Fridays, flat on the other sessions.
+
+    The residual and return history since the first session of the run is
+    kept in ``context.history``; on a Friday the weights are
+    :func:`~zipline_factorarb.research.kalman_study.newer_rebalance_weights`
+    of that history (scaled to ``gross_exposure``), on any other session the
+    book is closed (the newer backtester holds its weights for one session).
+    """
+    traded = _traded(signal)
+    market = symbol(PARAMS["benchmarks"][0])
+    assets = list(dict.fromkeys([*traded.index, market]))
+    closes = data.history(assets, "close", 2, "1d").astype(np.float64)
+    day = pd.Timestamp(get_datetime()).tz_convert(None).normalize()
+    ret = returns_from_closes(closes, True).iloc[-1]
+    hist = context.history
+    hist["days"].append(day)
+    hist["residuals"].append((traded, ret))
+    if day.dayofweek != 4:
+        return {}
+    names = list(traded.index)
+    residuals = pd.DataFrame([r.reindex(names) for r, _ in hist["residuals"]],
+                             index=hist["days"])
+    returns = pd.DataFrame([x.reindex(names) for _, x in hist["residuals"]],
+                           index=hist["days"])
+    market_returns = pd.Series([x[market] for _, x in hist["residuals"]], index=hist["days"])
+    w = newer_rebalance_weights(residuals, returns, market_returns, _study_config())
+    if w is None:
+        return {}
+    gross = PARAMS["gross_exposure"]
+    return {asset: gross * x for asset, x in w.items() if x != 0.0}
+
+
 def rebalance(context, data):
-    targets = target_weights(current_signal(context, data), PARAMS["cut"], PARAMS["gross_exposure"],
-                             PARAMS["mean_reversion"])
+    signal = current_signal(context, data)
+    if PARAMS["book"] == "weekly_beta_neutral":
+        targets = weekly_targets(context, data, signal)
+    else:
+        targets = rule_weights(_traded(signal))
     order_target_book(context, data, targets)
 
 

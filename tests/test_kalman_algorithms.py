@@ -106,6 +106,35 @@ def test_momentum_target_weights_and_switch(monkeypatch):
     assert algo.target_weights(signal.iloc[:1], 0.1, 1.0) == {}
 
 
+def test_momentum_study_rules_and_parameter_errors(monkeypatch):
+    signal = pd.Series(np.arange(10.0), index=list("abcdefghij"))
+    # the study's rule with ten names: rank > 0.9 long, rank < 0.1 short (never)
+    algo = _load_algorithm(MOMENTUM, monkeypatch, {"rule": "percentile"})
+    assert algo.rule_weights(signal) == {"j": 1.0}
+    algo = _load_algorithm(MOMENTUM, monkeypatch, {"rule": "percentile", "mean_reversion": True})
+    assert algo.rule_weights(signal) == {"j": -1.0}
+    algo = _load_algorithm(MOMENTUM, monkeypatch,
+                           {"rule": "count", "n_long": 2, "n_short": 1, "gross_exposure": 1.5})
+    weights = algo.rule_weights(signal)
+    assert weights == pytest.approx({"j": 0.5, "i": 0.5, "a": -0.5})
+    assert algo.rule_weights(signal.iloc[:2]) == {}  # fewer names than the rule holds
+    algo = _load_algorithm(MOMENTUM, monkeypatch)  # the default rule is unchanged
+    assert algo.rule_weights(signal) == algo.target_weights(signal, 0.1, 1.0)
+    for params, message in [
+        ({"rule": "top"}, "rule must be one of"),
+        ({"book": "monthly"}, "book must be one of"),
+        ({"signal_close": "current"}, "signal_close='current' needs factors"),
+        ({"centre": True}, "centre=True needs factors='fixed_pca'"),
+        ({"trade": ["XLK", "QQQ"]}, "must be symbols of the universe"),
+        ({"factors": "rolling_pca", "universe": "etfs"}, "needs a list of symbols"),
+        ({"book": "weekly_beta_neutral", "factors": "fixed_pca", "train_start": "2012-01-03",
+          "train_end": "2014-12-31"}, "the market"),
+    ]:
+        algo = _load_algorithm(MOMENTUM, monkeypatch, params)
+        with pytest.raises(ValueError, match=message):
+            algo._check_params()
+
+
 def test_sscore_bands(monkeypatch):
     algo = _load_algorithm(SSCORE, monkeypatch)
     step = algo.next_side

@@ -1,4 +1,4 @@
-"""The ``sweep`` command (attached to the ``factorarb`` group as ``factorarb sweep``)."""
+"""The ``sweep`` and ``study`` commands (attached to the ``factorarb`` group)."""
 
 from __future__ import annotations
 
@@ -82,3 +82,75 @@ def sweep(spec_path, out, scheduler, n_workers, serial, resume, retry_failed, ov
         click.echo(f"  {name}: {path}")
     if len(result.results) and len(failed) == len(result.results):
         raise SystemExit(1)
+
+
+@click.group("study")
+def study():
+    """Reproduce published studies from what their code does."""
+
+
+@study.command("kalman-etf")
+@click.option("--version", "version", type=click.Choice(["original", "newer"]),
+              default="original", show_default=True,
+              help="original: the seed's table (daily, percentile rule); newer: the study's "
+                   "later backtester (weekly, beta neutral)")
+@click.option("--data", "data_dir", type=click.Path(file_okay=False), default=None,
+              help="folder holding spdr_sector_etfs_daily.csv.gz (default: "
+                   "$FACTORARB_SHARED_DATA, else ../shared/data)")
+@click.option("--out", "out", type=click.Path(file_okay=False), default=None,
+              help="write the tables as CSV files into this folder")
+@click.option("--walk/--no-walk", default=None,
+              help="also the walk from the study to our defaults, the lag table and the "
+                   "null model (default: with --version original)")
+@click.option("--zipline", "with_zipline", is_flag=True,
+              help="also run every fold through zipline (kalman_residual_momentum.py on the "
+                   "factorarb-csv bundle; minutes)")
+@click.option("--bundle", default="factorarb-csv", show_default=True,
+              help="with --zipline: the bundle holding the SPDR ETFs and SPY")
+@click.option("--zipline-root", type=click.Path(file_okay=False), default=None,
+              help="with --zipline: ZIPLINE_ROOT (default: $ZIPLINE_ROOT, else ~/.zipline)")
+def kalman_etf(version, data_dir, out, walk, with_zipline, bundle, zipline_root):
+    """The Kalman residual study on the SPDR sector ETFs, reproduced (no zipline).
+
+    Prints the study's table as its code computes it (and, with --zipline,
+    the same strategies as zipline backtests), next to the published numbers.
+    """
+    import os
+    from pathlib import Path
+
+    import pandas as pd
+
+    from . import kalman_study as ks
+
+    if data_dir is None:
+        env = os.environ.get("FACTORARB_SHARED_DATA")
+        data_dir = Path(env) if env else Path("..") / "shared" / "data"
+    try:
+        returns = ks.load_study_returns(data_dir)
+    except (FileNotFoundError, ValueError) as exc:
+        raise click.ClickException(str(exc)) from None
+    tables = {f"study_{version}": ks.study_table(returns, version)}
+    if walk if walk is not None else version == "original":
+        tables["walk"] = ks.walk_table(returns)
+        tables["lags"] = ks.lag_table(returns)
+        run = ks.run_study(returns, ks.ORIGINAL[0])
+        null = ks.null_model(returns, run)
+        tables["null_model"] = pd.DataFrame([dict(
+            books=null["n_books"], seed=null["seed"],
+            switch_probability=null["switch_probability"], mean_sharpe=null["mean"],
+            std_sharpe=null["std"], q05=null["quantiles"][0], median=null["quantiles"][1],
+            q95=null["quantiles"][2], study_sharpe=run.metrics()["sharpe"],
+            study_percentile=null["percentile"])])
+    if with_zipline:
+        tables[f"zipline_{version}"] = ks.zipline_table(returns, version, bundle=bundle,
+                                                         zipline_root=zipline_root)
+    with pd.option_context("display.width", 200, "display.max_columns", 30,
+                           "display.max_colwidth", 70):
+        for name, table in tables.items():
+            click.echo(f"\n{name}:\n{table.round(4).to_string(index=False)}")
+    if out:
+        folder = Path(out)
+        folder.mkdir(parents=True, exist_ok=True)
+        for name, table in tables.items():
+            table.to_csv(folder / f"{name}.csv", index=False)
+            click.echo(f"  {name}: {folder / (name + '.csv')}")
