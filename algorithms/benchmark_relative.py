@@ -46,9 +46,9 @@ from zipline_factorarb.algo import (SAMPLING_FREQUENCIES, algorithm_params, book
 from zipline_factorarb.optimize import (BenchmarkTracker, CostModel, LongOnly, MaximizeAlpha,
                                         MaxTurnover, NetExposure, NetGroupExposure,
                                         PositionConcentration, TrackingError,
-                                        cost_records, order_optimal_portfolio,
-                                        proxy_benchmark_weights, risk_records)
+                                        cost_records, order_optimal_portfolio, risk_records)
 from zipline_factorarb.pipeline import IsStock, Sector, factor_risk_model_for_algorithm
+from zipline_factorarb.pipeline.fundamentals import market_cap_columns, size_benchmark_weights
 from zipline_factorarb.pipeline.signals import (HORIZONS, alpha_scores, expected_alphas,
                                                 market_inputs, signal_columns)
 
@@ -84,7 +84,8 @@ def initialize(context):
         window_length=PARAMS["window"], mask=universe,
         frequency=SAMPLING_FREQUENCIES[PARAMS["rebalance"]])  # estimated when rebalancing
     columns = {**signal_columns(PARAMS["signals"], universe, rebalance=PARAMS["rebalance"]),
-               **risk.pipeline_columns()}
+               **risk.pipeline_columns(),
+               **market_cap_columns()}  # when the bundle stores market caps
     attach_pipeline(Pipeline(columns, screen=universe), "flagship")
     context.risk = risk
     context.costs = CostModel(PARAMS["half_spread"], PARAMS["commission_rate"], PARAMS["impact"])
@@ -101,8 +102,8 @@ def rebalance(context, data):
     scores = alpha_scores(out, PARAMS["signals"], weights=PARAMS["signal_weights"] or None)
     alpha = expected_alphas(out, scores, PARAMS["information_coefficient"],
                             HORIZONS[PARAMS["rebalance"]])
-    benchmark = proxy_benchmark_weights(model.assets, out["signal:dollar_volume"],
-                                        out["signal:volume"])
+    benchmark = size_benchmark_weights(model.assets, out, out["signal:dollar_volume"],
+                                       out["signal:volume"])
     sectors = out["signal:sector"].map(Sector.name_of)
     band = PARAMS["sector_band"]
     bench_sectors = benchmark.groupby(sectors).sum()
@@ -124,6 +125,7 @@ def rebalance(context, data):
         context.costs.update_market(*market)
     context.tracker.reset(benchmark)
     record(impact_modelled=int(market[0] is not None),
+           benchmark_cap_weighted=int(benchmark.attrs["source"] == "market_cap"),
            **risk_records(result.result.new_weights, benchmark, model, sectors=sectors,
                           sector_names=sorted(set(sectors))))
     return result

@@ -35,6 +35,7 @@ from zipline_factorarb.algo import (
     set_benchmark_from,
 )
 from zipline_factorarb.pipeline.classifiers import IsStock, Sector
+from zipline_factorarb.records import GROSS_EXPOSURE, NET_EXPOSURE, N_HOLDINGS
 
 PARAMS = algorithm_params(
     {
@@ -92,5 +93,4 @@ def rebalance(context, data):
 
 def record_book(context, data):
     book = book_exposures(context.portfolio)
-    record(n_holdings=book["n_holdings"], gross_exposure=book["gross_exposure"],
-           net_exposure=book["net_exposure"])
+    record(**{name: book[name] for name in (N_HOLDINGS, GROSS_EXPOSURE, NET_EXPOSURE)})

@@ -17,8 +17,8 @@ an ex-ante tracking error of at most ``tev_budget`` (6% a year). Two modes
                         <= tev_budget^2,   sum(x) = 1,   x >= 0
 
     with the benchmark ``x_b`` the sectors' size weights (so ``W x_b`` is the
-    size-weighted stock benchmark). Sizes are market caps where known; no bundle
-    here has shares outstanding, so the documented proxy is used
+    size-weighted stock benchmark). Sizes are market caps where the bundle stores
+    them (``Fundamentals.market_cap``), else the documented proxy
     (``benchmark_weighting``): 63-session average dollar volume where volumes are
     real, equal weights where they are a stand-in (the sample bundle). The stock
     weights ``W x`` are then ordered with ``order_optimal_portfolio(TargetWeights(...))``.
@@ -46,7 +46,8 @@ Recorded at each rebalance: ``ex_ante_tev``, ``factor_exposure_<factor>``,
 ``sector_weight_<GICS sector>``, ``benchmark_sector_weight_<GICS sector>`` (in ETF
 mode estimated by a returns-based style analysis of SPY on the sector ETFs over the
 window: non-negative weights summing to one), ``risk_contribution_<factor>`` /
-``risk_contribution_specific``, ``n_holdings``, ``optimizer_failure`` and the daily
+``risk_contribution_specific``, ``n_holdings``, ``optimizer_failure`` (with
+``optimizer_failure_reason`` when a rebalance failed) and the daily
 ``tracked_benchmark_return`` (the benchmark weights of the last rebalance held
 until the next).
 
@@ -61,9 +62,7 @@ Run::
 
 import logging
 
-import numpy as np
 import pandas as pd
-from scipy.optimize import nnls
 from zipline.api import (
     attach_pipeline,
     get_datetime,
@@ -83,10 +82,13 @@ from zipline_factorarb.algo import (
     SAMPLING_FREQUENCIES,
     algorithm_params,
     assets_of_type,
+    calibrated_risk_aversion,
     first_session_of,
     forbid_trading_indexes,
     set_benchmark_from,
+    stocks_with_sector,
 )
+from zipline_factorarb.kernels.style import style_weights
 from zipline_factorarb.optimize import (
     BenchmarkTracker,
     CannotHold,
@@ -94,18 +96,17 @@ from zipline_factorarb.optimize import (
     MaximizeFactorTilt,
     MeanVariance,
     NetExposure,
-    OptimizationError,
     TargetWeights,
     TrackingError,
-    calibrate_risk_aversion,
+    optimal_target,
     order_optimal_portfolio,
-    proxy_benchmark_weights,
     risk_records,
-    run_optimization,
     sector_rotation_model,
 )
 from zipline_factorarb.pipeline.classifiers import IsETF, IsStock, Sector
+from zipline_factorarb.pipeline.fundamentals import market_cap_columns, size_benchmark_weights
 from zipline_factorarb.pipeline.risk import factor_risk_model_for_algorithm
+from zipline_factorarb.records import BENCHMARK_SECTOR_WEIGHT
 
 
 PARAMS = algorithm_params(
@@ -121,10 +122,11 @@ PARAMS = algorithm_params(
         "factor_symbols": ["MTUM", "QUAL", "SIZE", "USMV", "VLUE"],  # stock mode, "assets"
         "market_symbols": ["SP500", "SPY"],  # first found: market factor (and ETF benchmark)
         "benchmark_symbols": ["SP500", "SPY"],  # zipline's benchmark (first found)
-        "benchmark_weighting": "auto",  # stock mode sizes: "auto", "dollar_volume", "equal"
+        "benchmark_weighting": "auto",  # stock mode sizes: "auto" (market caps when the
+        # bundle has them, else the proxy), "market_cap", "dollar_volume", "equal"
         "window": 252,  # sessions of returns in the risk-model regression
         "halflife": None,  # exponential weighting of covariances (sessions), None: equal
-        "on_failure": "hold",  # "hold", "benchmark" or "raise" when the problem is infeasible
+        "on_failure": "hold",  # "hold", "benchmark" or "raise" when the optimiser fails
         "commission_per_share": 0.005,
         "slippage_bps": 5.0,
     }
@@ -151,15 +153,7 @@ def _check_params():
 def _resolve_mode():
     if PARAMS["mode"] != "auto":
         return PARAMS["mode"]
-    from zipline_factorarb.data.sectors import UNKNOWN_SECTOR
-    from zipline_factorarb.pipeline.classifiers import _encode_sector, supplementary_codes
-    from zipline.utils.algo_instance import get_algo_instance
-
-    finder = get_algo_instance().asset_finder
-    codes = supplementary_codes(finder, "sector", _encode_sector)
-    stocks = assets_of_type("stock")
-    with_sector = [a for a in stocks if a.sid < len(codes) and codes[a.sid] != UNKNOWN_SECTOR]
-    return "stocks" if with_sector else "etfs"
+    return "stocks" if stocks_with_sector() else "etfs"
 
 
 def _market_etf():
@@ -213,6 +207,7 @@ def initialize(context):
         "sector": sector,
         "dollar_volume": AverageDollarVolume(window_length=63, mask=universe),
         "volume": EquityPricing.volume.latest,
+        **(market_cap_columns() if context.mode == "stocks" else {}),
     })
     attach_pipeline(Pipeline(columns, screen=universe), "sector_rotation")
     attach_pipeline(risk.moments_pipeline(), "sector_rotation_moments")
@@ -237,15 +232,9 @@ def _objective(mu_f, model, benchmark, constraints):
                 [TrackingError(PARAMS["tev_budget"], model, benchmark), *constraints], {})
     gamma = PARAMS["risk_aversion"]
     if PARAMS["calibrate"]:
-        try:
-            gamma = calibrate_risk_aversion(PARAMS["tev_budget"], model, benchmark,
-                                            expected_factor_returns=mu_f,
-                                            constraints=constraints).risk_aversion
-        except (ValueError, OptimizationError) as exc:
-            if PARAMS["on_failure"] == "raise":
-                raise
-            log.warning("%s: risk aversion not calibrated (%s); using risk_aversion=%s",
-                        get_datetime().date(), str(exc).splitlines()[0], gamma)
+        gamma = calibrated_risk_aversion(PARAMS["tev_budget"], model, benchmark, gamma,
+                                         PARAMS["on_failure"], expected_factor_returns=mu_f,
+                                         constraints=constraints)
     return (MeanVariance(expected_factor_returns=mu_f, risk_model=model, risk_aversion=gamma,
                          benchmark_weights=benchmark),
             list(constraints), {"risk_aversion": gamma})
@@ -269,26 +258,19 @@ def rebalance(context, data):
 
 
 def rebalance_stocks(context, data, out, model, mu_f, sectors):
-    sizes = proxy_benchmark_weights(model.assets, out["dollar_volume"], out["volume"],
-                                    PARAMS["benchmark_weighting"])
+    sizes = size_benchmark_weights(model.assets, out, out["dollar_volume"], out["volume"],
+                                   PARAMS["benchmark_weighting"])
+    extra = {"benchmark_cap_weighted": int(sizes.attrs["source"] == "market_cap")}
     rotation = sector_rotation_model(model, sectors, sizes)
-    objective, constraints, extra = _objective(
+    objective, constraints, more = _objective(
         mu_f, rotation.risk_model, rotation.benchmark_weights, [LongOnly(), NetExposure(1.0, 1.0)])
-    result = run_optimization(objective, constraints)
-    if not result.success:
-        if PARAMS["on_failure"] == "raise":
-            result.raise_for_status()
-        log.warning("%s: sector optimisation failed (%s); %s", get_datetime().date(),
-                    result.status, "holding" if PARAMS["on_failure"] == "hold"
-                    else "moving to the benchmark")
-        record(optimizer_failure=1)
-        if PARAMS["on_failure"] == "hold":
-            return
-        sector_target = rotation.benchmark_weights
-    else:
-        record(optimizer_failure=0)
-        sector_target = result.new_weights
-    target = rotation.asset_weights(sector_target.clip(lower=0.0))
+    extra.update(more)
+    # the sector problem's failures are handled (held, moved to the benchmark or
+    # raised, and recorded) by the optimiser's own on_failure handling
+    sector = optimal_target(objective, constraints, PARAMS["on_failure"], record_failures=True)
+    if sector.action == "hold":
+        return
+    target = rotation.asset_weights(sector.weights.clip(lower=0.0))
     benchmark = rotation.asset_weights(rotation.benchmark_weights)
     placed = order_optimal_portfolio(TargetWeights(target), [LongOnly(), NetExposure(1.0, 1.0)],
                                      on_failure="raise", data=data, record_failures=False)
@@ -296,22 +278,6 @@ def rebalance_stocks(context, data, out, model, mu_f, sectors):
     record(**risk_records(placed.result.new_weights, benchmark, model, sectors=sectors,
                           sector_names=sorted(set(sectors))),
            **extra)
-
-
-def style_weights(asset_returns, target_returns):
-    """Returns-based style analysis (Sharpe 1992): non-negative weights summing to one
-    whose portfolio best tracks ``target_returns`` in least squares."""
-    X = np.asarray(asset_returns, dtype=float)
-    y = np.asarray(target_returns, dtype=float)
-    ok = np.isfinite(X).all(axis=1) & np.isfinite(y)
-    X, y = X[ok], y[ok]
-    # the budget constraint enters as a heavily weighted extra row
-    scale = 1e3 * max(np.abs(X).max(initial=0.0), 1e-6)
-    A = np.vstack([X, np.full((1, X.shape[1]), scale)])
-    rhs = np.append(y, scale)
-    w, _ = nnls(A, rhs)
-    total = w.sum()
-    return w / total if total > 0 else np.full(X.shape[1], 1.0 / X.shape[1])
 
 
 def rebalance_etfs(context, data, out, model, mu_f, sectors):
@@ -339,7 +305,7 @@ def rebalance_etfs(context, data, out, model, mu_f, sectors):
     records = risk_records(result.result.new_weights, benchmark, model, sectors=fund_sectors,
                            sector_names=names)
     for name, value in style.groupby(fund_sectors.to_numpy()).sum().items():
-        records[f"benchmark_sector_weight_{name}"] = float(value)
+        records[BENCHMARK_SECTOR_WEIGHT + str(name)] = float(value)
     record(**records, **extra)
 
 

@@ -2,7 +2,7 @@
 
 Each session, :class:`zipline_factorarb.SScore` fits an Ornstein-Uhlenbeck
 process to the cumulative residuals of every asset of the universe over the
-trailing 60 daily returns (factor returns: the top ``k`` principal
+trailing 60 daily returns (factor returns: the top ``components`` principal
 components of the universe, or the returns of given factor ETFs). Only names
 that revert fast enough (mean-reversion time under ``max_mean_reversion_days``,
 30 sessions in the paper) are traded, with the paper's bands on the s-score:
@@ -51,26 +51,24 @@ from zipline.api import (
 )
 from zipline.finance import commission, slippage
 from zipline.pipeline import Pipeline
-from zipline.pipeline.filters import StaticAssets
 
 from zipline_factorarb.algo import (
+    SECTOR_ETFS,
     algorithm_params,
     book_exposures,
     forbid_trading_indexes,
     set_benchmark_from,
+    universe_filter,
 )
-from zipline_factorarb.pipeline.classifiers import IsETF, IsStock
-from zipline_factorarb.pipeline.sscore import SScore
-
-SECTOR_ETFS = ["XLB", "XLE", "XLF", "XLI", "XLK", "XLP", "XLU", "XLV", "XLY"]
+from zipline_factorarb.pipeline import SScore
 
 PARAMS = algorithm_params(
     {
         # traded assets: a list of symbols, or "stocks" / "etfs" (every such asset)
         "universe": SECTOR_ETFS,
-        # "pca" (k components of the universe's returns) or a list of factor symbols
+        # "pca" (`components` principal components of the universe's returns) or a list of factor symbols
         "factors": "pca",
-        "k": 3,
+        "components": 3,
         "window_length": 60,  # daily returns of the OU estimation window
         "max_mean_reversion_days": 30.0,  # trade only names with 1/kappa below this
         "open_long": -1.25,
@@ -85,26 +83,14 @@ PARAMS = algorithm_params(
 )
 
 
-def _universe_filter(universe):
-    if universe == "stocks":
-        return IsStock()
-    if universe == "etfs":
-        return IsETF()
-    if isinstance(universe, str) or not universe:
-        raise ValueError(
-            f"universe must be a list of symbols, 'stocks' or 'etfs'; got {universe!r}"
-        )
-    return StaticAssets([symbol(s) for s in universe])
-
-
 def make_pipeline():
-    universe = _universe_filter(PARAMS["universe"])
+    universe = universe_filter(PARAMS["universe"])
     factors = PARAMS["factors"]
     if not isinstance(factors, str):
         factors = [symbol(s) for s in factors]
     score = SScore(
         factors=factors,
-        k=PARAMS["k"] if factors == "pca" else None,
+        components=PARAMS["components"] if factors == "pca" else None,
         window_length=PARAMS["window_length"],
         max_mean_reversion_days=PARAMS["max_mean_reversion_days"],
         mask=universe,

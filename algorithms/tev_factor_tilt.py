@@ -32,8 +32,9 @@ index, whose prices are read but never traded); on a bundle without them (e.g. t
 505-stock CSV set) an equal-weighted market factor plus one sector-minus-market
 factor per GICS sector.
 
-Benchmark: market-cap weights need shares outstanding, which no bundle here has.
-The documented proxy is used instead (``benchmark_weighting``): weights
+Benchmark: market-cap weights (``b = cap / sum(cap)``) where the bundle stores
+``market_cap`` fundamentals (docs/data.md; recorded ``benchmark_cap_weighted``).
+Otherwise the documented proxy (``benchmark_weighting``): weights
 proportional to the 63-session average dollar volume where volumes are real, and
 equal weights over the tradable stocks where they are not (the sample bundle's
 volumes are a constant stand-in, so its benchmark is the equal-weighted 20
@@ -78,6 +79,7 @@ from zipline.pipeline.factors import AverageDollarVolume
 from zipline_factorarb.algo import (
     SAMPLING_FREQUENCIES,
     algorithm_params,
+    calibrated_risk_aversion,
     first_session_of,
     forbid_trading_indexes,
     set_benchmark_from,
@@ -88,15 +90,13 @@ from zipline_factorarb.optimize import (
     MaximizeFactorTilt,
     MeanVariance,
     NetExposure,
-    OptimizationError,
     PositionConcentration,
     TrackingError,
-    calibrate_risk_aversion,
     order_optimal_portfolio,
-    proxy_benchmark_weights,
     risk_records,
 )
 from zipline_factorarb.pipeline.classifiers import IsStock, Sector
+from zipline_factorarb.pipeline.fundamentals import market_cap_columns, size_benchmark_weights
 from zipline_factorarb.pipeline.risk import factor_risk_model_for_algorithm
 
 
@@ -112,7 +112,8 @@ PARAMS = algorithm_params(
         "factor_symbols": ["MTUM", "QUAL", "SIZE", "USMV", "VLUE"],
         "market_symbols": ["SP500", "SPY"],  # first found: market factor (else equal-weighted)
         "benchmark_symbols": ["SP500", "SPY"],  # zipline's benchmark (first found)
-        "benchmark_weighting": "auto",  # "auto", "dollar_volume", "equal"
+        "benchmark_weighting": "auto",  # "auto" (market caps when the bundle has them, else
+        # dollar volume or equal), "market_cap", "dollar_volume", "equal"
         "window": 252,  # sessions of returns in the risk-model regression
         "halflife": None,  # exponential weighting of covariances (sessions), None: equal
         "max_weight": 1.0,  # per-name cap (1.0: none)
@@ -163,26 +164,11 @@ def initialize(context):
         "sector": sector,
         "dollar_volume": AverageDollarVolume(window_length=63, mask=universe),
         "volume": EquityPricing.volume.latest,
+        **market_cap_columns(),  # when the bundle stores market caps
     })
     attach_pipeline(Pipeline(columns, screen=universe), "tev_factor_tilt")
     attach_pipeline(risk.moments_pipeline(), "tev_factor_tilt_moments")
     context.benchmark_tracker = BenchmarkTracker()
-
-
-def _calibrated_gamma(model, benchmark, mu_f, constraints, fallback):
-    """Risk aversion whose portfolio has the ex-ante TEV ``tev_budget``; ``fallback``
-    (the ``risk_aversion`` parameter) when the target cannot be reached this month,
-    unless ``on_failure`` is ``"raise"``."""
-    try:
-        return calibrate_risk_aversion(PARAMS["tev_budget"], model, benchmark,
-                                       expected_factor_returns=mu_f,
-                                       constraints=constraints).risk_aversion
-    except (ValueError, OptimizationError) as exc:
-        if PARAMS["on_failure"] == "raise":
-            raise
-        log.warning("%s: risk aversion not calibrated (%s); using risk_aversion=%s",
-                    get_datetime().date(), str(exc).splitlines()[0], fallback)
-        return fallback
 
 
 def rebalance(context, data):
@@ -198,19 +184,22 @@ def rebalance(context, data):
     moments = pipeline_output("tev_factor_tilt_moments")
     model = risk.risk_model(out, moments=moments)
     mu_f = risk.expected_factor_returns(moments, include_alpha=PARAMS["include_alpha"])
-    benchmark = proxy_benchmark_weights(model.assets, out["dollar_volume"], out["volume"],
-                                        PARAMS["benchmark_weighting"])
+    benchmark = size_benchmark_weights(model.assets, out, out["dollar_volume"], out["volume"],
+                                       PARAMS["benchmark_weighting"])
     constraints = [LongOnly(), NetExposure(1.0, 1.0)]
     if PARAMS["max_weight"] < 1.0:
         constraints.append(PositionConcentration.with_equal_bounds(0.0, PARAMS["max_weight"]))
-    extra = {}
+    extra = {"benchmark_cap_weighted": int(benchmark.attrs["source"] == "market_cap")}
     if PARAMS["objective"] == "tev_budget":
         objective = MaximizeFactorTilt(mu_f, model, benchmark)
         constraints.append(TrackingError(PARAMS["tev_budget"], model, benchmark))
     else:
         gamma = PARAMS["risk_aversion"]
         if PARAMS["calibrate"]:
-            gamma = _calibrated_gamma(model, benchmark, mu_f, constraints, gamma)
+            gamma = calibrated_risk_aversion(PARAMS["tev_budget"], model, benchmark, gamma,
+                                             PARAMS["on_failure"],
+                                             expected_factor_returns=mu_f,
+                                             constraints=constraints)
         objective = MeanVariance(expected_factor_returns=mu_f, risk_model=model,
                                  risk_aversion=gamma, benchmark_weights=benchmark)
         extra["risk_aversion"] = gamma

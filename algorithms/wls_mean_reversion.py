@@ -73,15 +73,15 @@ from zipline_factorarb.algo import (
     order_target_book,
     set_benchmark_from,
 )
-from zipline_factorarb.kernels.wls import neutralize_weights
-from zipline_factorarb.pipeline.classifiers import IsStock, Sector
-from zipline_factorarb.pipeline.wls import StyleLoading, WLSResidual
+from zipline_factorarb.kernels import neutralize_weights
+from zipline_factorarb.pipeline import IsStock, Sector, StyleLoading, WLSResidual
+from zipline_factorarb.records import FACTOR_EXPOSURE, NET_EXPOSURE, SECTOR_WEIGHT
 
 PARAMS = algorithm_params(
     {
         "variant": "industry",  # industry | multi_factor | pca | equal_weight
         "styles": ["beta", "momentum", "reversal", "volatility"],  # multi_factor
-        "pca_components": 3,  # pca
+        "components": 3,  # pca: number of principal components
         "volatility_lookback": 60,  # sessions for sigma_i
         "cap_quantile": 0.95,  # weights capped at this quantile of z
         "ridge": 0.0,  # scale-free ridge penalty
@@ -132,26 +132,19 @@ def make_factor(params=PARAMS):
     if variant == "multi_factor":
         return WLSResidual(styles=tuple(params["styles"]), **common)
     if variant == "pca":
-        return WLSResidual(sector=None, pca_components=params["pca_components"], **common)
+        return WLSResidual(sector=None, components=params["components"], **common)
     if variant == "equal_weight":
         return WLSResidual(equal_weights=True, **common)
     return WLSResidual(**common)
 
 
 def make_pipeline(params=PARAMS):
+    """Every output of the factor (unprefixed, so ``WLSResidual.loadings`` reads them
+    back with ``prefix=""``), the GICS sector and each stock's market beta."""
     wls = make_factor(params)
     universe = IsStock() & wls.weighted_residual.notnull()
-    columns = {
-        "weighted_residual": wls.weighted_residual,
-        "sector": Sector(),
-        "market_beta": StyleLoading("beta", mask=IsStock()),
-        "condition_number": wls.condition_number,
-        "n_assets": wls.n_assets,
-        "neutrality": wls.neutrality,
-    }
-    for name in wls.factor_names:
-        if name not in ("sector", "intercept"):
-            columns[f"loading_{name}"] = wls.loading(name)
+    columns = wls.pipeline_columns(prefix="")
+    columns.update({"sector": Sector(), "market_beta": StyleLoading("beta", mask=IsStock())})
     return Pipeline(columns, screen=universe)
 
 
@@ -198,12 +191,12 @@ def target_weights(signal, quantile, sizing, gross_leverage):
     return weights
 
 
-def neutral_book(weights, out, gross_leverage, sectors=True, min_kept=0.75):
+def neutral_book(weights, out, gross_leverage, factor, min_kept=0.75):
     """The decile book made exactly neutral to the regression's factors.
 
-    ``weights`` (asset -> weight) is projected onto zero exposure to an
-    intercept (dollar neutrality), the GICS sector dummies (``sectors``) and
-    every ``loading_*`` column of the pipeline output ``out`` (styles or
+    ``weights`` (asset -> weight) is projected onto zero exposure to every
+    column of the day's regression loadings, ``factor.loadings(out)`` (the
+    intercept, hence dollar neutrality, the GICS sector dummies, the styles or
     principal components), over the same names
     (:func:`zipline_factorarb.kernels.wls.neutralize_weights`), then rescaled
     to ``gross_leverage``. Returns ``(weights, kept)``: ``kept`` is the
@@ -217,13 +210,7 @@ def neutral_book(weights, out, gross_leverage, sectors=True, min_kept=0.75):
     if w0.empty:
         return weights, 0.0
     names = w0.index
-    columns = [pd.Series(1.0, index=names, name="intercept")]
-    if sectors:
-        columns.append(pd.get_dummies(out.loc[names, "sector"], prefix="sector", dtype=float))
-    styles = [c for c in out.columns if c.startswith("loading_")]
-    if styles:
-        columns.append(out.loc[names, styles].astype(float).fillna(0.0))
-    loadings = pd.concat(columns, axis=1).to_numpy()
+    loadings = factor.loadings(out, prefix="").reindex(names).fillna(0.0).to_numpy()
     if len(names) < 3 * np.linalg.matrix_rank(loadings):
         return weights, 0.0
     w = neutralize_weights(w0.to_numpy(), loadings)
@@ -253,7 +240,7 @@ def initialize(context):
     context.sector_of = {}
     context.ill_conditioned = 0
     context.raw_books = 0  # rebalances whose book could not be neutralised
-    context.uses_sector = "sector" in make_factor().factor_names
+    context.factor = make_factor()
 
 
 def before_trading_start(context, data):
@@ -284,8 +271,8 @@ def rebalance(context, data):
     weights = target_weights(out["weighted_residual"], PARAMS["quantile"], PARAMS["sizing"],
                              PARAMS["gross_leverage"])
     if PARAMS["neutralize"] and weights:
-        weights, kept = neutral_book(weights, out, PARAMS["gross_leverage"],
-                                     context.uses_sector, PARAMS["neutralize_min_kept"])
+        weights, kept = neutral_book(weights, out, PARAMS["gross_leverage"], context.factor,
+                                     PARAMS["neutralize_min_kept"])
         context.raw_books += kept < PARAMS["neutralize_min_kept"]
         record(neutralized_gross_kept=kept)
     context.placed_from = out
@@ -298,7 +285,7 @@ def record_book(context, data):
                for asset, p in context.portfolio.positions.items() if p.amount}
     records = book_exposures(context.portfolio)
     records.update({
-        "factor_exposure_market": records["net_exposure"],
+        FACTOR_EXPOSURE + "market": records[NET_EXPOSURE],
         "ill_conditioned_days": context.ill_conditioned,
         "unneutralized_rebalances": context.raw_books,
     })
@@ -316,7 +303,7 @@ def record_book(context, data):
         loadings = formed.reindex(w.index)[columns].fillna(0.0).to_numpy()
         for column, value in zip(columns, loadings.T @ w.to_numpy()):
             name = column[len("loading_"):] if column.startswith("loading_") else column
-            records[f"factor_exposure_{name}"] = float(value)
+            records[FACTOR_EXPOSURE + name] = float(value)
     by_sector = {Sector.name_of(code): 0.0 for code in set(context.sector_of.values())
                  if code >= 0}
     for asset, w in weights.items():
@@ -324,5 +311,5 @@ def record_book(context, data):
         if code >= 0:
             by_sector[Sector.name_of(code)] += w
     for name, w in by_sector.items():
-        records[f"sector_weight_{name}"] = w
+        records[SECTOR_WEIGHT + name] = w
     record(**records)

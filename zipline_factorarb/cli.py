@@ -10,8 +10,9 @@ Sub-commands:
   main algorithm on it with ``zipline run`` and write its crisis report;
 - ``factorarb tearsheet PERF.pickle --out DIR``: the crisis report of any
   zipline perf pickle;
-- ``factorarb evaluate-factor FACTOR ...``: alphalens-style factor evaluation;
-- ``factorarb sweep SPEC``: parameter grids and walk-forward folds on Dask.
+- ``factorarb evaluate-factor FACTOR ...``: factor evaluation through alphalens;
+- ``factorarb sweep SPEC``: parameter grids and walk-forward folds on Dask;
+- ``factorarb study kalman-etf``: the Kalman study's tables reproduced from its code.
 """
 
 from __future__ import annotations
@@ -46,6 +47,25 @@ def _zipline_root(root=None):
     from zipline.utils.paths import zipline_root
 
     return Path(zipline_root())
+
+
+#: Bundles zipline registers itself; `factorarb bundles` lists them once ingested.
+ZIPLINE_BUILT_IN_BUNDLES = ("quandl", "quantopian-quandl", "csvdir")
+
+
+def extension_option(f):
+    """``-e/--extension FILE``, as zipline's own flag (repeatable)."""
+    return click.option(
+        "-e", "--extension", "extensions", multiple=True,
+        help="zipline extension registering bundles: a .py file or a module (repeatable); "
+             "$ZIPLINE_ROOT/extension.py is loaded first when it exists, as `zipline run` "
+             "does")(f)
+
+
+def _load_extensions(extensions):
+    from .data.register import load_user_extensions
+
+    load_user_extensions(extensions)
 
 
 @click.group()
@@ -105,16 +125,27 @@ def _ingestions(name, environ=None):
 
 
 @main.command("bundles")
-def list_bundles():
-    """List the factorarb bundles and their ingestions."""
+@extension_option
+def list_bundles(extensions):
+    """List the registered bundles and their ingestions.
+
+    The factorarb bundles, and every bundle registered by
+    $ZIPLINE_ROOT/extension.py or -e (zipline's built-in bundles only when
+    ingested).
+    """
+    from zipline.data.bundles import bundles as registry
     from zipline.data.bundles.core import to_bundle_ingest_dirname
     from zipline.utils.paths import data_path
 
-    from .data.register import REGISTERED, register_bundles
+    from .data.register import REGISTERED
     from .data.writer import SUMMARY_FILE
 
-    register_bundles()
-    for name, description in REGISTERED.items():
+    _load_extensions(extensions)
+    listed = dict(REGISTERED)
+    for name in sorted(registry):
+        if name not in listed and (name not in ZIPLINE_BUILT_IN_BUNDLES or _ingestions(name)):
+            listed[name] = f"registered by an extension (calendar {registry[name].calendar_name})"
+    for name, description in listed.items():
         click.echo(f"{name}: {description}")
         stamps = _ingestions(name)
         if not stamps:
@@ -156,11 +187,26 @@ def _default_algorithm(name):
               show_default=True, help="folder for the results")
 @click.option("--report/--no-report", default=True, show_default=True,
               help="write the crisis report after the run")
-def demo(algorithm, start, end, out_dir, report):
+@click.option("--bundle", default="factorarb-sample", show_default=True,
+              help="bundle to run on; another than the sample must be ingested already "
+                   "(zipline ingest -b NAME) and usually needs --start/--end")
+@extension_option
+def demo(algorithm, start, end, out_dir, report, bundle, extensions):
     """Run the main algorithm on the embedded sample and write its results."""
     root = _zipline_root()
     click.echo(f"ZIPLINE_ROOT: {root}")
-    if ensure_sample_ingested():
+    _load_extensions(extensions)
+    if bundle != "factorarb-sample":
+        from zipline.data.bundles import bundles as registry
+
+        if bundle not in registry:
+            raise click.ClickException(
+                f"no bundle registered with the name {bundle!r}: register it in "
+                f"{root / 'extension.py'} or pass the file that does with -e")
+        if not _ingestions(bundle):
+            raise click.ClickException(f"bundle {bundle!r} is not ingested: "
+                                       f"zipline ingest -b {bundle}")
+    elif ensure_sample_ingested():
         click.echo("ingested factorarb-sample")
     else:
         click.echo("factorarb-sample already ingested")
@@ -170,8 +216,9 @@ def demo(algorithm, start, end, out_dir, report):
     out = Path(out_dir) / algo.stem
     out.mkdir(parents=True, exist_ok=True)
     pickle = out / "perf.pickle"
-    cmd = [sys.executable, "-m", "zipline", "-e", "zipline_factorarb.extension", "run",
-           "-f", str(algo), "-b", "factorarb-sample", "-s", start, "-e", end, "-o", str(pickle)]
+    ext_args = [a for e in ("zipline_factorarb.extension", *extensions) for a in ("-e", e)]
+    cmd = [sys.executable, "-m", "zipline", *ext_args, "run",
+           "-f", str(algo), "-b", bundle, "-s", start, "-e", end, "-o", str(pickle)]
     click.echo("running: zipline " + " ".join(cmd[3:]))
     result = subprocess.run(cmd, env=dict(os.environ))
     if result.returncode != 0:
@@ -179,20 +226,33 @@ def demo(algorithm, start, end, out_dir, report):
     click.echo(_summarise(pickle))
     click.echo(f"results: {pickle.resolve()}")
     if report:
-        written = _write_report(pickle, out / "report", bundle="factorarb-sample",
-                                benchmark="SP500", benchmark_returns=None, periods=None,
+        sample = bundle == "factorarb-sample"
+        from .analysis.perf import is_dollar_neutral, load_backtest
+
+        # a dollar-neutral book is compared with cash (build_report's default for it)
+        neutral = is_dollar_neutral(load_backtest(pickle))
+        written = _write_report(pickle, out / "report", bundle=bundle,
+                                benchmark="SP500" if sample and not neutral else None,
+                                benchmark_returns=None, periods=None,
                                 periods_mode="extend", formats=("html", "png"))
         click.echo(f"report: {[p for p in written if p.name == 'report.html'][0].resolve()}")
 
 
 def _write_report(pickle, out_dir, **kwargs):
-    from .analysis.report import build_report, write_report
+    """Check the output folder and formats, build the report (phases and their
+    times on stderr), then write it atomically."""
+    from .analysis.progress import Phases
+    from .analysis.report import build_report, check_output, write_report
 
-    formats = kwargs.pop("formats")
-    report = build_report(pickle, **kwargs)
+    formats = check_output(out_dir, kwargs.pop("formats"))
+    phases = Phases("report")
+    report = build_report(pickle, progress=phases, **kwargs)
     for note in report.notes:
         click.echo(f"note: {note}")
-    return write_report(report, out_dir, formats=formats)
+    written = write_report(report, out_dir, formats=formats, progress=phases)
+    click.echo("report phases: " + ", ".join(f"{k} {v:.1f} s" for k, v in phases.timings.items())
+               + f"; total {phases.total:.1f} s", err=True)
+    return written
 
 
 @main.command("tearsheet")
@@ -202,27 +262,33 @@ def _write_report(pickle, out_dir, **kwargs):
 @click.option("--bundle", default=None,
               help="bundle the backtest ran on: enables --benchmark SYMBOL, sector weights and "
                    "risk contributions estimated from the positions")
-@click.option("--benchmark", default=None, help="benchmark symbol in --bundle")
+@click.option("--benchmark", default=None,
+              help="benchmark symbol in --bundle, or 'cash' (zero returns); default: the perf "
+                   "frame's benchmark, or cash for a dollar-neutral book")
 @click.option("--benchmark-returns", type=click.Path(dir_okay=False), default=None,
-              help="CSV date,return of daily benchmark returns")
+              help="CSV date,return of daily benchmark returns, as fractions (0.012 for 1.2%)")
 @click.option("--periods", type=click.Path(dir_okay=False), default=None,
               help="crisis windows file (CSV name,start,end or JSON/YAML name: [start, end])")
 @click.option("--replace-periods", is_flag=True,
               help="use only the windows of --periods instead of adding them to the defaults")
 @click.option("--format", "formats", default="html,png", show_default=True,
               help="comma-separated: html, pdf, png")
+@extension_option
 def tearsheet(perf_pickle, out_dir, bundle, benchmark, benchmark_returns, periods,
-              replace_periods, formats):
+              replace_periods, formats, extensions):
     """Crisis report (tear sheets, crisis and risk tables) of a zipline perf pickle."""
     from .analysis.perf import PerfFileError
     from .analysis.periods import PeriodsError
+    from .analysis.report import check_output
 
+    try:  # before any work: a bad --format or an unwritable --out fails at once
+        check_output(out_dir, formats.split(","))
+    except ValueError as exc:
+        raise click.ClickException(str(exc)) from None
     if benchmark and benchmark_returns:
         raise click.UsageError("give --benchmark or --benchmark-returns, not both")
     if bundle:
-        from .data.register import register_bundles
-
-        register_bundles()
+        _load_extensions(extensions)
     try:
         written = _write_report(perf_pickle, out_dir, bundle=bundle, benchmark=benchmark,
                                 benchmark_returns=benchmark_returns, periods=periods,
@@ -253,13 +319,15 @@ def _summarise(pickle):
     if bench is not None:
         lines.append(f"benchmark total return {perf['benchmark_period_return'].iloc[-1]:+.2%}, "
                      f"Sharpe {ann * bench.mean() / bench.std():.2f}")
-    if "ex_ante_tev" in perf:
-        lines.append(f"ex-ante tracking error: mean {perf['ex_ante_tev'].mean():.2%}, "
-                     f"max {perf['ex_ante_tev'].max():.2%}")
-    if "expected_cost" in perf and "realised_cost" in perf:
+    from .records import EX_ANTE_TEV, EXPECTED_COST, REALISED_COST
+
+    if EX_ANTE_TEV in perf:
+        lines.append(f"ex-ante tracking error: mean {perf[EX_ANTE_TEV].mean():.2%}, "
+                     f"max {perf[EX_ANTE_TEV].max():.2%}")
+    if EXPECTED_COST in perf and REALISED_COST in perf:
         lines.append(f"costs (sum over sessions, fraction of the portfolio): expected by the "
-                     f"optimizer {perf['expected_cost'].sum():.2%}, charged by zipline "
-                     f"{perf['realised_cost'].sum():.2%}")
+                     f"optimizer {perf[EXPECTED_COST].sum():.2%}, charged by zipline "
+                     f"{perf[REALISED_COST].sum():.2%}")
     return "\n".join(lines)
 
 
@@ -269,55 +337,99 @@ def _summarise(pickle):
 @click.option("--start", required=True)
 @click.option("--end", required=True)
 @click.option("--out", "out_dir", type=click.Path(file_okay=False), required=True)
-@click.option("--horizons", default="1,5,21", show_default=True, help="forward-return horizons")
+@click.option("--horizons", default="1,5,21", show_default=True,
+              help="alphalens periods: forward returns from the close of D to the close of D+h")
 @click.option("--lags", default="0-5", show_default=True,
               help="IC-by-lag lags: a comma list and/or ranges (0,1,3 or 0-10); lag k is the "
                    "return from close D-2+k to close D-1+k for the pipeline value of session D")
 @click.option("--nw-lags", type=int, default=None,
               help="Newey-West lags of nw_t_stat [default: floor(4 (days/100)^(2/9))]")
-@click.option("--quantiles", default=5, show_default=True, type=int)
+@click.option("--quantiles", default=5, show_default=True, type=int,
+              help="equal-count factor quantiles per day (at least 2)")
+@click.option("--universe", default="all", show_default=True,
+              help="assets evaluated: all (stocks and ETFs), stocks, etfs, or "
+                   "package.module:callable returning a pipeline Filter")
+@click.option("--sign", type=click.Choice(["+1", "1", "-1"]), default="+1", show_default=True,
+              help="multiply the factor by this sign (-1 for a factor traded against its sign)")
+@click.option("--group-neutral", is_flag=True,
+              help="demean returns within each sector and day (alphalens' group-neutral "
+                   "analysis) for every table and the IC by lag")
 @click.option("--param", "params", multiple=True, metavar="NAME=VALUE",
-              help="factor parameter (repeatable); values are read as JSON when they parse")
-@click.option("-e", "--extension", "extensions", multiple=True, type=click.Path(dir_okay=False),
-              help="extension file registering bundles (repeatable); $ZIPLINE_ROOT/extension.py "
-                   "is loaded when it exists, as `zipline run` does")
+              help="factor parameter (repeatable); values are read as JSON when they parse; "
+                   "unknown names are refused")
+@extension_option
+@click.option("--no-figures", is_flag=True,
+              help="tables only: skip alphalens' tear sheets and the IC-by-lag chart")
+@click.option("--quiet", is_flag=True, help="no progress on stderr")
 def evaluate_factor_cmd(factor, bundle, start, end, out_dir, horizons, lags, nw_lags, quantiles,
-                        params, extensions):
-    """Alphalens-style evaluation of FACTOR (momentum, wls_residual,
-    kalman_innovation, sscore, or package.module:callable).
+                        universe, sign, group_neutral, params, extensions, no_figures, quiet):
+    """Factor evaluation of FACTOR (momentum, wls_residual, kalman_innovation,
+    sscore, or package.module:callable) through alphalens-reloaded.
 
-    Writes ic.csv / ic_summary.csv (forward returns from the close of the
-    pipeline session D over each horizon) and ic_by_lag.csv / ic_lag.csv
+    Writes alphalens' tables (ic.csv, ic_summary.csv, ic_by_group.csv,
+    quantile_returns.csv, factor_returns.csv, alpha_beta.csv,
+    quantile_turnover.csv, rank_autocorrelation.csv, ...) and tear sheets
+    (*_tear_sheet*.png), plus ic_by_lag.csv / ic_lag.csv / ic_by_lag.png
     (one-session returns by lag; lag 0 ends at the close of D-1, the last
     close the factor saw). A daily zipline backtest orders on D and is filled
-    at the close of D+1: the first lag it earns is 3.
+    at the close of D+1: the first lag it earns is 3. Phases and their times
+    go to stderr.
     """
-    from zipline.utils.paths import default_extension
-    from zipline.utils.run_algo import load_extensions
+    from .analysis.factor_eval import (check_options, evaluate_factor, format_ic_by_lag,
+                                       write_evaluation)
+    from .analysis.progress import Phases
+    from .research.errors import ParameterError
 
-    from .analysis.factor_eval import evaluate_factor, format_ic_by_lag, write_evaluation
-    from .data.register import register_bundles
+    def refuse(exc):
+        hint = {"quantiles": "--quantiles", "horizons": "--horizons", "lags": "--lags",
+                "nw_lags": "--nw-lags", "universe": "--universe", "start": "--start",
+                "end": "--end"}.get(getattr(exc, "param", None), "--param")
+        return click.BadParameter(str(exc), param_hint=hint)
 
     parsed = {}
     for item in params:
         if "=" not in item:
-            raise click.UsageError(f"--param {item!r}: use NAME=VALUE")
+            raise click.BadParameter(f"{item!r}: use NAME=VALUE", param_hint="--param")
         key, value = item.split("=", 1)
+        key = key.strip()
+        if not key:
+            raise click.BadParameter(f"{item!r}: the name is empty", param_hint="--param")
+        if key in parsed:
+            raise click.BadParameter(f"{key!r} is given twice", param_hint="--param")
         try:
             parsed[key] = json.loads(value)
         except json.JSONDecodeError:
             parsed[key] = value
     lag_list = _parse_lags(lags)
-    register_bundles()
-    load_extensions(os.path.isfile(default_extension(environ=os.environ)), list(extensions), True,
-                    os.environ)
+    hs = []
+    for part in horizons.split(","):
+        try:
+            hs.append(int(part))
+        except ValueError:
+            raise click.BadParameter(f"{part.strip()!r} in {horizons!r}: use integers such as "
+                                     "1,5,21", param_hint="--horizons") from None
+    try:  # every option checked before anything runs
+        check_options(hs, quantiles, lag_list, nw_lags, int(sign))
+    except ParameterError as exc:
+        raise refuse(exc) from None
+    progress = Phases("evaluate-factor", stream=None if quiet else "stderr")
+    _load_extensions(extensions)
     try:
-        hs = tuple(int(h) for h in horizons.split(","))
         evaluation = evaluate_factor(factor, bundle, start, end, horizons=hs, quantiles=quantiles,
-                                     params=parsed, lags=lag_list, nw_lags=nw_lags)
-    except ValueError as exc:
+                                     params=parsed, lags=lag_list, nw_lags=nw_lags,
+                                     universe=universe, sign=int(sign),
+                                     group_neutral=group_neutral, figures=not no_figures,
+                                     progress=progress)
+    except ParameterError as exc:
+        raise refuse(exc) from None
+    except (ValueError, LookupError) as exc:
         raise click.ClickException(str(exc)) from None
-    written = write_evaluation(evaluation, out_dir)
+    with progress("writing tables and figures"):
+        written = write_evaluation(evaluation, out_dir)
+    if not quiet:
+        click.echo(f"[evaluate-factor] total {progress.total:.1f} s", err=True)
+    click.echo(f"alphalens kept {len(evaluation.factor_data)} factor values; "
+               f"{evaluation.dropped:.1%} left out (infinite, no forward return or not binned)")
     click.echo(evaluation.tables["ic_summary"].to_string())
     click.echo("")
     click.echo("IC by lag")
@@ -346,9 +458,10 @@ def _parse_lags(text):
 
 
 def _attach_research_commands():
-    from .research.cli import sweep
+    from .research.cli import study, sweep
 
     main.add_command(sweep)
+    main.add_command(study)
 
 
 _attach_research_commands()
