@@ -47,10 +47,9 @@ from zipline_factorarb.optimize import (BenchmarkTracker, CostModel, LongOnly, M
                                         MaxTurnover, NetExposure, NetGroupExposure,
                                         PositionConcentration, TrackingError,
                                         cost_records, order_optimal_portfolio, risk_records)
-from zipline_factorarb.pipeline import IsStock, Sector, factor_risk_model_for_algorithm
-from zipline_factorarb.pipeline.fundamentals import market_cap_columns, size_benchmark_weights
-from zipline_factorarb.pipeline.signals import (HORIZONS, alpha_scores, expected_alphas,
-                                                market_inputs, signal_columns)
+from zipline_factorarb.pipeline import (HORIZONS, IsStock, Sector, alpha_scores, expected_alphas,
+                                        factor_risk_model_for_algorithm, market_cap_columns,
+                                        market_inputs, signal_columns, size_benchmark_weights)
 
 PARAMS = algorithm_params({
     # any of "wls", "kalman", "sscore"; several are blended. The s-score is the one whose

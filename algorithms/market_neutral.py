@@ -52,10 +52,9 @@ from zipline_factorarb.algo import (SAMPLING_FREQUENCIES, algorithm_params, book
 from zipline_factorarb.optimize import (CostModel, DollarNeutral, FactorExposure, MaximizeAlpha,
                                         MaxGrossExposure, PositionConcentration,
                                         cost_records, order_optimal_portfolio, risk_records)
-from zipline_factorarb.pipeline import (IsStock, Sector, WLSResidual,
-                                        factor_risk_model_for_algorithm)
-from zipline_factorarb.pipeline.signals import (HORIZONS, alpha_scores, expected_alphas,
-                                                market_inputs, signal_columns)
+from zipline_factorarb.pipeline import (HORIZONS, IsStock, Sector, WLSResidual, alpha_scores,
+                                        expected_alphas, factor_risk_model_for_algorithm,
+                                        market_inputs, signal_columns)
 
 PARAMS = algorithm_params({
     # any of "wls", "kalman", "sscore"; several are blended. The s-score is the one whose

@@ -34,7 +34,7 @@ from zipline_factorarb.algo import (
     order_target_book,
     set_benchmark_from,
 )
-from zipline_factorarb.pipeline.classifiers import IsStock, Sector
+from zipline_factorarb.pipeline import IsStock, Sector
 from zipline_factorarb.records import GROSS_EXPOSURE, NET_EXPOSURE, N_HOLDINGS
 
 PARAMS = algorithm_params(

@@ -88,7 +88,7 @@ from zipline_factorarb.algo import (
     set_benchmark_from,
     stocks_with_sector,
 )
-from zipline_factorarb.kernels.style import style_weights
+from zipline_factorarb.kernels import style_weights
 from zipline_factorarb.optimize import (
     BenchmarkTracker,
     CannotHold,
@@ -103,9 +103,8 @@ from zipline_factorarb.optimize import (
     risk_records,
     sector_rotation_model,
 )
-from zipline_factorarb.pipeline.classifiers import IsETF, IsStock, Sector
-from zipline_factorarb.pipeline.fundamentals import market_cap_columns, size_benchmark_weights
-from zipline_factorarb.pipeline.risk import factor_risk_model_for_algorithm
+from zipline_factorarb.pipeline import (IsETF, IsStock, Sector, factor_risk_model_for_algorithm,
+                                        market_cap_columns, size_benchmark_weights)
 from zipline_factorarb.records import BENCHMARK_SECTOR_WEIGHT
 
 

@@ -95,9 +95,8 @@ from zipline_factorarb.optimize import (
     order_optimal_portfolio,
     risk_records,
 )
-from zipline_factorarb.pipeline.classifiers import IsStock, Sector
-from zipline_factorarb.pipeline.fundamentals import market_cap_columns, size_benchmark_weights
-from zipline_factorarb.pipeline.risk import factor_risk_model_for_algorithm
+from zipline_factorarb.pipeline import (IsStock, Sector, factor_risk_model_for_algorithm,
+                                        market_cap_columns, size_benchmark_weights)
 
 
 PARAMS = algorithm_params(

@@ -40,6 +40,7 @@ _LAZY = {
     "KalmanLastResult": "zipline_factorarb.kernels.kalman",
     "KalmanStep": "zipline_factorarb.kernels.kalman",
     "CarriedFilter": "zipline_factorarb.kernels.kalman",
+    "style_weights": "zipline_factorarb.kernels.style",
     "compilation_count": "zipline_factorarb.kernels.kalman",
     "sscore": "zipline_factorarb.kernels.ou",
     "SScoreResult": "zipline_factorarb.kernels.ou",

@@ -24,6 +24,8 @@ _LAZY = {
     "signal_columns": "zipline_factorarb.pipeline.signals",
     "alpha_scores": "zipline_factorarb.pipeline.signals",
     "expected_alphas": "zipline_factorarb.pipeline.signals",
+    "market_inputs": "zipline_factorarb.pipeline.signals",
+    "HORIZONS": "zipline_factorarb.pipeline.signals",
     # classifiers and filters
     "Sector": "zipline_factorarb.pipeline.classifiers",
     "AssetType": "zipline_factorarb.pipeline.classifiers",
@@ -34,6 +36,8 @@ _LAZY = {
     # point-in-time fundamentals stored with the ingestion
     "Fundamentals": "zipline_factorarb.pipeline.fundamentals",
     "Fundamental": "zipline_factorarb.pipeline.fundamentals",
+    "market_cap_columns": "zipline_factorarb.pipeline.fundamentals",
+    "size_benchmark_weights": "zipline_factorarb.pipeline.fundamentals",
 }
 
 __getattr__, __dir__, __all__ = lazy_namespace(__name__, _LAZY)
