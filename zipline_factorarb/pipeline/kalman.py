@@ -147,9 +147,9 @@ def _resolve_symbols(names, bundle):
         )
     from zipline.data.bundles import load
 
-    from ..data.register import register_bundles
+    from ..data.register import load_user_extensions
 
-    register_bundles()
+    load_user_extensions()  # our bundles and those of $ZIPLINE_ROOT/extension.py
     data = load(bundle)
     try:
         assets = []

@@ -754,7 +754,7 @@ def run_zipline_fold(config, fold, bundle="factorarb-csv", zipline_root=None,
     from zipline import run_algorithm
     from zipline.utils.calendar_utils import get_calendar
 
-    from zipline_factorarb.data.register import load_user_extensions, register_bundles
+    from zipline_factorarb.data.register import load_user_extensions
 
     from .runner import environ_set, load_algorithm
 
@@ -766,7 +766,6 @@ def run_zipline_fold(config, fold, bundle="factorarb-csv", zipline_root=None,
         environ["ZIPLINE_ROOT"] = str(zipline_root)
     with environ_set({"ZIPLINE_ROOT": environ["ZIPLINE_ROOT"]} if "ZIPLINE_ROOT" in environ
                      else {}):
-        register_bundles()
         load_user_extensions((), environ=environ, strict=True)
         module = load_algorithm(ALGORITHM.read_text(), str(ALGORITHM), params)
         ns = module.__dict__

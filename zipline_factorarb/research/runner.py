@@ -97,21 +97,11 @@ def _root_environ(zipline_root):
     return env
 
 
-def _default_extension(environ):
-    from zipline.utils.paths import default_extension
-
-    path = default_extension(environ=environ)
-    return os.path.isfile(path)
-
-
 def _register(environ, extensions):
     """Register our bundles and load the root's extension.py and the spec's extensions."""
-    from zipline.utils.run_algo import load_extensions
+    from ..data.register import load_user_extensions
 
-    from ..data.register import register_bundles
-
-    register_bundles()
-    load_extensions(_default_extension(environ), list(extensions or ()), True, environ)
+    load_user_extensions(list(extensions or ()), environ=environ)
 
 
 def _empty_row(task):
