@@ -84,3 +84,43 @@ def test_mask_none_and_not_specified_mean_every_asset_in_every_term():
         assert make(mask=stocks) is not make()
         with pytest.raises(TypeError, match="mask must be a zipline Filter"):
             make(mask=True)
+
+
+def test_numbers_one_or_one_per_item():
+    from zipline_factorarb.checks import check_numbers
+
+    np.testing.assert_array_equal(check_numbers("lam", 0.5, 3, low=0), [0.5, 0.5, 0.5])
+    np.testing.assert_array_equal(check_numbers("lam", [1, 2], 2, low=0), [1.0, 2.0])
+    assert check_numbers("lam", np.int64(2), 1).dtype == float
+    for value, error, message in [
+            ("a", TypeError, "lam must be a number or 2 numbers; got 'a'"),
+            ([True, False], TypeError, "lam must be a number or 2 numbers"),
+            ([1.0, None], TypeError, "lam must be a number or 2 numbers"),
+            ([1.0, 2.0, 3.0], ValueError, r"lam must be a number or 2 numbers; got shape \(3,\)"),
+            ([1.0, np.inf], ValueError, "lam must be finite"),
+            ([1.0, -1.0], ValueError, "lam must be >= 0; got"),
+            (3.0, ValueError, "lam must be >= 0 and <= 2; got 3.0")]:
+        with pytest.raises(error, match=message):
+            check_numbers("lam", value, 2, low=0, high=2 if value == 3.0 else None)
+
+
+def test_array_shapes_by_name_size_and_leading_axes():
+    from zipline_factorarb.checks import check_array
+
+    x = check_array("loadings", [[1, 2], [3, 4], [5, 6]], ("N", "K"), dims={"N": 3})
+    assert x.dtype == np.float64 and x.shape == (3, 2)
+    assert check_array("w", np.ones((4, 5, 3)), ("N", "S"), (..., "N", "S")).shape == (4, 5, 3)
+    assert check_array("w", np.ones(7)).shape == (7,)  # no shapes: any shape
+    for value, shapes, kwargs, message in [
+            (np.ones((9, 3)), [("N", "K"), ("T", "N", "K")],
+             {"dims": {"T": 5, "N": 10}, "context": "returns of shape (5, 10)"},
+             r"loadings must have shape \(N, K\) = \(10, K\) or \(T, N, K\) = \(5, 10, K\) "
+             r"for returns of shape \(5, 10\); got shape \(9, 3\)$"),
+            (np.ones((2, 3, 4)), [("N",), ("T", "N")], {},
+             r"loadings must have shape \(N,\) or \(T, N\); got shape \(2, 3, 4\)$"),
+            (np.ones(99), [(100,)], {}, r"loadings must have shape \(100,\); got shape \(99,\)$"),
+            (np.ones(3), [(..., "N", "S")], {"dims": {"N": 3}},
+             r"must have shape \(\.\.\., N, S\) = \(\.\.\., 3, S\); got shape \(3,\)$"),
+            (["a", 1.0], [], {}, "loadings must be an array of real numbers")]:
+        with pytest.raises(ValueError, match=message):
+            check_array("loadings", value, *shapes, **kwargs)

@@ -28,6 +28,7 @@ import numbers
 import numpy as np
 
 __all__ = [
+    "check_array",
     "check_asset",
     "check_bool",
     "check_choice",
@@ -36,6 +37,7 @@ __all__ = [
     "check_instance",
     "check_int",
     "check_number",
+    "check_numbers",
 ]
 
 
@@ -136,6 +138,53 @@ def check_instance(name, value, kind, allow_none=False):
     return value
 
 
+def check_array(name, value, *shapes, dims=None, context=None):
+    """``value`` as a float64 array whose shape is one of ``shapes``.
+
+    A shape is a tuple of sizes and dimension names, e.g. ``("N", "K")``: an
+    int must match exactly, a name must match its size in ``dims`` (any
+    size when it has none), and a leading ``...`` matches any leading axes.
+    No ``shapes``: any shape. ValueError for values that are not real numbers,
+    or for a shape that matches none, naming the shapes expected (with the
+    sizes of ``dims``, e.g. ``(N, K) = (10, K)``), ``context`` if given, and
+    the shape received.
+    """
+    try:
+        array = np.asarray(value, dtype=np.float64)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"{name} must be an array of real numbers: {exc}") from None
+    dims = dims or {}
+    for spec in shapes:
+        if _shape_matches(array.shape, spec, dims):
+            return array
+    if not shapes:
+        return array
+    expected = " or ".join(_shape_text(s, dims) for s in shapes)
+    where = f" for {context}" if context else ""
+    raise ValueError(f"{name} must have shape {expected}{where}; got shape {array.shape}")
+
+
+def _shape_matches(shape, spec, dims):
+    if spec[:1] == (...,):
+        spec = spec[1:]
+        shape = shape[max(len(shape) - len(spec), 0):]
+    if len(shape) != len(spec):
+        return False
+    for size, want in zip(shape, spec):
+        if size != (dims.get(want, size) if isinstance(want, str) else want):
+            return False
+    return True
+
+
+def _shape_text(spec, dims):
+    def text(sizes):
+        inner = ", ".join("..." if s is ... else str(s) for s in sizes)
+        return f"({inner},)" if len(sizes) == 1 else f"({inner})"
+
+    sized = tuple(dims.get(s, s) if isinstance(s, str) else s for s in spec)
+    return text(spec) if sized == spec else f"{text(spec)} = {text(sized)}"
+
+
 def check_filter(name, value):
     """A pipeline mask: a zipline ``Filter``; None means "not given".
 
@@ -184,3 +233,23 @@ def check_classifier(name, value, allow_none=True, integer=True):
     if integer and value.dtype.kind not in "iu":
         raise TypeError(f"{name} must be an integer classifier; got dtype {value.dtype}")
     return value
+
+
+def check_numbers(name, value, size, low=None, high=None):
+    """``value``, one number or ``size`` of them, as a float array of shape ``(size,)``.
+
+    A single number is repeated ``size`` times (a penalty for every asset, say).
+    TypeError for anything but real numbers (``bool`` included), ValueError for
+    another length, NaN, infinities and values outside ``[low, high]``.
+    """
+    arr = np.asarray(value)
+    if arr.dtype.kind not in "iuf":
+        raise TypeError(f"{name} must be a number or {size} numbers; got {value!r}")
+    arr = np.full(size, arr, dtype=float) if arr.ndim == 0 else arr.astype(float)
+    if arr.shape != (size,):
+        raise ValueError(f"{name} must be a number or {size} numbers; got shape {arr.shape}")
+    if not np.isfinite(arr).all():
+        raise ValueError(f"{name} must be finite; got {value!r}")
+    if (low is not None and (arr < low).any()) or (high is not None and (arr > high).any()):
+        raise ValueError(f"{name} must be {_bounds(low, high, False, False)}; got {value!r}")
+    return arr

@@ -23,7 +23,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from ..checks import check_int
+from ..checks import check_array, check_int
 
 __all__ = ["PCAResult", "correlation_pca_loadings", "pca_factor_returns", "pca_factors",
            "pca_loadings", "pca_residual_window", "pca_residuals", "DEFAULT_COMPONENTS"]
@@ -102,19 +102,9 @@ def pca_factors(returns, k, demean=True):
     available: ``min(T - 1, n_assets)`` with ``demean``, ``min(T,
     n_assets)`` without) are returned as NaN columns. Avellaneda & Lee
     (2010) apply PCA to the correlation matrix: pass returns divided by
-    their standard deviation to reproduce that.
-
-    References
-    ----------
-    .. [1] Avellaneda, M. and Lee, J.-H. (2010). Statistical arbitrage in the
-       US equities market. Quantitative Finance, 10(7), 761-782.
+    their standard deviation to reproduce that (:func:`correlation_pca_loadings`).
     """
-    try:
-        R = np.asarray(returns, dtype=np.float64)
-    except (TypeError, ValueError) as exc:
-        raise ValueError(f"returns must be an array of real numbers: {exc}") from None
-    if R.ndim != 2:
-        raise ValueError(f"returns must have shape (T, N); got shape {R.shape}")
+    R = check_array("returns", returns, ("T", "N"))
     T, N = R.shape
     k = check_int("k", k)
     if not 1 <= k <= min(T, N):

@@ -1,4 +1,4 @@
-"""Cross-sectional weighted least squares residuals (pure numpy).
+r"""Cross-sectional weighted least squares residuals (pure numpy).
 
 Each day the cross-section of stock returns ``R`` is regressed on a matrix of
 factor ``loadings`` Omega (intercept, sector dummies, style factors) with the
@@ -41,7 +41,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from ..checks import check_int, check_number
+from ..checks import check_array, check_int, check_number
 from .risk import ewma_weights
 
 __all__ = [
@@ -132,14 +132,6 @@ class StyleFactors(NamedTuple):
 # ---------------------------------------------------------------------------
 
 
-def _as_float(name, value):
-    try:
-        arr = np.asarray(value, dtype=np.float64)
-    except (TypeError, ValueError) as exc:
-        raise ValueError(f"{name} must be an array of real numbers: {exc}") from None
-    return arr
-
-
 def _shift_by_first_finite(x, finite):
     """Subtract each column's first finite value (along axis -2).
 
@@ -153,6 +145,42 @@ def _shift_by_first_finite(x, finite):
         reference = np.take_along_axis(x, first[..., None, :], axis=-2)
     reference = np.where(np.isfinite(reference), reference, 0.0)
     return x - reference
+
+
+def _names(what, names):
+    """``names`` (one name or a sequence of them) as a tuple; TypeError naming ``what``."""
+    if isinstance(names, str):
+        return (names,)
+    try:
+        return tuple(names)
+    except TypeError:
+        raise TypeError(f"{what} must be a sequence of names; got {names!r}") from None
+
+
+def _known_styles(styles, given=(), hint=""):
+    """``styles`` as a tuple of distinct names of :data:`STYLE_NAMES` (or of ``given``)."""
+    names = _names("styles", styles)
+    unknown = [s for s in names if s not in STYLE_NAMES and s not in given]
+    if unknown:
+        raise ValueError(f"unknown style name(s) {unknown}; choose from {STYLE_NAMES}{hint}")
+    if len(set(names)) != len(names):
+        raise ValueError(f"styles must not repeat a name; got {names}")
+    return names
+
+
+def _log_positive(values):
+    """``log`` of the positive values, NaN for the others (missing ones included)."""
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(values > 0, np.log(np.where(values > 0, values, 1.0)), np.nan)
+
+
+def _sample_variance(window, finite, count):
+    """Variance (``ddof=1``) of each column over its ``count`` finite rows (axis -2)."""
+    dev = _shift_by_first_finite(window, finite)  # a new array: centred and squared in place
+    with np.errstate(invalid="ignore", divide="ignore"):
+        dev -= (np.add.reduce(dev, axis=-2, where=finite, initial=0.0) / count)[..., None, :]
+        np.multiply(dev, dev, out=dev)
+        return np.add.reduce(dev, axis=-2, where=finite, initial=0.0) / (count - 1)
 
 
 # ---------------------------------------------------------------------------
@@ -179,10 +207,10 @@ def wls_residuals(
         R~_t  = Z_t eps_t
 
     with ``Z_t = diag(weights_t)`` and ``P`` the diagonal penalty selector
-    (zero when ``ridge == 0``). All days are solved together, without a
-    Python loop over days: the normal matrices are stacked into ``(days, K,
-    K)`` arrays and solved with :func:`numpy.linalg.solve` (never an
-    explicit inverse). The pipeline factor solves one day per call.
+    (zero when ``ridge == 0``). All days are solved together, in blocks of
+    stacked systems that stay in cache, without a Python loop over days or
+    an explicit inverse; peak memory does not grow with ``T`` beyond the
+    outputs. The pipeline factor solves one day per call.
 
     Parameters
     ----------
@@ -242,25 +270,10 @@ def wls_residuals(
     ``weighted_residuals`` and ``valid = False``; it does not raise and does
     not affect other days (the identity is solved in its place).
 
-    Numerics. The normal equations are scaled symmetrically to unit
-    diagonal before the solve, so the accuracy depends on the scaled
-    condition number reported in ``condition_number`` and not on the units
-    of the loadings or weights. Residuals are computed as ``R - Omega f``.
-
-    Speed. The days are processed in blocks that stay in cache: each
-    block's loadings are read once, its augmented normal matrices
-    ``[Omega | R]' Z [Omega | R]`` come from stacked products, its systems
-    are solved and its residuals formed before the next block is read; the
-    condition numbers of all days come from one stacked
-    :func:`numpy.linalg.eigvalsh` at the end. Peak memory does not grow
-    with ``T`` beyond the outputs.
-
-    References
-    ----------
-    .. [1] Avellaneda, M. and Lee, J.-H. (2010). Statistical arbitrage in the
-       US equities market. Quantitative Finance, 10(7), 761-782.
-    .. [2] Hoerl, A. E. and Kennard, R. W. (1970). Ridge regression: biased
-       estimation for nonorthogonal problems. Technometrics, 12(1), 55-67.
+    Numerics. The normal equations are scaled to unit diagonal before the
+    solve, so the accuracy depends on the scaled ``condition_number`` (see
+    :class:`WLSResult`), not on the units of the loadings or weights.
+    Residuals are computed as ``R - Omega f``.
 
     Examples
     --------
@@ -272,41 +285,19 @@ def wls_residuals(
     >>> np.allclose(Omega.T @ res.weighted_residuals, 0.0)
     True
     """
-    returns = _as_float("returns", returns)
-    loadings = _as_float("loadings", loadings)
-    weights = _as_float("weights", weights)
-
-    if returns.ndim not in (1, 2):
-        raise ValueError(
-            f"returns must have shape (N,) or (T, N); got shape {returns.shape}"
-        )
+    returns = check_array("returns", returns, ("N",), ("T", "N"))
     single_day = returns.ndim == 1
     R = returns[None, :] if single_day else returns
     T, N = R.shape
-
-    if single_day and loadings.ndim != 2:
-        raise ValueError(
-            f"loadings must have shape (N, K) = ({N}, K) for returns of shape "
-            f"{returns.shape}; got shape {loadings.shape}"
-        )
-    if loadings.ndim == 2:
-        if loadings.shape[0] != N:
-            raise ValueError(
-                f"loadings must have shape (N, K) or (T, N, K) with N = {N} "
-                f"(returns shape {returns.shape}); got shape {loadings.shape}"
-            )
-    elif loadings.ndim == 3:
-        if loadings.shape[:2] != (T, N):
-            raise ValueError(
-                f"loadings must have shape (N, K) or (T, N, K) with T, N = "
-                f"{T}, {N} (returns shape {returns.shape}); got shape "
-                f"{loadings.shape}"
-            )
+    if single_day:
+        loadings_shapes, weights_shapes, days = [("N", "K")], [("N",)], ""
     else:
-        raise ValueError(
-            f"loadings must have shape (N, K) or (T, N, K); got shape "
-            f"{loadings.shape}"
-        )
+        loadings_shapes, weights_shapes = [("N", "K"), ("T", "N", "K")], [("N",), ("T", "N")]
+        days = f" and T = {T} days"
+    shape = {"dims": {"T": T, "N": N},
+             "context": f"returns of shape {returns.shape} with N = {N} assets{days}"}
+    loadings = check_array("loadings", loadings, *loadings_shapes, **shape)
+    weights = check_array("weights", weights, *weights_shapes, **shape)
     K = loadings.shape[-1]
     if K < 1:
         raise ValueError(
@@ -314,39 +305,12 @@ def wls_residuals(
             f"{loadings.shape}"
         )
 
-    if single_day and weights.ndim != 1:
-        raise ValueError(
-            f"weights must have shape (N,) = ({N},) for returns of shape "
-            f"{returns.shape}; got shape {weights.shape}"
-        )
-    if weights.ndim == 1:
-        if weights.shape[0] != N:
-            raise ValueError(
-                f"weights must have shape (N,) or (T, N) with N = {N} "
-                f"(returns shape {returns.shape}); got shape {weights.shape}"
-            )
-    elif weights.ndim == 2:
-        if weights.shape != (T, N):
-            raise ValueError(
-                f"weights must have shape (N,) or (T, N) = ({T}, {N}) to match "
-                f"returns; got shape {weights.shape}"
-            )
-    else:
-        raise ValueError(
-            f"weights must have shape (N,) or (T, N); got shape {weights.shape}"
-        )
-
     ridge = check_number("ridge", ridge, 0)
     max_condition = check_number("max_condition", max_condition, 1, low_open=True)
 
     penalty = None
     if ridge_mask is not None:
-        ridge_mask = np.asarray(ridge_mask)
-        if ridge_mask.shape != (K,) or ridge_mask.dtype != np.bool_:
-            raise ValueError(
-                f"ridge_mask must be a boolean array of shape (K,) = ({K},); "
-                f"got dtype {ridge_mask.dtype} and shape {ridge_mask.shape}"
-            )
+        ridge_mask = _bool_array("ridge_mask", ridge_mask, "K", K)
     if ridge > 0:
         if ridge_mask is None:
             ridge_mask = _default_ridge_mask(loadings)
@@ -395,6 +359,15 @@ def scale_free_ridge(ridge, loadings, weights):
     if not ridge > 0 or not rows.any():
         return 0.0
     return float(ridge * (z[rows, None] * X[rows] ** 2).sum(axis=0).mean())
+
+
+def _bool_array(name, value, dim, size):
+    """``value`` as a boolean array of shape ``(size,)``; ValueError naming ``name``."""
+    value = np.asarray(value)
+    if value.shape != (size,) or value.dtype != np.bool_:
+        raise ValueError(f"{name} must be a boolean array of shape ({dim},) = ({size},); "
+                         f"got dtype {value.dtype} and shape {value.shape}")
+    return value
 
 
 def _default_ridge_mask(loadings):
@@ -549,7 +522,7 @@ def _scaled_systems(gram, rhs, n_assets, penalty):
 
 def _solve_scaled(corr, scaled_rhs, scale, ok):
     """Stacked solve of the scaled systems: ``f`` (NaN where not solved), ``solved``."""
-    solution, solved = _stacked_solve(corr, scaled_rhs)
+    solution, solved = _stacked(_solve, corr, scaled_rhs)
     solved &= ok
     f = solution / scale
     f[~solved] = np.nan
@@ -558,7 +531,7 @@ def _solve_scaled(corr, scaled_rhs, scale, ok):
 
 def _condition_numbers(corr, ok, max_condition):
     """Condition number of each scaled system (eigvalsh) and whether it is valid."""
-    eigenvalues = _stacked_eigvalsh(corr)
+    eigenvalues = _stacked(np.linalg.eigvalsh, corr)[0]
     lowest = eigenvalues[:, 0]
     highest = eigenvalues[:, -1]
     positive = ok & (lowest > 0) & np.isfinite(lowest)
@@ -568,33 +541,28 @@ def _condition_numbers(corr, ok, max_condition):
     return cond, valid
 
 
-def _stacked_eigvalsh(corr):
-    try:
-        return np.linalg.eigvalsh(corr)
-    except np.linalg.LinAlgError:  # pragma: no cover - LAPACK non-convergence
-        out = np.empty(corr.shape[:2])
-        for t in range(corr.shape[0]):
-            try:
-                out[t] = np.linalg.eigvalsh(corr[t])
-            except np.linalg.LinAlgError:
-                out[t] = np.nan
-        return out
+def _solve(matrix, rhs):
+    return np.linalg.solve(matrix, rhs[..., None])[..., 0]
 
 
-def _stacked_solve(corr, rhs):
-    """One stacked solve; should a day still be singular, solve day by day."""
+def _stacked(func, *stacks):
+    """``func`` of the stacked days ``(T, K)``; should LAPACK fail, day by day.
+
+    Returns the result and which days succeeded (NaN rows where one failed:
+    a singular system, a non-converging eigensolver).
+    """
     try:
-        return np.linalg.solve(corr, rhs[:, :, None])[:, :, 0], np.ones(len(rhs), bool)
+        return func(*stacks), np.ones(len(stacks[0]), dtype=bool)
     except np.linalg.LinAlgError:
-        out = np.full(rhs.shape, np.nan)
-        solved = np.zeros(len(rhs), dtype=bool)
-        for t in range(len(rhs)):
+        out = np.full(stacks[-1].shape[:2], np.nan)
+        done = np.zeros(len(out), dtype=bool)
+        for t in range(len(out)):
             try:
-                out[t] = np.linalg.solve(corr[t], rhs[t])
-                solved[t] = True
+                out[t] = func(*(x[t] for x in stacks))
+                done[t] = True
             except np.linalg.LinAlgError:
                 pass
-        return out, solved
+        return out, done
 
 
 # ---------------------------------------------------------------------------
@@ -647,17 +615,8 @@ def inverse_variance_weights(
     ndarray, shape (N,) or (..., N)
         Weights ``z_i``; NaN for assets with fewer than ``min_periods``
         finite returns or zero volatility (constant prices).
-
-    References
-    ----------
-    .. [1] Avellaneda, M. and Lee, J.-H. (2010). Statistical arbitrage in the
-       US equities market. Quantitative Finance, 10(7), 761-782.
     """
-    x = _as_float("returns_window", returns_window)
-    if x.ndim < 2:
-        raise ValueError(
-            f"returns_window must have shape (W, N) or (..., W, N); got shape {x.shape}"
-        )
+    x = check_array("returns_window", returns_window, ("W", "N"), (..., "W", "N"))
     W = x.shape[-2]
     if (lookback is None) == (halflife is None):
         raise ValueError(
@@ -685,13 +644,8 @@ def inverse_variance_weights(
     if lookback is not None:
         window = x[..., W - lookback :, :]
         finite = np.isfinite(window)
-        window = _shift_by_first_finite(window, finite)
         count = finite.sum(axis=-2)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            mean = np.add.reduce(window, axis=-2, where=finite, initial=0.0) / count
-            dev = window - mean[..., None, :]  # a new array: squared in place
-            np.multiply(dev, dev, out=dev)
-            variance = np.add.reduce(dev, axis=-2, where=finite, initial=0.0) / (count - 1)
+        variance = _sample_variance(window, finite, count)
     else:
         finite = np.isfinite(x)
         x = _shift_by_first_finite(x, finite)
@@ -779,35 +733,24 @@ def sector_loadings(sector_codes, intercept=True, reference="largest", mask=None
     elif codes.dtype.kind in "iu":
         codes = codes.astype(np.int64)
     else:
-        raise ValueError(
-            f"sector_codes must be integer codes; got dtype {codes.dtype}"
-        )
-    named = isinstance(reference, str) and reference in ("largest", "first")
+        raise ValueError(f"sector_codes must be integer codes; got dtype {codes.dtype}")
     code = isinstance(reference, (int, np.integer)) and not isinstance(reference, bool)
-    choice = reference
-    if not (named or code):
+    if not (code or (isinstance(reference, str) and reference in ("largest", "first"))):
         raise ValueError(
             f"reference must be 'largest', 'first' or a sector code; got {reference!r}"
         )
     known = codes >= 0
     if mask is not None:
-        mask = np.asarray(mask)
-        if mask.shape != (N,) or mask.dtype != np.bool_:
-            raise ValueError(
-                f"mask must be a boolean array of shape (N,) = ({N},); got dtype "
-                f"{mask.dtype} and shape {mask.shape}"
-            )
-        known &= mask
+        known &= _bool_array("mask", mask, "N", N)
     present, counts = np.unique(codes[known], return_counts=True)
 
     if intercept and present.size:
-        largest = present[np.argmax(counts)]  # argmax: first (lowest code) on ties
-        if named and choice == "first":
+        if code and reference in present:
+            ref = reference
+        elif reference == "first":
             ref = present[0]
-        elif code and choice in present:
-            ref = choice
-        else:
-            ref = largest
+        else:  # the largest; argmax: the first (lowest code) on ties
+            ref = present[np.argmax(counts)]
         dummies = present[present != ref]
         reference = float(ref)
     else:
@@ -908,18 +851,10 @@ def standardize_styles(raw_styles, weights=None, winsor=3.0):
         Standardised exposures; NaN where the input is NaN, and an all-NaN
         column where fewer than two values are finite or all are equal.
     """
-    x = _as_float("raw_styles", raw_styles)
-    if x.ndim < 2:
-        raise ValueError(
-            f"raw_styles must have shape (N, S) or (..., N, S); got shape {x.shape}"
-        )
+    x = check_array("raw_styles", raw_styles, ("N", "S"), (..., "N", "S"))
     if weights is not None:
-        weights = _as_float("weights", weights)
-        if weights.shape != x.shape[:-1]:
-            raise ValueError(
-                f"weights must have shape {x.shape[:-1]} to match raw_styles of "
-                f"shape {x.shape}; got shape {weights.shape}"
-            )
+        weights = check_array("weights", weights, x.shape[:-1],
+                              context=f"raw_styles of shape {x.shape}")
         with np.errstate(invalid="ignore"):
             weights = np.where(np.isfinite(weights) & (weights > 0), weights, 0.0)
         weights = weights[..., None]
@@ -974,16 +909,8 @@ def standardize_styles(raw_styles, weights=None, winsor=3.0):
                 active = active[(np.abs(z[active]) > bound).any(axis=1)]
                 if not active.size:
                     break
-                values = np.clip(z[active], -winsor, winsor)  # zeros stay zeros
-                n = count[active]
-                if weights is None:
-                    mean = values.sum(axis=1) / n
-                else:
-                    mean = np.einsum("ij,ij->i", weights[active], values) / weight_sums[active]
-                values -= mean[:, None]
-                values *= mask[active]
-                values /= np.sqrt(np.einsum("ij,ij->i", values, values) / n)[:, None]
-                z[active] = values
+                # clipped zeros stay zeros; a clipped column keeps a positive scale
+                z[active] = _standardise(np.clip(z[active], -winsor, winsor), active)[0]
     z[~(finite & good[:, None])] = np.nan
     return np.moveaxis(z.reshape(shape[:-2] + (shape[-1], N)), -2, -1)
 
@@ -1058,9 +985,7 @@ def style_factors(
     StyleFactors
         ``styles`` (N, S) float64 and ``names`` (tuple of S str).
     """
-    r = _as_float("returns_window", returns_window)
-    if r.ndim != 2:
-        raise ValueError(f"returns_window must have shape (W, N); got shape {r.shape}")
+    r = check_array("returns_window", returns_window, ("W", "N"))
     W, N = r.shape
     beta_window = check_int("beta_window", beta_window, 2)
     momentum_window = check_int("momentum_window", momentum_window, 2)
@@ -1079,26 +1004,13 @@ def style_factors(
     if not 0 < min_coverage <= 1:
         raise ValueError(f"min_coverage must be in (0, 1]; got {min_coverage!r}")
 
+    shape = {"dims": {"W": W, "N": N}, "context": f"returns_window of shape {r.shape}"}
     if market_returns is not None:
-        market_returns = _as_float("market_returns", market_returns)
-        if market_returns.shape != (W,):
-            raise ValueError(
-                f"market_returns must have shape (W,) = ({W},) to match returns_window "
-                f"of shape {r.shape}; got shape {market_returns.shape}"
-            )
+        market_returns = check_array("market_returns", market_returns, ("W",), **shape)
     if market_cap is not None:
-        market_cap = _as_float("market_cap", market_cap)
-        if market_cap.shape != (N,):
-            raise ValueError(
-                f"market_cap must have shape (N,) = ({N},); got shape {market_cap.shape}"
-            )
+        market_cap = check_array("market_cap", market_cap, ("N",), **shape)
     if dollar_volume is not None:
-        dollar_volume = _as_float("dollar_volume", dollar_volume)
-        if dollar_volume.shape not in ((W, N), (N,)):
-            raise ValueError(
-                f"dollar_volume must have shape (W, N) = ({W}, {N}) or (N,) = ({N},); "
-                f"got shape {dollar_volume.shape}"
-            )
+        dollar_volume = check_array("dollar_volume", dollar_volume, ("W", "N"), ("N",), **shape)
 
     has_size = market_cap is not None or dollar_volume is not None
     has_momentum = W >= momentum_window
@@ -1109,14 +1021,7 @@ def style_factors(
             if (s != "size" or has_size) and (s != "momentum" or has_momentum)
         )
     else:
-        if isinstance(styles, str):
-            styles = (styles,)
-        names = tuple(styles)
-        unknown = [s for s in names if s not in STYLE_NAMES]
-        if unknown:
-            raise ValueError(f"unknown style name(s) {unknown}; choose from {STYLE_NAMES}")
-        if len(set(names)) != len(names):
-            raise ValueError(f"styles must not repeat a name; got {names}")
+        names = _known_styles(styles)
         if "size" in names and not has_size:
             raise ValueError("style 'size' needs market_cap or dollar_volume")
         if "momentum" in names and not has_momentum:
@@ -1160,23 +1065,17 @@ def style_factors(
                 base = np.where(finite.sum(axis=0) >= _need(W), base, np.nan)
             else:
                 base = dollar_volume
-            with np.errstate(invalid="ignore", divide="ignore"):
-                columns.append(np.where(base > 0, np.log(np.where(base > 0, base, 1.0)), np.nan))
+            columns.append(_log_positive(base))
         elif name == "momentum":
             columns.append(_cumulative(W - momentum_window, W - momentum_skip))
         elif name == "reversal":
             columns.append(_cumulative(W - min(reversal_window, W), W))
         else:  # volatility
             first = W - min(volatility_window, W)
-            rows, finite = r[first:], finite_rows[first:]
-            rows = _shift_by_first_finite(rows, finite)
             n = _counts(first, W)
-            with np.errstate(invalid="ignore", divide="ignore"):
-                mean = np.add.reduce(rows, axis=0, where=finite, initial=0.0) / n
-                rows -= mean  # our own shifted copy: centred and squared in place
-                np.multiply(rows, rows, out=rows)
-                vol = np.sqrt(np.add.reduce(rows, axis=0, where=finite, initial=0.0) / (n - 1))
-            columns.append(np.where(n >= _need(rows.shape[0], 2), vol, np.nan))
+            with np.errstate(invalid="ignore"):
+                vol = np.sqrt(_sample_variance(r[first:], finite_rows[first:], n))
+            columns.append(np.where(n >= _need(W - first, 2), vol, np.nan))
     values = np.column_stack(columns) if columns else np.empty((N, 0))
     return StyleFactors(values, names)
 
@@ -1257,8 +1156,8 @@ def characteristic_return(returns, exposures, winsor=3.0):
     float
         NaN when fewer than two assets qualify or the exposures are all equal.
     """
-    r = _as_float("returns", returns).reshape(-1)
-    x = _as_float("exposures", exposures).reshape(-1)
+    r = check_array("returns", returns).reshape(-1)
+    x = check_array("exposures", exposures).reshape(-1)
     if r.shape != x.shape:
         raise ValueError(f"returns and exposures must have the same shape (N,); got "
                          f"{r.shape} and {x.shape}")

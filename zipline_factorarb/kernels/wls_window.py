@@ -5,12 +5,7 @@ computes each session, as a pure function of the window (numpy arrays in, a
 named tuple out, no engine): weights, style loadings, principal-component
 loadings and sector dummies are built from the rows of the window *before*
 the regressed return, then
-:func:`~zipline_factorarb.kernels.wls.wls_residuals` solves
-
-.. math::
-
-    f = (\Omega^\top Z \Omega + \lambda P)^{-1} \Omega^\top Z R, \qquad
-    \varepsilon = R - \Omega f, \qquad \tilde R = Z \varepsilon.
+:func:`~zipline_factorarb.kernels.wls.wls_residuals` solves the regression.
 
 The pieces are separate functions, each tested on its own:
 :func:`raw_styles` (the style columns before standardisation),
@@ -32,10 +27,12 @@ from typing import NamedTuple
 
 import numpy as np
 
-from ..checks import check_bool, check_int, check_number
+from ..checks import check_array, check_bool, check_int, check_number
 from .pca import correlation_pca_loadings
 from .wls import (
-    STYLE_NAMES,
+    _known_styles,
+    _log_positive,
+    _names,
     inverse_variance_weights,
     scale_free_ridge,
     sector_loadings,
@@ -87,38 +84,35 @@ class WLSSettings:
     market: bool = False
     given_styles: tuple = ()
 
-    #: field -> (check, arguments); run in this order by __post_init__
+    #: field -> (check, its keyword arguments); run in this order by __post_init__
     _CHECKS = {
-        "sector": (check_bool, ()),
-        "intercept": (check_bool, ()),
-        "components": (check_int, (0,)),
-        "pca_window": (check_int, (2,)),
-        "equal_weights": (check_bool, ()),
-        "volatility_lookback": (check_int, (2,)),
-        "beta_window": (check_int, (2,)),
-        "momentum_window": (check_int, (2,)),
-        "volatility_window": (check_int, (2,)),
-        "size_window": (check_int, (2,)),
-        "reversal_window": (check_int, (1,)),
-        "momentum_skip": (check_int, (0,)),
-        "market": (check_bool, ()),
+        "sector": (check_bool, {}),
+        "intercept": (check_bool, {}),
+        "components": (check_int, {"low": 0}),
+        "pca_window": (check_int, {"low": 2}),
+        "equal_weights": (check_bool, {}),
+        "volatility_lookback": (check_int, {"low": 2}),
+        "beta_window": (check_int, {"low": 2}),
+        "momentum_window": (check_int, {"low": 2}),
+        "volatility_window": (check_int, {"low": 2}),
+        "size_window": (check_int, {"low": 2}),
+        "reversal_window": (check_int, {"low": 1}),
+        "momentum_skip": (check_int, {"low": 0}),
+        "market": (check_bool, {}),
+        "volatility_halflife": (check_number, {"low": 0, "low_open": True, "allow_none": True}),
+        "cap_quantile": (check_number, {"low": 0, "high": 1, "low_open": True,
+                                        "allow_none": True}),
+        "ridge": (check_number, {"low": 0}),
+        "winsor": (check_number, {"low": 1, "low_open": True, "allow_none": True}),
+        "max_condition": (check_number, {"low": 1, "low_open": True}),
     }
 
     def __post_init__(self):
         set_ = object.__setattr__
-        for name, (check, args) in self._CHECKS.items():
-            set_(self, name, check(name, getattr(self, name), *args))
+        for name, (check, options) in self._CHECKS.items():
+            set_(self, name, check(name, getattr(self, name), **options))
         set_(self, "given_styles", _given_style_names(self.given_styles))
         set_(self, "styles", _style_names(self.styles, self.given_styles))
-        set_(self, "volatility_halflife", check_number(
-            "volatility_halflife", self.volatility_halflife, 0, low_open=True, allow_none=True))
-        set_(self, "cap_quantile", check_number(
-            "cap_quantile", self.cap_quantile, 0, 1, low_open=True, allow_none=True))
-        set_(self, "ridge", check_number("ridge", self.ridge, 0))
-        set_(self, "winsor", check_number("winsor", self.winsor, 1, low_open=True,
-                                          allow_none=True))
-        set_(self, "max_condition", check_number("max_condition", self.max_condition, 1,
-                                                 low_open=True))
         if self.components and self.pca_window <= self.components:
             raise ValueError(
                 f"pca_window ({self.pca_window}) must exceed components ({self.components})")
@@ -192,12 +186,7 @@ def _reserved_style(name):
 
 def _given_style_names(names):
     """Names of the styles whose raw values are given (``style_inputs``), checked."""
-    if isinstance(names, str):
-        names = (names,)
-    try:
-        names = tuple(names)
-    except TypeError:
-        raise TypeError(f"given_styles must be a sequence of names; got {names!r}") from None
+    names = _names("given_styles", names)
     for name in names:
         if not isinstance(name, str) or not name.isidentifier():
             raise ValueError(
@@ -213,19 +202,8 @@ def _given_style_names(names):
 
 
 def _style_names(styles, given=()):
-    if isinstance(styles, str):
-        styles = (styles,)
-    try:
-        styles = tuple(styles)
-    except TypeError:
-        raise TypeError(f"styles must be a sequence of names; got {styles!r}") from None
-    unknown = [s for s in styles if s not in STYLE_NAMES and s not in given]
-    if unknown:
-        raise ValueError(
-            f"unknown style name(s) {unknown}; choose from {STYLE_NAMES} or give the "
-            "style's values as an input (WLSResidual(style_inputs={name: factor}))")
-    if len(set(styles)) != len(styles):
-        raise ValueError(f"styles must not repeat a name; got {styles}")
+    styles = _known_styles(styles, given, " or give the style's values as an input "
+                           "(WLSResidual(style_inputs={name: factor}))")
     missing = [g for g in given if g not in styles]
     if missing:
         raise ValueError(
@@ -235,45 +213,19 @@ def _style_names(styles, given=()):
 
 
 class WLSWindowResult(NamedTuple):
-    """What :func:`wls_window` computes for one session (arrays of shape (N,)).
+    """What :func:`wls_window` computes for one session.
 
-    Attributes
-    ----------
-    weighted_residuals : ndarray (N,)
-        ``R~ = Z eps``; NaN for assets left out of the regression.
-    residuals : ndarray (N,)
-        ``eps = R - Omega f``.
-    weights : ndarray (N,)
-        ``z_i`` of the assets in the regression (NaN for the others).
-    loadings : ndarray (N, K)
-        ``Omega``; NaN rows for assets left out.
-    labels : tuple of str
-        Column names: ``intercept``, ``sector_<code>``, style names,
-        ``pc1``.. ``pcK``.
-    factor_returns : ndarray (K,)
-        ``f``.
-    sector_returns : ndarray (N,)
-        Factor return of each asset's own sector: the intercept plus its
-        sector dummy's ``f`` (the reference sector has only the intercept);
-        NaN without a sector classifier or for an unknown sector.
-    condition_number : float
-        Condition number of the unit-diagonal-scaled ``Omega' Z Omega``.
-    n_assets : int
-        Assets in the regression.
-    neutrality : float
-        Largest cosine between ``R~`` and a factor column
-        (:func:`factor_neutrality`): zero up to rounding without a ridge
-        penalty; NaN on an invalid day.
-    valid : bool
-        The day was solved (enough assets, condition number not above
-        ``max_condition``).
-    sector_codes : ndarray (N,) or None
-        With sectors: the sector code of each asset with a loadings row
-        (float; NaN for the assets left out). None without sectors.
-    reference_sector : float
-        With sectors and the intercept: the code of the reference sector
-        (the one without a dummy column: the largest that day); NaN
-        otherwise or when no asset qualifies.
+    The arrays ``(N,)`` and the session's numbers are the values of the
+    outputs of :class:`~zipline_factorarb.pipeline.wls.WLSResidual` of the
+    same name in the singular (see its Outputs; NaN for the assets left out
+    of the regression): ``weighted_residuals``, ``residuals``, ``weights``,
+    ``sector_returns``, ``sector_codes`` (None without sectors),
+    ``condition_number``, ``n_assets``, ``neutrality`` and
+    ``reference_sector``. ``loadings`` is ``Omega`` ``(N, K)`` (NaN rows for
+    the assets left out), ``labels`` its column names (``intercept``,
+    ``sector_<code>``, styles, ``pc1`` .. ``pcK``) and ``factor_returns``
+    ``f`` ``(K,)``. ``valid``: the day was solved (enough assets, condition
+    number not above ``max_condition``).
     """
 
     weighted_residuals: np.ndarray
@@ -341,10 +293,7 @@ def given_style_values(name, values):
     given, NaN where missing or infinite.
     """
     v = np.asarray(values, dtype=np.float64)
-    if name == "size":
-        with np.errstate(invalid="ignore", divide="ignore"):
-            return np.where(v > 0, np.log(np.where(v > 0, v, 1.0)), np.nan)
-    return np.where(np.isfinite(v), v, np.nan)
+    return _log_positive(v) if name == "size" else np.where(np.isfinite(v), v, np.nan)
 
 
 def raw_styles(history, settings, dollar_volume=None, market_returns=None, mask=None,
@@ -452,19 +401,16 @@ def solve_wls_window(returns, sector_codes, dollar_volume, market_returns, setti
         candidates &= np.isfinite(block).all(axis=1)
 
     codes_out, reference_sector, n_sector = None, np.nan, 0
+    labels = s.factor_labels  # with the intercept when there are no sectors
     if s.sector:
         sectors = sector_loadings(codes, intercept=s.intercept, reference="largest",
                                   mask=candidates)
         columns.insert(0, sectors.loadings)
-        labels, n_sector = sectors.labels, sectors.loadings.shape[1]
+        labels, n_sector = sectors.labels + labels, sectors.loadings.shape[1]
         codes_out = np.where(candidates, codes, np.nan)
         reference_sector = sectors.reference
     elif s.intercept:
         columns.insert(0, np.ones((N, 1)))
-        labels = ("intercept",)
-    else:
-        labels = ()
-    labels += s.factor_labels[1 if (s.intercept and not s.sector) else 0:]
     loadings = np.column_stack(columns) if columns else np.empty((N, 0))
     loadings[~candidates] = np.nan
     weights = np.where(candidates, z, np.nan)
@@ -567,9 +513,7 @@ def wls_window(returns, sector_codes=None, dollar_volume=None, market_returns=No
             raise TypeError("give style_values or given_styles, not both")
         options["given_styles"] = tuple(style_values)
     settings = WLSSettings.from_options(options)
-    r = np.asarray(returns, dtype=np.float64)
-    if r.ndim != 2:
-        raise ValueError(f"returns must have shape (W, N); got shape {r.shape}")
+    r = check_array("returns", returns, ("W", "N"))
     if settings.sector and sector_codes is None:
         raise ValueError("sector_codes are needed with sector=True")
     if "size" in settings.builtin_styles and dollar_volume is None:
@@ -583,11 +527,7 @@ def wls_window(returns, sector_codes=None, dollar_volume=None, market_returns=No
     m = None if market_returns is None else np.asarray(market_returns, dtype=np.float64)
     given = None
     if settings.given_styles:
-        given = np.empty((r.shape[1], len(settings.given_styles)))
-        for j, name in enumerate(settings.given_styles):
-            v = np.asarray(style_values[name], dtype=np.float64)
-            if v.shape != (r.shape[1],):
-                raise ValueError(f"style_values[{name!r}] must have shape ({r.shape[1]},) "
-                                 f"(one value per asset); got shape {v.shape}")
-            given[:, j] = v
+        given = np.column_stack([
+            check_array(f"style_values[{name!r}]", style_values[name], (r.shape[1],),
+                        context="one value per asset") for name in settings.given_styles])
     return solve_wls_window(r, sector_codes, dv, m, settings, given)

@@ -21,7 +21,7 @@ def bundle_domain(bundle, asset_finder, environ=None):
     calendar = canonical_calendar_name(bundles[bundle].calendar_name)
     countries = sorted({e.country_code for e in asset_finder.exchange_info.values()})
     for domain in BUILT_IN_DOMAINS:
-        if domain.calendar_name == calendar and (not countries or countries == [domain.country_code]):
+        if domain.calendar_name == calendar and countries in ([], [domain.country_code]):
             return domain
     if len(countries) != 1:
         raise ValueError(

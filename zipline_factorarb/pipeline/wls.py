@@ -2,42 +2,22 @@ r"""Pipeline factor: cross-sectional weighted least squares residuals.
 
 :class:`WLSResidual` adapts the kernel
 :func:`zipline_factorarb.kernels.wls_window.wls_window` to zipline's Pipeline
-in the pattern of zipline's ``SimpleBeta``: arguments are validated in
-``__new__`` (errors at construction, not mid-backtest, by
-:mod:`zipline_factorarb.checks` and
+in the pattern of zipline's ``SimpleBeta``: arguments are checked in
+``__new__`` (:mod:`zipline_factorarb.checks` and
 :class:`~zipline_factorarb.kernels.wls_window.WLSSettings`), inputs are wired
-there (daily returns, the sector classifier, prices and volumes for the size
-style, a ``returns[asset]`` slice for the market, the factors of
-``style_inputs``), and ``compute`` hands
-each session's window to one kernel call, tested without an engine in
-``tests/test_kernel_wls.py``. ``wls_window``, ``WLSSettings``,
-``WLSWindowResult`` and ``factor_neutrality`` are re-exported here.
+there, and ``compute`` hands each session's window to one kernel call.
+``wls_window``, ``WLSSettings``, ``WLSWindowResult`` and
+``factor_neutrality`` are re-exported here.
 
 Each session ``D`` the cross-section of the latest one-day returns ``R``
 (close of ``D - 2`` to close of ``D - 1``, adjusted) is regressed on factor
-loadings ``Omega`` with the diagonal weight matrix ``Z`` (weighted regression
-mean reversion; residual returns as in Avellaneda & Lee 2010):
-
-.. math::
-
-    f = (\Omega^\top Z \Omega)^{-1} \Omega^\top Z R, \qquad
-    \varepsilon = R - \Omega f, \qquad \tilde R = Z \varepsilon,
-
-with :math:`z_i = 1/\sigma_i^2` (capped at a cross-sectional quantile) or
-:math:`z_i = 1`. The weighted residuals are orthogonal to every factor,
-:math:`\sum_i \tilde R_i \Omega_{iA} = 0`, so a book sized by
-:math:`-\tilde R` is neutral to all of them; the strategy shorts large
-positive :math:`\tilde R` and buys large negative ones.
-
-``Omega`` is built from, in this order: an intercept, GICS sector dummies
-(one sector is the reference), standardised style exposures (beta, size,
-momentum, reversal, volatility, or any pipeline factor given in
-``style_inputs``, e.g. size and value from ``Fundamentals``) and the top
-``components`` principal
-components of the trailing returns (``pc1`` .. ``pcK``). Loadings are
-``(N, K)``, assets by factors; ``ridge`` is scale-free (see
-``docs/glossary.md``). The weights, styles and components use only the rows
-of the window *before* the regressed return, so none of them contains it.
+loadings ``Omega`` (intercept, GICS sector dummies, standardised styles,
+principal components ``pc1`` .. ``pcK``) with weights ``Z``, as the
+formulas of :mod:`zipline_factorarb.kernels.wls` say; the weighted residuals
+``Z eps`` are orthogonal to every factor, so a book sized by their negative
+is neutral to all of them. Loadings are ``(N, K)`` and ``ridge`` is
+scale-free (see ``docs/glossary.md``). The weights, styles and components use
+only the rows of the window *before* the regressed return.
 
 The four variants of the strategy are parameter choices:
 
@@ -49,14 +29,9 @@ PCA-based          ``WLSResidual(sector=None, components=5)``
 equal-weighted     ``WLSResidual(equal_weights=True)``
 =================  ==========================================================
 
-References
-----------
-.. [1] Avellaneda, M. and Lee, J.-H. (2010). Statistical arbitrage in the US
-   equities market. Quantitative Finance, 10(7), 761-782.
-.. [2] Connor, G. and Korajczyk, R. A. (1988). Risk and return in an
-   equilibrium APT. Journal of Financial Economics, 21(2), 255-289.
-.. [3] Hoerl, A. E. and Kennard, R. W. (1970). Ridge regression: biased
-   estimation for nonorthogonal problems. Technometrics, 12(1), 55-67.
+The references (Avellaneda & Lee 2010, Hoerl & Kennard 1970, Connor &
+Korajczyk 1988) are listed in :mod:`zipline_factorarb.kernels.wls` and
+:mod:`zipline_factorarb.kernels.pca`.
 """
 
 from __future__ import annotations
@@ -254,23 +229,18 @@ def _output_names(settings):
 
 def _write_outputs(out, result, settings):
     """Copy a :class:`WLSWindowResult` into the factor's output fields."""
-    # structured-array field views (the recarray attribute path is slow)
-    field = np.ndarray.__getitem__
-    for name, values in (("weighted_residual", result.weighted_residuals),
-                         ("residual", result.residuals), ("weight", result.weights),
-                         ("condition_number", result.condition_number),
-                         ("n_assets", result.n_assets), ("neutrality", result.neutrality)):
-        field(out, name)[:] = values
-    if settings.sector:
-        field(out, "sector_return")[:] = result.sector_returns
-        field(out, "sector_code")[:] = result.sector_codes
-        if settings.intercept:
-            field(out, "reference_sector")[:] = result.reference_sector
-    offset = len(result.labels) - len(settings.factor_labels)
+    r = result
+    values = {"weighted_residual": r.weighted_residuals, "residual": r.residuals,
+              "weight": r.weights, "condition_number": r.condition_number,
+              "n_assets": r.n_assets, "neutrality": r.neutrality,
+              "sector_return": r.sector_returns, "sector_code": r.sector_codes,
+              "reference_sector": r.reference_sector}
+    offset = len(r.labels) - len(settings.factor_labels)
     for j, label in enumerate(settings.factor_labels):
-        if label != "intercept":
-            field(out, f"loading_{label}")[:] = result.loadings[:, offset + j]
-        field(out, f"factor_return_{label}")[:] = result.factor_returns[offset + j]
+        values[f"loading_{label}"] = r.loadings[:, offset + j]
+        values[f"factor_return_{label}"] = r.factor_returns[offset + j]
+    for name in out.dtype.names:  # structured-array field views (recarray attributes are slow)
+        np.ndarray.__getitem__(out, name)[:] = values[name]
 
 
 class WLSResidual(CustomFactor):
@@ -279,8 +249,8 @@ class WLSResidual(CustomFactor):
     Each session, the latest one-day returns of the assets in ``mask`` are
     regressed cross-sectionally on ``Omega`` = [intercept, sector dummies,
     standardised styles, principal components] with weights
-    :math:`z_i = 1/\sigma_i^2` (capped) or 1 (see the module docstring for
-    the formulas and :func:`wls_window` for each step). The signal is the
+    :math:`z_i = 1/\sigma_i^2` (capped) or 1 (formulas in
+    :mod:`zipline_factorarb.kernels.wls`, each step in :func:`wls_window`). The signal is the
     ``weighted_residual`` output :math:`\tilde R = Z\varepsilon`: short the
     largest, buy the smallest.
 
@@ -378,7 +348,9 @@ class WLSResidual(CustomFactor):
         the largest cosine between :math:`\tilde R` and a factor column
         (:func:`factor_neutrality`; about 1e-16 without a ridge).
     sector_return
-        With a sector classifier: the factor return of the asset's sector.
+        With a sector classifier: the factor return of the asset's sector
+        (the intercept's plus its sector dummy's; the reference sector has
+        only the intercept).
     sector_code
         With a sector classifier: the asset's sector code, for the assets in
         the regression (NaN for the others).
@@ -415,16 +387,10 @@ class WLSResidual(CustomFactor):
     depend on the backtest start or the pipeline's chunking. The package's
     ``Sector()`` (a static per-asset lookup) is read for the session's
     assets inside ``compute``; any other classifier is an ordinary window
-    input. Outputs are NaN
-    on days that cannot be solved (fewer assets than factors, condition
-    number above ``max_condition``). Use the outputs like any factor:
+    input. Outputs are NaN on days that cannot be solved (fewer assets than
+    factors, condition number above ``max_condition``). Use the outputs like any factor:
     ``wls.weighted_residual.rank(mask=...)``, ``.zscore()``,
     ``.demean(groupby=Sector())``.
-
-    References
-    ----------
-    Avellaneda, M. and Lee, J.-H. (2010). Statistical arbitrage in the US
-    equities market. Quantitative Finance, 10(7), 761-782.
     """
 
     dtype = float64_dtype
@@ -587,10 +553,14 @@ class WLSResidual(CustomFactor):
         finite = values[np.isfinite(values)]
         return float(finite[0]) if finite.size else np.nan
 
-    def _in_regression(self, frame, date, prefix, method):
-        """Assets of the day's regression (finite ``weight``); a clear error if none."""
+    def _in_regression(self, frame, prefix, method):
+        """One day's rows, its date and its assets in the regression (finite ``weight``).
+
+        A clear error when no asset is in the regression.
+        """
         from ..optimize._base import empty_input_error
 
+        frame, date = self._one_day(frame, method)
         field = f"the pipeline output read by WLSResidual.{method}"
         needs = (f"This factor needs window_length={self.window_length} sessions of "
                  "returns before its first value.")
@@ -599,7 +569,7 @@ class WLSResidual(CustomFactor):
             raise empty_input_error(field, "has no rows", date, detail=needs)
         inside = np.isfinite(weight)
         if inside.any():
-            return inside
+            return frame, date, inside
         condition = self._first(self._values(frame, "condition_number", prefix, method))
         n_assets = self._first(self._values(frame, "n_assets", prefix, method))
         max_condition = self.settings.max_condition
@@ -618,6 +588,17 @@ class WLSResidual(CustomFactor):
         raise empty_input_error(
             field, "has no asset in the regression", date,
             note=f"the weight of each of its {len(frame)} rows is NaN", detail=needs)
+
+    def _sectors(self, frame, inside, prefix, method):
+        """The codes of the assets in the regression, the codes present and the reference.
+
+        The reference sector (without a dummy column) is NaN without the intercept.
+        """
+        codes = np.where(inside, self._values(frame, "sector_code", prefix, method), np.nan)
+        reference = np.nan
+        if self.settings.intercept:
+            reference = self._first(self._values(frame, "reference_sector", prefix, method))
+        return codes, np.unique(codes[np.isfinite(codes)]), reference
 
     def loadings(self, frame, prefix=PIPELINE_PREFIX, dropna=True):
         r"""The day's regression loadings :math:`\Omega` (assets x factors).
@@ -653,21 +634,14 @@ class WLSResidual(CustomFactor):
             The day has no rows or no asset in the regression (windows not
             yet full, or the day was not solved); the message says which.
         """
-        frame, date = self._one_day(frame, "loadings")
-        inside = self._in_regression(frame, date, prefix, "loadings")
+        frame, _, inside = self._in_regression(frame, prefix, "loadings")
         s = self.settings
         columns = {}
         if s.intercept:
             columns["intercept"] = np.where(inside, 1.0, np.nan)
         if s.sector:
-            codes = np.where(inside, self._values(frame, "sector_code", prefix, "loadings"),
-                             np.nan)
-            present = np.unique(codes[np.isfinite(codes)])
-            if s.intercept:
-                reference = self._first(
-                    self._values(frame, "reference_sector", prefix, "loadings"))
-                present = present[present != reference]
-            for code in present:
+            codes, present, reference = self._sectors(frame, inside, prefix, "loadings")
+            for code in present[present != reference]:
                 columns[f"sector_{int(code)}"] = np.where(inside, (codes == code) * 1.0, np.nan)
         for label in s.factor_labels:
             if label != "intercept":
@@ -695,19 +669,14 @@ class WLSResidual(CustomFactor):
             One day's pipeline output (see :meth:`loadings`).
         prefix : str, default ``"wls:"``
         """
-        frame, date = self._one_day(frame, "factor_returns")
-        inside = self._in_regression(frame, date, prefix, "factor_returns")
+        frame, date, inside = self._in_regression(frame, prefix, "factor_returns")
         s = self.settings
         f = {}
         if s.sector:
-            codes = np.where(inside, self._values(frame, "sector_code", prefix,
-                                                  "factor_returns"), np.nan)
+            codes, present, reference = self._sectors(frame, inside, prefix, "factor_returns")
             level = self._values(frame, "sector_return", prefix, "factor_returns")
-            by_code = {code: self._first(level[codes == code])
-                       for code in np.unique(codes[np.isfinite(codes)])}
+            by_code = {code: self._first(level[codes == code]) for code in present}
             if s.intercept:
-                reference = self._first(
-                    self._values(frame, "reference_sector", prefix, "factor_returns"))
                 base = by_code.get(reference, np.nan)
                 f["intercept"] = base
                 for code, value in by_code.items():
@@ -773,9 +742,6 @@ class StyleLoading(CustomFactor):
     window_safe = True
     params = ("style", "standardize", "winsor", "market_given", "momentum_skip")
 
-    _DEFAULT_WINDOWS = {"beta": 252, "size": 63, "momentum": 252, "reversal": 21,
-                        "volatility": 63}
-
     def __new__(cls, style, standardize=False, winsor=3.0, market=None, window_length=None,
                 momentum_skip=21, mask=None):
         if style not in STYLE_NAMES:
@@ -786,8 +752,8 @@ class StyleLoading(CustomFactor):
         if market is not None and style != "beta":
             raise ValueError("market is only used by style 'beta'")
         mask = check_filter("mask", mask)
-        if window_length is None:
-            window_length = cls._DEFAULT_WINDOWS[style]
+        if window_length is None:  # the style's window in WLSResidual's defaults
+            window_length = getattr(WLSSettings, f"{style}_window")
         window_length = check_int("window_length", window_length, 2)
         momentum_skip = check_int("momentum_skip", momentum_skip, 0)
         if style == "momentum" and momentum_skip >= window_length:
