@@ -125,6 +125,29 @@ def _bcolz_reader(algo):
     return reader
 
 
+def _book(assets, algo):
+    """``(index, algo, reader)``: the distinct assets, the algorithm (default: the
+    running one) and its bcolz reader (None where the block read does not apply)."""
+    index = pd.Index(list(dict.fromkeys(assets)), dtype=object)
+    if algo is None:
+        from zipline.utils.algo_instance import get_algo_instance
+
+        algo = get_algo_instance()
+    reader = None if algo is None or len(index) == 0 else _bcolz_reader(algo)
+    return index, algo, reader
+
+
+def _session_and_sids(algo, index):
+    """The current session (naive), and which assets are equities with their sids (-1 else)."""
+    from zipline.assets import Equity
+
+    session = pd.Timestamp(algo.trading_calendar.minute_to_session(algo.get_datetime()))
+    is_equity = np.fromiter((type(a) is Equity for a in index), dtype=bool, count=len(index))
+    sids = np.fromiter((int(a.sid) if e else -1 for a, e in zip(index, is_equity)),
+                       dtype=np.int64, count=len(index))
+    return session.tz_localize(None) if session.tzinfo else session, is_equity, sids
+
+
 def _index_of(reader):
     hit = _INDEXES.get(id(reader))
     if hit is None or hit[0] is not reader:
@@ -177,32 +200,20 @@ def bar_snapshot(data, assets, algo=None):
     -------
     BarSnapshot
     """
-    index = pd.Index(list(dict.fromkeys(assets)), dtype=object)
+    index, algo, reader = _book(assets, algo)
     n = len(index)
     if n == 0:
         empty = pd.Series([], index=index, dtype=float)
         return BarSnapshot(index, empty, empty.astype(bool), 0)
-    if algo is None:
-        from zipline.utils.algo_instance import get_algo_instance
-
-        algo = get_algo_instance()
-    reader = None if algo is None else _bcolz_reader(algo)
     if reader is None:
         return _slow(data, index, np.ones(n, dtype=bool), np.full(n, np.nan), np.zeros(n, bool))
-    from zipline.assets import Equity
-
-    session = algo.trading_calendar.minute_to_session(algo.get_datetime())
-    session_naive = pd.Timestamp(session).tz_localize(None) if pd.Timestamp(session).tzinfo \
-        else pd.Timestamp(session)
-    is_equity = np.fromiter((type(a) is Equity for a in index), dtype=bool, count=n)
-    sids = np.fromiter((int(a.sid) if e else -1 for a, e in zip(index, is_equity)),
-                       dtype=np.int64, count=n)
+    session, is_equity, sids = _session_and_sids(algo, index)
     idx = _index_of(reader)
     starts, ends, autos = idx.lifetimes(sids, index)
-    day = session_naive.value
+    day = session.value
     alive = is_equity & (starts != NAT) & (starts <= day) & (ends >= day)
     auto_ok = (autos == NAT) | (day <= autos)
-    rows = idx.rows(sids, session_naive)
+    rows = idx.rows(sids, session)
     raw = np.zeros(n, dtype=np.float64)
     have = rows >= 0
     if have.any():
@@ -317,24 +328,13 @@ def bar_returns(data, assets, algo=None):
     pandas.Series
         Returns by asset.
     """
-    index = pd.Index(list(dict.fromkeys(assets)), dtype=object)
+    index, algo, reader = _book(assets, algo)
     n = len(index)
     out = np.full(n, np.nan)
-    if algo is None:
-        from zipline.utils.algo_instance import get_algo_instance
-
-        algo = get_algo_instance()
-    reader = None if algo is None or n == 0 else _bcolz_reader(algo)
     todo = np.ones(n, dtype=bool)
     if reader is not None:
-        from zipline.assets import Equity
-
         idx = _index_of(reader)
-        session = pd.Timestamp(algo.trading_calendar.minute_to_session(algo.get_datetime()))
-        session = session.tz_localize(None) if session.tzinfo else session
-        is_equity = np.fromiter((type(a) is Equity for a in index), dtype=bool, count=n)
-        sids = np.fromiter((int(a.sid) if e else -1 for a, e in zip(index, is_equity)),
-                           dtype=np.int64, count=n)
+        session, _, sids = _session_and_sids(algo, index)
         rows = idx.rows(sids, session)
         known = sids >= 0
         first = np.where(known, idx.first[np.clip(sids, 0, len(idx.first) - 1)], -1)

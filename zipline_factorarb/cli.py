@@ -25,6 +25,8 @@ from pathlib import Path
 
 import click
 
+from .data.register import load_user_extensions
+
 BEGIN = "# >>> zipline-factorarb >>>"
 END = "# <<< zipline-factorarb <<<"
 BLOCK = (
@@ -62,10 +64,9 @@ def extension_option(f):
              "does")(f)
 
 
-def _load_extensions(extensions):
-    from .data.register import load_user_extensions
-
-    load_user_extensions(extensions)
+ZIPLINE_ROOT_OPTION = click.option(
+    "--zipline-root", type=click.Path(file_okay=False), default=None,
+    help="zipline's root folder (default: $ZIPLINE_ROOT or ~/.zipline).")
 
 
 @click.group()
@@ -75,8 +76,7 @@ def main():
 
 
 @main.command("install-extension")
-@click.option("--zipline-root", type=click.Path(file_okay=False), default=None,
-              help="zipline's root folder (default: $ZIPLINE_ROOT or ~/.zipline).")
+@ZIPLINE_ROOT_OPTION
 def install_extension(zipline_root):
     """Make plain `zipline` load the factorarb bundles.
 
@@ -101,7 +101,7 @@ def install_extension(zipline_root):
 
 
 @main.command("uninstall-extension")
-@click.option("--zipline-root", type=click.Path(file_okay=False), default=None)
+@ZIPLINE_ROOT_OPTION
 def uninstall_extension(zipline_root):
     """Remove the block that install-extension added (nothing else)."""
     path = _zipline_root(zipline_root) / "extension.py"
@@ -140,7 +140,7 @@ def list_bundles(extensions):
     from .data.register import REGISTERED
     from .data.writer import SUMMARY_FILE
 
-    _load_extensions(extensions)
+    load_user_extensions(extensions)
     listed = dict(REGISTERED)
     for name in sorted(registry):
         if name not in listed and (name not in ZIPLINE_BUILT_IN_BUNDLES or _ingestions(name)):
@@ -195,7 +195,7 @@ def demo(algorithm, start, end, out_dir, report, bundle, extensions):
     """Run the main algorithm on the embedded sample and write its results."""
     root = _zipline_root()
     click.echo(f"ZIPLINE_ROOT: {root}")
-    _load_extensions(extensions)
+    load_user_extensions(extensions)
     if bundle != "factorarb-sample":
         from zipline.data.bundles import bundles as registry
 
@@ -288,7 +288,7 @@ def tearsheet(perf_pickle, out_dir, bundle, benchmark, benchmark_returns, period
     if benchmark and benchmark_returns:
         raise click.UsageError("give --benchmark or --benchmark-returns, not both")
     if bundle:
-        _load_extensions(extensions)
+        load_user_extensions(extensions)
     try:
         written = _write_report(perf_pickle, out_dir, bundle=bundle, benchmark=benchmark,
                                 benchmark_returns=benchmark_returns, periods=periods,
@@ -303,22 +303,19 @@ def tearsheet(perf_pickle, out_dir, bundle, benchmark, benchmark_returns, period
 
 
 def _summarise(pickle):
-    import numpy as np
     import pandas as pd
 
+    from .analysis.perf import benchmark_returns_of
+    from .kernels.performance import sharpe_ratio
+
     perf = pd.read_pickle(pickle)
-    rets = perf["returns"]
-    bench = None
-    if "benchmark_period_return" in perf:
-        cum = 1.0 + perf["benchmark_period_return"]
-        bench = (cum / cum.shift(1) - 1.0).iloc[1:]
-    ann = np.sqrt(252)
     lines = [f"{len(perf)} sessions {perf.index[0].date()} .. {perf.index[-1].date()}",
              f"total return {perf['algorithm_period_return'].iloc[-1]:+.2%}, "
-             f"Sharpe {ann * rets.mean() / rets.std():.2f}"]
-    if bench is not None:
+             f"Sharpe {sharpe_ratio(perf['returns']):.2f}"]
+    bench = benchmark_returns_of(perf)
+    if bench is not None:  # the first session has no benchmark return of its own
         lines.append(f"benchmark total return {perf['benchmark_period_return'].iloc[-1]:+.2%}, "
-                     f"Sharpe {ann * bench.mean() / bench.std():.2f}")
+                     f"Sharpe {sharpe_ratio(bench.iloc[1:]):.2f}")
     from .records import EX_ANTE_TEV, EXPECTED_COST, REALISED_COST
 
     if EX_ANTE_TEV in perf:
@@ -413,7 +410,7 @@ def evaluate_factor_cmd(factor, bundle, start, end, out_dir, horizons, lags, nw_
     except ParameterError as exc:
         raise refuse(exc) from None
     progress = Phases("evaluate-factor", stream=None if quiet else "stderr")
-    _load_extensions(extensions)
+    load_user_extensions(extensions)
     try:
         evaluation = evaluate_factor(factor, bundle, start, end, horizons=hs, quantiles=quantiles,
                                      params=parsed, lags=lag_list, nw_lags=nw_lags,

@@ -37,15 +37,9 @@ class BundleDataError(click.ClickException, ValueError):
         self.symbol = symbol
         self.row = row
         self.date = date
-        where = []
-        if file is not None:
-            where.append(f"file {file}")
-        if row is not None:
-            where.append(f"line {row}")
-        if symbol is not None:
-            where.append(f"symbol {symbol}")
-        if date is not None:
-            where.append(f"date {date}")
+        where = [f"{what} {value}" for what, value in
+                 (("file", file), ("line", row), ("symbol", symbol), ("date", date))
+                 if value is not None]
         self.reason = message
         super().__init__(f"{', '.join(where)}: {message}" if where else message)
 

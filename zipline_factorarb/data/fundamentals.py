@@ -29,6 +29,9 @@ import numpy as np
 import pandas as pd
 
 from .errors import BundleDataError
+from .parsing import parse_numbers, parse_rows
+from .sources import _price_files, _read_frame, _table_files, file_stem
+from .validation import _first_bad, check_no_duplicates
 
 #: Stored beside the asset db and the bars in each ingestion folder.
 FUNDAMENTALS_FILE = "fundamentals.parquet"
@@ -40,7 +43,6 @@ RESERVED_NAMES = frozenset({
     "date", "symbol", "sid", "open", "high", "low", "close", "volume", "adj_close",
     "dividend", "split", "column", "columns", "has",
 })
-_SUFFIXES = (".csv", ".csv.gz", ".parquet", ".pq")
 
 
 def _check_name(name, where):
@@ -58,8 +60,7 @@ def _files_in(path):
         return [path]
     if not path.is_dir():
         raise BundleDataError("fundamentals file or folder not found", file=str(path))
-    files = [p for p in sorted(path.iterdir())
-             if p.is_file() and not p.name.startswith(".") and p.name.lower().endswith(_SUFFIXES)]
+    files = _table_files(path)
     if not files:
         raise BundleDataError("no fundamentals files (*.csv, *.csv.gz, *.parquet) in the folder",
                               file=str(path))
@@ -72,8 +73,6 @@ def _long_frame(df, path, value_columns, symbol_hint=None):
     Cells are parsed by the same strict rules as prices
     (:mod:`~zipline_factorarb.data.parsing`).
     """
-    from .parsing import parse_numbers, parse_rows
-
     df = df.copy()
     if "symbol" not in df.columns:
         if symbol_hint is None:
@@ -98,13 +97,9 @@ def read_fundamentals_files(path):
     names; normalised to lower case with underscores, like price columns).
     Returns the long frame ``date, symbol, <columns>, _file, _row``.
     """
-    from .sources import _normalise_columns, _read_table
-
     frames = []
     for file in _files_in(path):
-        df = _normalise_columns(_read_table(file))
-        if "date" not in df.columns and df.index.name and str(df.index.name).lower() == "date":
-            df = df.reset_index().rename(columns=str.lower)
+        df = _read_frame(file)
         values = [c for c in df.columns if c not in ("date", "symbol")]
         if not values:
             raise BundleDataError(
@@ -122,16 +117,12 @@ def read_price_file_columns(directory, columns):
     A column may be in some files and not others; a column found in no price
     file raises.
     """
-    from .sources import _normalise_columns, _price_files, _read_table, file_stem
-
     columns = [str(c).strip().lower().replace(" ", "_") for c in columns]
     for col in columns:
         _check_name(col, str(directory))
     frames, found = [], set()
     for file in _price_files(Path(directory).expanduser()):
-        df = _normalise_columns(_read_table(file))
-        if "date" not in df.columns and df.index.name and str(df.index.name).lower() == "date":
-            df = df.reset_index().rename(columns=str.lower)
+        df = _read_frame(file)
         present = [c for c in columns if c in df.columns]
         if not present:
             continue
@@ -162,17 +153,11 @@ def validate_fundamentals(frame, symbols):
         date; rows without any value are dropped.
     """
     values = [c for c in frame.columns if c not in ("date", "symbol", "_file", "_row")]
-    known = pd.Index(symbols)
-    unknown = ~frame["symbol"].isin(known).to_numpy()
-    if unknown.any():
-        i = int(np.flatnonzero(unknown)[0])
-        others = sorted(set(frame.loc[unknown, "symbol"]))
-        raise BundleDataError(
-            f"symbol has no prices in the bundle ({len(others)} such symbol(s): "
-            f"{', '.join(others[:10])}{' ...' if len(others) > 10 else ''})",
-            file=frame["_file"].iloc[i], row=int(frame["_row"].iloc[i]),
-            symbol=frame["symbol"].iloc[i], date=str(frame["date"].iloc[i].date()))
-    from .validation import check_no_duplicates
+    unknown = ~frame["symbol"].isin(pd.Index(symbols)).to_numpy()
+    others = sorted(set(frame.loc[unknown, "symbol"]))
+    _first_bad(frame, unknown, lambda r: (
+        f"symbol has no prices in the bundle ({len(others)} such symbol(s): "
+        f"{', '.join(others[:10])}{' ...' if len(others) > 10 else ''})"), count_hint=False)
 
     for col in values:
         check_no_duplicates(frame[frame[col].notna()],

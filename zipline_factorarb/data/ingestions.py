@@ -1,51 +1,13 @@
 """Atomic ingestions: whatever stops ``zipline ingest``, the previous good
 ingestion stays the one ``zipline run`` loads.
 
-How zipline ingests by default, and why it is not enough
---------------------------------------------------------
-``zipline.data.bundles.ingest`` first creates the empty timestamped folder
-``$ZIPLINE_ROOT/data/<bundle>/<timestamp>``, has the bundle write into a
-temporary folder (``tempfile.mkdtemp``) and, on success, copies that folder
-file by file into the timestamped one. A process stopped by a signal
-before or during that copy leaves an empty or half-copied timestamped folder,
-which ``zipline run`` then takes as the newest ingestion and fails on; the
-temporary folder is leaked; a failed ingest leaves an empty ``.cache``.
-
-What this module does instead
------------------------------
-The project's bundles are registered with ``create_writers=False`` (see
-:func:`register_atomic`), so zipline creates no temporary folder and copies
-nothing. :func:`atomic_ingest` then
-
-1. writes a lock file ``.factorarb-ingest-<timestamp>.lock`` (process id,
-   host, process start time) next to the ingestions;
-2. creates zipline's writers in the hidden staging folder
-   ``.factorarb-ingest-<timestamp>.partial`` of the same bundle folder (hidden
-   names are invisible to zipline) and lets the bundle write there;
-3. writes the completion manifest :data:`MANIFEST_FILE` (every file's
-   relative path and size) as the very last file;
-4. renames the staging folder onto the timestamped folder in one
-   ``os.replace`` (the same file system, so the ingestion appears complete or
-   not at all), and removes the lock.
-
-While it runs, SIGTERM is turned into ``SystemExit(143)`` so that the same
-cleanup as for an error or Ctrl-C (SIGINT) runs; the previous handler is put
-back afterwards.
-
-SIGKILL (or a power cut) cannot be caught. Therefore :func:`sweep` runs at
-the start of every ingest of these bundles and whenever they are registered,
-which zipline does before every command (``$ZIPLINE_ROOT/extension.py`` or
-``-e``). For each bundle of this project it removes, with a warning naming
-the folder,
-
-- timestamped folders without a complete manifest (empty, or files missing or
-  of another size than listed), unless a live process holds their lock;
-- staging folders and lock files of processes that no longer run;
-- an empty ``.cache`` folder.
-
-Timestamped folders written before manifests existed (no manifest, but
-zipline's asset db, adjustments db and daily bars present) are left alone.
-Bundles that are not this project's are never looked at.
+The project's bundles are registered with ``create_writers=False``
+(:func:`register_atomic`); :func:`atomic_ingest` writes a lock file, lets the
+bundle write into a hidden staging folder, adds the completion manifest
+:data:`MANIFEST_FILE` last and renames the folder into place in one
+``os.replace``. :func:`sweep` removes what a killed ingest left behind. The
+full procedure, what is removed and why, is in ``docs/ingest.md``
+("An ingestion appears whole or not at all").
 """
 
 from __future__ import annotations
@@ -240,15 +202,12 @@ def _sweep(bundle, environ):
     for name in sorted(names):
         path = folder / name
         if name.startswith(_PREFIX):
-            for suffix in (_LOCK_SUFFIX, _STAGING_SUFFIX):
-                if name.endswith(suffix):
-                    stamp = name[len(_PREFIX):-len(suffix)]
-                    if stamp not in held:
-                        what = ("lock of a stopped ingest" if suffix == _LOCK_SUFFIX
-                                else "staging folder of a stopped ingest")
-                        if suffix == _STAGING_SUFFIX or path.exists():
-                            _remove(path, what)
-                            removed.append(path)
+            for suffix, what in ((_LOCK_SUFFIX, "lock"), (_STAGING_SUFFIX, "staging folder")):
+                stamp = name[len(_PREFIX):-len(suffix)]
+                if name.endswith(suffix) and stamp not in held and (
+                        suffix == _STAGING_SUFFIX or path.exists()):
+                    _remove(path, f"{what} of a stopped ingest")
+                    removed.append(path)
         elif _is_ingestion_name(name) and path.is_dir() and name not in held:
             why = check_ingestion(path)
             if why is not None:
@@ -301,8 +260,7 @@ def _make_writers(staging, bundle, calendar, start_session, end_session):
     )
 
     def here(relative):  # (bundle, timestamp, name) -> staging/name
-        path = staging.joinpath(*relative[2:])
-        return str(path)
+        return str(staging.joinpath(*relative[2:]))
 
     minutes_per_day = getattr(bundles.get(bundle), "minutes_per_day", 390)
     daily_path = here(daily_equity_relative(bundle, "x"))

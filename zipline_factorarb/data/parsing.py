@@ -1,27 +1,11 @@
 """Strict parsing of the cells of user price and metadata files.
 
-Every value must be a plain number or a plain date; anything else is a
-:class:`~.errors.BundleDataError` naming the file, line, symbol (and date)
-and saying what was expected, with a hint for the usual causes: thousands
-separators, percent signs or units, time zones, day-first dates, integer
-dates such as ``20190102``. Nothing is coerced silently.
-
-Dates
------
-The session of a row is the calendar date written in its date column
-(``YYYY-MM-DD``; ``YYYY/MM/DD`` is accepted too). A time of day may follow
-(``2019-01-02 16:00:00`` or ``2019-01-02T16:00``) and is ignored. A UTC
-offset or zone (``2019-01-02T00:00:00+09:00``, ``...Z``) is accepted only
-with a time of midnight, where it labels the date written; any other time
-with a zone is refused, because the session of an instant depends on which
-clock was meant. The date is never shifted by a conversion between zones.
-The same rules apply to date columns stored as timestamps in Parquet files.
-
-Numbers
--------
-Plain decimal numbers (``1234.5``, ``-0.25``, ``1e-3``). Empty cells and the
-usual missing markers (``NA``, ``N/A``, ``NaN``, ``null``, ``None``,
-``#N/A``) are missing values; infinite values are refused.
+Every value must be a plain number (missing markers such as ``NA`` give NaN)
+or a plain ``YYYY-MM-DD`` date (a time of day is ignored; a zone only with
+midnight, never shifting the date); anything else is a
+:class:`~.errors.BundleDataError` naming the file, line, symbol (and date),
+with a hint for the usual cause. Nothing is coerced silently. The full rules
+are in ``docs/ingest.md`` ("Every cell parsed strictly").
 """
 
 from __future__ import annotations

@@ -99,18 +99,14 @@ def _session(value, what):
     return ts.normalize()
 
 
-def _load_sample(environ):
-    from .sources import load_sample
-
-    return load_sample()
-
-
 def register_sample_bundle(name=SAMPLE_BUNDLE):
     """Register the embedded sample (skfolio's datasets; no network)."""
     from .ingestions import register_atomic
+    from .sources import load_sample
     from .writer import make_ingest
 
-    register_atomic(name, make_ingest(_load_sample, describe=name), calendar_name=CALENDAR)
+    register_atomic(name, make_ingest(lambda environ: load_sample(), describe=name),
+                    calendar_name=CALENDAR)
     REGISTERED[name] = "embedded sample: 20 US large caps 1990-2022, S&P 500 index, 5 factor ETFs"
     return name
 

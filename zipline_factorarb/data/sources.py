@@ -176,6 +176,14 @@ def _normalise_columns(df: pd.DataFrame) -> pd.DataFrame:
     return df.rename(columns={k: v for k, v in aliases.items() if k in df.columns and v not in df.columns})
 
 
+def _read_frame(path, numeric=()):
+    """:func:`_read_table` with normalised column names; a ``date`` index becomes a column."""
+    df = _normalise_columns(_read_table(Path(path), numeric))
+    if "date" not in df.columns and df.index.name and str(df.index.name).lower() == "date":
+        df = df.reset_index().rename(columns=str.lower)
+    return df
+
+
 def _missing_columns_error(path, found, missing):
     hints = []
     for col in missing:
@@ -197,26 +205,18 @@ def file_stem(path) -> str:
     return name.split(".")[0]
 
 
+def _table_files(directory):
+    """The visible CSV / Parquet files of a folder (:data:`PRICE_SUFFIXES`), sorted by name."""
+    return [p for p in sorted(Path(directory).iterdir()) if p.is_file()
+            and not p.name.startswith(".") and p.name.lower().endswith(PRICE_SUFFIXES)]
+
+
 def _price_files(directory: Path):
-    files = []
-    for path in sorted(directory.iterdir()):
-        if not path.is_file() or path.name.startswith("."):
-            continue
-        lower = path.name.lower()
-        if not lower.endswith(PRICE_SUFFIXES):
-            continue
-        if file_stem(path).lower() in METADATA_STEMS:
-            continue
-        files.append(path)
-    return files
+    return [p for p in _table_files(directory) if file_stem(p).lower() not in METADATA_STEMS]
 
 
 def _metadata_file(directory: Path):
-    found = [
-        p for p in sorted(directory.iterdir())
-        if p.is_file() and file_stem(p).lower() in METADATA_STEMS
-        and p.name.lower().endswith(PRICE_SUFFIXES)
-    ]
+    found = [p for p in _table_files(directory) if file_stem(p).lower() in METADATA_STEMS]
     if len(found) > 1:
         raise BundleDataError(
             f"more than one metadata file: {[p.name for p in found]}; keep one", file=str(directory)
@@ -227,9 +227,7 @@ def _metadata_file(directory: Path):
 def read_price_file(path: Path) -> pd.DataFrame:
     """Read one price file (long with a ``symbol`` column, or one symbol)."""
     path = Path(path)
-    df = _normalise_columns(_read_table(path, numeric=(*PRICE_COLUMNS, *OPTIONAL_PRICE_COLUMNS)))
-    if "date" not in df.columns and df.index.name and str(df.index.name).lower() == "date":
-        df = df.reset_index().rename(columns=str.lower)
+    df = _read_frame(path, numeric=(*PRICE_COLUMNS, *OPTIONAL_PRICE_COLUMNS))
     symbol_hint = None
     if "symbol" not in df.columns:
         symbol_hint = file_stem(path).upper()
@@ -256,7 +254,7 @@ def read_metadata_file(path: Path) -> pd.DataFrame:
     ``attrs["notes"]`` says so); an empty ``asset_type`` cell is an error.
     """
     path = Path(path)
-    df = _normalise_columns(_read_table(path))
+    df = _read_frame(path)
     notes = []
     if "asset_type" not in df.columns and "symbol" in df.columns:
         df["asset_type"] = "stock"

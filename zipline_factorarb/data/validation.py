@@ -25,9 +25,6 @@ MIN_PRICE = 0.001
 #: A price whose rounding to thousandths changes it by more than this
 #: fraction is refused (0.0456 would be stored as 0.046, 0.9% off).
 PRICE_ROUNDING_TOLERANCE = 1e-3
-#: zipline stores volume as uint32 (whole shares); fractional volumes are
-#: rounded to the nearest integer and the rows counted in the summary.
-
 #: One-day changes of adj_close / close smaller than this are float noise of
 #: the source (Yahoo's adjusted closes carry ~1e-6), not a dividend.
 ADJ_RATIO_TOLERANCE = 1e-5
@@ -280,9 +277,6 @@ def _resolve_metadata(metadata, symbols, notes):
                          symbol=rec["symbol"])
             try:
                 sector = sector_code(rec["sector"])
-            except KeyError as exc:
-                raise BundleDataError(exc.args[0], **where) from None
-            try:
                 atype = ASSET_TYPES[asset_type_code(rec["asset_type"])]
             except KeyError as exc:
                 raise BundleDataError(exc.args[0], **where) from None
@@ -366,7 +360,7 @@ def _locator(symbol, group):
     return where
 
 
-def _derive_adjustments(symbol, frame, notes, check=None, where=None):
+def _derive_adjustments(symbol, frame, notes, check, where):
     """Dividends and splits implied by adj_close / close (Yahoo convention).
 
     With k_t = adj_close_t / close_t, a one-day ratio r_t = k_{t-1} / k_t
@@ -376,10 +370,9 @@ def _derive_adjustments(symbol, frame, notes, check=None, where=None):
     1 / :data:`SPLIT_RATIO_THRESHOLD` is a reverse split. A move larger than
     :data:`REVERSAL_THRESHOLD` that the next session undoes is a glitch of one
     cell, and a split ratio that is not plausible (:func:`split_problem`) is
-    refused or quarantined by ``check``.
+    refused or quarantined by ``check`` (an :class:`_AdjustmentCheck`); ``where``
+    is the :func:`_locator` of the symbol's rows.
     """
-    check = check or _AdjustmentCheck("raise", None, [])
-    where = where or (lambda d: dict(symbol=symbol, date=str(pd.Timestamp(d).date())))
     k = (frame["adj_close"] / frame["close"]).to_numpy()
     r = k[:-1] / k[1:]
     dates = frame.index[1:]

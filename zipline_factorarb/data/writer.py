@@ -34,21 +34,13 @@ def write_bundle(prepared, asset_db_writer, daily_bar_writer, adjustment_writer,
     """
     assets = prepared.assets.reset_index(drop=True)
     sids = pd.Index(assets["symbol"])  # sid = position in the sorted symbol list
-    equities = pd.DataFrame({
-        "symbol": assets["symbol"],
-        "asset_name": assets["asset_name"],
-        "start_date": assets["start_date"],
-        "end_date": assets["end_date"],
-        "first_traded": assets["start_date"],
-        "auto_close_date": assets["end_date"] + pd.Timedelta(days=1),
-        "exchange": assets["exchange"],
-    })
+    equities = assets[["symbol", "asset_name", "start_date", "end_date", "exchange"]].assign(
+        first_traded=assets["start_date"],
+        auto_close_date=assets["end_date"] + pd.Timedelta(days=1))
     equities.index.name = "sid"
-    exchanges = pd.DataFrame({
-        "exchange": sorted(assets["exchange"].unique()),
-    })
-    exchanges["canonical_name"] = exchanges["exchange"]
-    exchanges["country_code"] = country_code
+    names = sorted(assets["exchange"].unique())
+    exchanges = pd.DataFrame({"exchange": names, "canonical_name": names,
+                              "country_code": country_code})
     supplementary = []
     for sid, rec in assets.iterrows():
         supplementary.append(dict(sid=sid, field="sector", value=str(int(rec["sector"]))))
@@ -59,24 +51,18 @@ def write_bundle(prepared, asset_db_writer, daily_bar_writer, adjustment_writer,
     asset_db_writer.write(equities=equities, exchanges=exchanges,
                           equity_supplementary_mappings=supplementary)
 
-    def frames():
-        for sid, symbol in enumerate(sids):
-            yield sid, prepared.bars[symbol]
-
-    daily_bar_writer.write(frames(), show_progress=show_progress)
+    daily_bar_writer.write(((sid, prepared.bars[symbol]) for sid, symbol in enumerate(sids)),
+                           show_progress=show_progress)
 
     splits = prepared.splits.assign(sid=lambda d: sids.get_indexer(d["symbol"]))
     splits = splits[["sid", "ratio", "effective_date"]].astype(
         {"sid": np.int64, "ratio": float})
     divs = prepared.dividends.assign(sid=lambda d: sids.get_indexer(d["symbol"]))
+    ex_date = pd.to_datetime(divs["ex_date"])  # also the declared, record and pay dates
     divs = pd.DataFrame({
         "sid": divs["sid"].astype(np.int64),
-        "ex_date": pd.to_datetime(divs["ex_date"]),
-        "declared_date": pd.to_datetime(divs["ex_date"]),
-        "record_date": pd.to_datetime(divs["ex_date"]),
-        "pay_date": pd.to_datetime(divs["ex_date"]),
-        "amount": divs["amount"].astype(float),
-    })
+        **dict.fromkeys(("ex_date", "declared_date", "record_date", "pay_date"), ex_date),
+        "amount": divs["amount"].astype(float)})
     splits["effective_date"] = pd.to_datetime(splits["effective_date"])
     adjustment_writer.write(splits=splits, dividends=divs)
 

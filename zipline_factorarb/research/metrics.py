@@ -1,38 +1,14 @@
 """The numbers a sweep records for each backtest, from zipline's perf frame.
 
-Conventions (as empyrical and pyfolio): simple daily returns, 252 sessions a
-year, sample standard deviation, no risk-free rate. The benchmark's daily
-returns are recovered from zipline's cumulative ``benchmark_period_return``.
-
-- ``sharpe``: mean / std of daily returns x sqrt(252);
-- ``total_return``: compounded return over the test window;
-- ``max_drawdown``: most negative wealth / running peak - 1 (<= 0);
-- ``annual_turnover``: traded notional (buys plus sells) over the window,
-  divided by the mean portfolio value, per year: rebuilding the whole book
-  once counts 2;
-- ``tracking_error``: annualised std of daily active returns (strategy minus
-  benchmark); ``information_ratio``: annualised mean active return /
-  tracking error;
-- ``n_trades``: number of fills (zipline transactions);
-- ``daily_sharpe``: mean / std of daily returns, not annualised (the unit of
-  the statistics below); ``returns_skew`` and ``returns_kurtosis``: the daily
-  returns' skewness and (Pearson, not excess: 3 for a normal) kurtosis,
-  population moments;
-- ``psr``: probabilistic Sharpe ratio (Bailey and Lopez de Prado 2012), the
-  probability that the true Sharpe ratio is above zero given the track
-  record's length, skewness and kurtosis.
-
-Selection. A grid always has a best Sharpe ratio; :func:`deflated_sharpe_table`
-gives, per fold, the deflated Sharpe ratio of the best grid point (Bailey and
-Lopez de Prado 2014): its PSR against the Sharpe ratio the best of N trials
-would reach by chance, ``SR0 = std(SR_trials) [(1 - g) Z^-1(1 - 1/N) + g
-Z^-1(1 - 1/(N e))]`` (g: Euler-Mascheroni), with N the grid points of the fold
-and ``std(SR_trials)`` the standard deviation of their daily Sharpe ratios.
-:func:`selection_table` says how the grid point that was best on the earlier
-folds ranks on the next one. The same formulas as skfolio's
-``probabilistic_sharpe_ratio``, ``expected_max_sharpe_ratio`` and
-``deflated_sharpe_ratio`` (checked against them in the tests), on stored
-per-run moments rather than return series.
+Conventions (as empyrical and pyfolio, through
+:mod:`zipline_factorarb.kernels.performance`): simple daily returns, 252
+sessions a year, sample standard deviation, no risk-free rate; the benchmark's
+daily returns are recovered from zipline's cumulative
+``benchmark_period_return``. ``docs/research.md`` defines each column of the
+results table. The selection statistics (:func:`probabilistic_sharpe_ratio`,
+:func:`expected_max_sharpe`, :func:`deflated_sharpe_ratio`, Bailey and Lopez de
+Prado 2012 and 2014) use the same formulas as skfolio's (checked against them
+in the tests), on stored per-run moments rather than return series.
 """
 
 from __future__ import annotations

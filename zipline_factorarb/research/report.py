@@ -12,6 +12,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from .metrics import _grid_labels, deflated_sharpe_table, fold_summary, selection_table
+
 MAX_TABLE_ROWS = 40
 
 
@@ -22,10 +24,6 @@ def _figure(width, height):
     fig = Figure(figsize=(width, height), dpi=110)
     FigureCanvasAgg(fig)
     return fig
-
-
-def _label(params, values):
-    return ", ".join(f"{p}={v}" for p, v in zip(params, values))
 
 
 def _annotated(ax, table, metric, fmt="{:.2f}", rotate=True):
@@ -97,8 +95,7 @@ def fold_table(results, params, metric="sharpe"):
     sorted by the mean, best first.
     """
     frame = results.copy()
-    frame["grid_point"] = [_label(params, vals) for vals in
-                           zip(*(frame[p] for p in params))] if params else "all"
+    frame["grid_point"] = _grid_labels(frame, params)
     years = frame.groupby("fold")["test_start"].min()
     ends = frame.groupby("fold")["test_end"].max()
     names = {f: f"fold {f} ({pd.Timestamp(years[f]).date()} .. {pd.Timestamp(ends[f]).date()})"
@@ -169,34 +166,27 @@ def write_report(results, params, out, metric="sharpe", heatmaps=None):
     """
     out = Path(out)
     files = {}
+
+    def save(name, filename, write, **kwargs):
+        files[name] = out / filename
+        write(files[name], **kwargs)
+
     if metric not in results.columns:
         raise ValueError(f"report metric {metric!r} is not a results column; use one of "
                          "sharpe, total_return, max_drawdown, information_ratio, ...")
-    ok = results[results["status"] == "ok"]
     varying = [p for p in params if results[p].nunique(dropna=False) > 1]
-    from .metrics import fold_summary
-
-    summary = fold_summary(results, params, metric)
-    summary.to_csv(out / "summary.csv")
-    files["summary"] = out / "summary.csv"
-    if ok.empty:
+    save("summary", "summary.csv", fold_summary(results, params, metric).to_csv)
+    if (results["status"] != "ok").all():
         return files
-    from .metrics import deflated_sharpe_table, selection_table
-
     if "daily_sharpe" in results.columns:
-        deflated = deflated_sharpe_table(results, params)
-        deflated.to_csv(out / "deflated_sharpe.csv", index=False)
-        files["deflated_sharpe"] = out / "deflated_sharpe.csv"
+        save("deflated_sharpe", "deflated_sharpe.csv",
+             deflated_sharpe_table(results, params).to_csv, index=False)
     table = fold_table(results, params, metric)
-    table.to_csv(out / "fold_table.csv")
-    files["fold_table"] = out / "fold_table.csv"
+    save("fold_table", "fold_table.csv", table.to_csv)
     selection = selection_table(results, params, metric)
     if len(selection):
-        selection.to_csv(out / "selection.csv", index=False)
-        files["selection"] = out / "selection.csv"
-    fig = fold_table_figure(table, metric, selection)
-    fig.savefig(out / "fold_table.png")
-    files["fold_table_png"] = out / "fold_table.png"
+        save("selection", "selection.csv", selection.to_csv, index=False)
+    save("fold_table_png", "fold_table.png", fold_table_figure(table, metric, selection).savefig)
 
     pairs = [tuple(p) for p in heatmaps] if heatmaps else \
         list(itertools.combinations(varying, 2))[:6]
@@ -206,12 +196,8 @@ def write_report(results, params, out, metric="sharpe", heatmaps=None):
                 raise ValueError(f"report.heatmaps: {name!r} is not a grid parameter; "
                                  f"use names from {params}")
         fig, _ = metric_heatmap(results, a, b, metric)
-        path = out / f"heatmap_{a}__{b}.png"
-        fig.savefig(path)
-        files[f"heatmap_{a}__{b}"] = path
+        save(f"heatmap_{a}__{b}", f"heatmap_{a}__{b}.png", fig.savefig)
     if len(varying) == 1:
         fig, _ = metric_profile(results, varying[0], metric)
-        path = out / f"profile_{varying[0]}.png"
-        fig.savefig(path)
-        files[f"profile_{varying[0]}"] = path
+        save(f"profile_{varying[0]}", f"profile_{varying[0]}.png", fig.savefig)
     return files

@@ -25,6 +25,7 @@ import types
 from contextlib import contextmanager
 
 from ..algo import PARAMS_ENV
+from ..data.register import load_user_extensions
 
 # Runs in one process take turns: the parameters reach the algorithm through
 # os.environ, and zipline keeps the running algorithm in process-wide state.
@@ -97,13 +98,6 @@ def _root_environ(zipline_root):
     return env
 
 
-def _register(environ, extensions):
-    """Register our bundles and load the root's extension.py and the spec's extensions."""
-    from ..data.register import load_user_extensions
-
-    load_user_extensions(list(extensions or ()), environ=environ)
-
-
 def _empty_row(task):
     fold = task["fold"]
     row = dict(
@@ -157,7 +151,7 @@ def run_one(task):
         environ[PARAMS_ENV] = json.dumps(task["params"], sort_keys=True)
         with _RUN_LOCK, environ_set({k: environ[k] for k in (PARAMS_ENV, "ZIPLINE_ROOT")
                                      if k in environ}):
-            _register(environ, task.get("extensions"))
+            load_user_extensions(task.get("extensions") or (), environ=environ)
             random.seed(task["seed"])
             np.random.seed(task["seed"])
             module = load_algorithm(task["algorithm_source"], task["algorithm"], task["params"])
@@ -229,7 +223,7 @@ def inspect_bundle(bundle, zipline_root=None, extensions=()):
                              "workers can see it, or point `zipline_root` to a root that has it")
             return info
         newest = stamps[0]
-        _register(environ, extensions)
+        load_user_extensions(extensions or (), environ=environ)
         if bundle not in bundles:
             info["error"] = (f"bundle {bundle!r} is ingested under {root} but not registered "
                              f"on this worker; register it in {root}/extension.py or list the "

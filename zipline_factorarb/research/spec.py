@@ -83,10 +83,6 @@ _METRICS = ("sharpe", "total_return", "annual_return", "annual_volatility", "max
             "wall_time_s")
 
 
-def _suggest(name, choices):
-    return closest_name(name, choices)
-
-
 def read_spec_file(path):
     """The raw mapping in a YAML (``.yaml``/``.yml``), TOML or JSON spec file."""
     path = Path(path)
@@ -249,7 +245,7 @@ class SweepSpec:
         unknown = [k for k in raw if k not in _KEYS]
         if unknown:
             k = unknown[0]
-            raise SpecError(f"unknown spec key {k!r}{_suggest(k, _KEYS)}; the keys are: "
+            raise SpecError(f"unknown spec key {k!r}{closest_name(k, _KEYS)}; the keys are: "
                             + ", ".join(f"{name} ({what})" for name, what in _KEYS.items()))
         if "algorithm" not in raw:
             raise SpecError("the spec needs `algorithm: path/to/algorithm.py`")
@@ -265,11 +261,9 @@ class SweepSpec:
                                 f"({type(exc).__name__}); e.g. XNYS") from None
         folds = _folds_from(raw, sessions)
 
-        grid = raw.get("grid") or {}
-        if not isinstance(grid, dict):
-            raise SpecError("`grid` must map parameter names to lists of values, e.g. "
-                            "grid: {n_long: [3, 5]}")
-        grid = {str(k): (list(v) if isinstance(v, (list, tuple)) else [v]) for k, v in grid.items()}
+        # the types of `grid` and `params` are checked by _check_types
+        grid = {str(k): (list(v) if isinstance(v, (list, tuple)) else [v])
+                for k, v in (raw.get("grid") or {}).items()}
         for name, values in grid.items():
             if not values:
                 raise SpecError(f"grid: parameter {name!r} has no values; give a list such as "
@@ -277,8 +271,6 @@ class SweepSpec:
             for v in values:
                 _jsonable(v, f"grid.{name}")
         params = raw.get("params") or {}
-        if not isinstance(params, dict):
-            raise SpecError("`params` must map parameter names to values")
         for k, v in params.items():
             _jsonable(v, f"params.{k}")
 
@@ -349,7 +341,7 @@ class SweepSpec:
                     )
                 if name not in declared:
                     raise SpecError(
-                        f"{where}: unknown parameter {name!r}{_suggest(name, declared)}; "
+                        f"{where}: unknown parameter {name!r}{closest_name(name, declared)}; "
                         f"{self.algorithm.name} takes {sorted(declared)}"
                     )
         both = set(self.grid) & set(self.params)
@@ -384,23 +376,12 @@ class SweepSpec:
                 identity = dict(algorithm_sha256=sha, bundle=self.bundle, ingestion=ingestion,
                                 params=overrides, fold=fold.to_dict(),
                                 capital_base=self.capital_base, seed=self.seed)
+                # the task carries its identity plus what the worker needs to run it
                 tasks.append(dict(
-                    run_id=stable_hash(identity),
-                    algorithm=self.algorithm.name,
-                    algorithm_source=source,
-                    algorithm_sha256=sha,
-                    bundle=self.bundle,
-                    ingestion=ingestion,
-                    fold=fold.to_dict(),
-                    grid=point,
-                    params=overrides,
-                    capital_base=self.capital_base,
-                    seed=self.seed,
-                    calendar=self.calendar,
-                    extensions=list(self.extensions),
-                    zipline_root=zipline_root,
-                    keep_perf=self.keep_perf,
-                ))
+                    identity, run_id=stable_hash(identity), algorithm=self.algorithm.name,
+                    algorithm_source=source, grid=point, calendar=self.calendar,
+                    extensions=list(self.extensions), zipline_root=zipline_root,
+                    keep_perf=self.keep_perf))
         return tasks
 
     def describe(self):
@@ -447,7 +428,7 @@ def _check_types(raw):
         names = exchange_calendars.get_calendar_names(include_aliases=True)
         if raw["calendar"] not in names:
             raise SpecError(f"calendar: {raw['calendar']!r} is not a trading calendar"
-                            f"{_suggest(raw['calendar'], names)}; e.g. XNYS")
+                            f"{closest_name(raw['calendar'], names)}; e.g. XNYS")
     for key in ("start", "end"):
         if key in raw:
             parse_day(raw[key], key)
@@ -493,13 +474,13 @@ def _check_types(raw):
         unknown = [k for k in report if k not in _REPORT_KEYS]
         if unknown:
             k = unknown[0]
-            raise SpecError(f"report: unknown key {k!r}{_suggest(k, _REPORT_KEYS)}; the keys "
+            raise SpecError(f"report: unknown key {k!r}{closest_name(k, _REPORT_KEYS)}; the keys "
                             f"are {list(_REPORT_KEYS)}")
         if "metric" in report and (not isinstance(report["metric"], str)
                                    or report["metric"] not in _METRICS):
             metric = report["metric"]
             raise SpecError(f"report: metric {metric!r} is not a numeric results column"
-                            f"{_suggest(metric, _METRICS)}; use one of {list(_METRICS)}")
+                            f"{closest_name(metric, _METRICS)}; use one of {list(_METRICS)}")
         pairs = report.get("heatmaps")
         if pairs is not None and not (isinstance(pairs, list) and all(
                 isinstance(p, list) and len(p) == 2 and all(isinstance(n, str) for n in p)
@@ -539,7 +520,7 @@ def _folds_from(raw, sessions):
     unknown = [k for k in wf if k not in _WALK_FORWARD_KEYS]
     if unknown:
         k = unknown[0]
-        raise SpecError(f"walk_forward: unknown key {k!r}{_suggest(k, _WALK_FORWARD_KEYS)}; "
+        raise SpecError(f"walk_forward: unknown key {k!r}{closest_name(k, _WALK_FORWARD_KEYS)}; "
                         f"the keys are {list(_WALK_FORWARD_KEYS)}")
     return walk_forward_folds(
         sessions, train_years=wf.get("train_years", 3), test_years=wf.get("test_years", 1),

@@ -19,6 +19,7 @@ leaves complete files behind and ``--resume`` redoes only the missing ones.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import tempfile
@@ -40,10 +41,8 @@ def _atomic_write(path, data, mode="w"):
             fh.write(data)
         os.replace(tmp, path)
     except BaseException:
-        try:
+        with contextlib.suppress(OSError):
             os.unlink(tmp)
-        except OSError:
-            pass
         raise
 
 
@@ -114,10 +113,7 @@ class RunStore:
         """
         frame = results_frame(rows, param_names)
         self.out.mkdir(parents=True, exist_ok=True)
-        parquet = self.out / "results.parquet"
-        tmp = self.out / ".results.parquet.tmp"
-        frame.to_parquet(tmp, index=False)
-        os.replace(tmp, parquet)
+        _atomic_write(self.out / "results.parquet", frame.to_parquet(index=False), mode="wb")
         _atomic_write(self.out / "results.csv", frame.to_csv(index=False))
         return frame
 

@@ -127,7 +127,7 @@ def resolve_zipline_root(zipline_root=None, spec=None):
 
 
 def _open_client(client, scheduler, n_workers, n_runs):
-    """(client, cluster_to_close) for the requested execution mode."""
+    """``(client, own_cluster, own_client)``: the last two are None or to be closed."""
     from distributed import Client, LocalCluster
 
     if client is not None:
