@@ -37,19 +37,18 @@ Run (the README's main job)::
 """
 
 import numpy as np
-from zipline.api import attach_pipeline, pipeline_output, record, set_commission, set_slippage
+from zipline.api import attach_pipeline, pipeline_output, record
 from zipline.pipeline import Pipeline
 
-from zipline_factorarb.algo import (SAMPLING_FREQUENCIES, algorithm_params, book_exposures,
-                                    first_session_of, forbid_trading_indexes,
-                                    set_benchmark_from)
+from zipline_factorarb.algo import (algorithm_params, algorithm_risk_model, book_exposures,
+                                    first_session_of, initialize_trading)
 from zipline_factorarb.optimize import (BenchmarkTracker, CostModel, LongOnly, MaximizeAlpha,
                                         MaxTurnover, NetExposure, NetGroupExposure,
                                         PositionConcentration, TrackingError,
                                         cost_records, order_optimal_portfolio, risk_records)
 from zipline_factorarb.pipeline import (HORIZONS, IsStock, Sector, alpha_scores, expected_alphas,
-                                        factor_risk_model_for_algorithm, market_cap_columns,
-                                        market_inputs, signal_columns, size_benchmark_weights)
+                                        market_cap_columns, market_inputs, signal_columns,
+                                        size_benchmark_weights)
 
 PARAMS = algorithm_params({
     # any of "wls", "kalman", "sscore"; several are blended. The s-score is the one whose
@@ -72,24 +71,16 @@ PARAMS = algorithm_params({
 
 
 def initialize(context):
-    try:
-        set_benchmark_from(PARAMS["benchmark_symbols"])
-    except LookupError:
-        pass  # run with --no-benchmark
-    forbid_trading_indexes()
+    context.costs = CostModel(PARAMS["half_spread"], PARAMS["commission_rate"], PARAMS["impact"])
+    initialize_trading(context, PARAMS["benchmark_symbols"], context.costs.commission(),
+                       context.costs.slippage())
     universe = IsStock() & Sector().notnull()
-    risk, _ = factor_risk_model_for_algorithm(
-        "auto", PARAMS["factor_symbols"], PARAMS["market_symbols"],
-        window_length=PARAMS["window"], mask=universe,
-        frequency=SAMPLING_FREQUENCIES[PARAMS["rebalance"]])  # estimated when rebalancing
+    risk, _ = algorithm_risk_model(PARAMS, universe)  # estimated when rebalancing
     columns = {**signal_columns(PARAMS["signals"], universe, rebalance=PARAMS["rebalance"]),
                **risk.pipeline_columns(),
                **market_cap_columns()}  # when the bundle stores market caps
     attach_pipeline(Pipeline(columns, screen=universe), "flagship")
     context.risk = risk
-    context.costs = CostModel(PARAMS["half_spread"], PARAMS["commission_rate"], PARAMS["impact"])
-    set_slippage(context.costs.slippage())
-    set_commission(context.costs.commission())
     context.tracker = BenchmarkTracker()
 
 

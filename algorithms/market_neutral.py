@@ -43,18 +43,16 @@ Run::
 
 import numpy as np
 import pandas as pd
-from zipline.api import attach_pipeline, pipeline_output, record, set_commission, set_slippage
+from zipline.api import attach_pipeline, pipeline_output, record
 from zipline.pipeline import Pipeline
 
-from zipline_factorarb.algo import (SAMPLING_FREQUENCIES, algorithm_params, book_exposures,
-                                    first_session_of, forbid_trading_indexes,
-                                    set_benchmark_from)
+from zipline_factorarb.algo import (algorithm_params, algorithm_risk_model, book_exposures,
+                                    first_session_of, initialize_trading)
 from zipline_factorarb.optimize import (CostModel, DollarNeutral, FactorExposure, MaximizeAlpha,
                                         MaxGrossExposure, PositionConcentration,
                                         cost_records, order_optimal_portfolio, risk_records)
 from zipline_factorarb.pipeline import (HORIZONS, IsStock, Sector, WLSResidual, alpha_scores,
-                                        expected_alphas, factor_risk_model_for_algorithm,
-                                        market_inputs, signal_columns)
+                                        expected_alphas, market_inputs, signal_columns)
 
 PARAMS = algorithm_params({
     # any of "wls", "kalman", "sscore"; several are blended. The s-score is the one whose
@@ -82,26 +80,18 @@ VARIANTS = {"industry": {}, "multi_factor": {"styles": tuple(PARAMS["styles"])},
 def initialize(context):
     if PARAMS["variant"] not in VARIANTS:
         raise ValueError(f"variant must be one of {sorted(VARIANTS)}; got {PARAMS['variant']!r}")
-    try:
-        set_benchmark_from(PARAMS["benchmark_symbols"])
-    except LookupError:
-        pass  # run with --no-benchmark
-    forbid_trading_indexes()
+    context.costs = CostModel(PARAMS["half_spread"], PARAMS["commission_rate"], PARAMS["impact"],
+                              borrow_rate=PARAMS["borrow_rate"],
+                              holding_periods=HORIZONS[PARAMS["rebalance"]])
+    initialize_trading(context, PARAMS["benchmark_symbols"], context.costs.commission(),
+                       context.costs.slippage())
     universe = IsStock() & Sector().notnull()
     context.wls = WLSResidual(mask=universe, **VARIANTS[PARAMS["variant"]])
-    context.risk, _ = factor_risk_model_for_algorithm(
-        "auto", PARAMS["factor_symbols"], PARAMS["market_symbols"],
-        window_length=PARAMS["window"], mask=universe,
-        frequency=SAMPLING_FREQUENCIES[PARAMS["rebalance"]])  # estimated when rebalancing
+    context.risk, _ = algorithm_risk_model(PARAMS, universe)  # estimated when rebalancing
     columns = {**signal_columns(PARAMS["signals"], universe, wls=context.wls,
                                 rebalance=PARAMS["rebalance"]),
                **context.wls.pipeline_columns(), **context.risk.pipeline_columns()}
     attach_pipeline(Pipeline(columns, screen=universe), "neutral")
-    context.costs = CostModel(PARAMS["half_spread"], PARAMS["commission_rate"], PARAMS["impact"],
-                              borrow_rate=PARAMS["borrow_rate"],
-                              holding_periods=HORIZONS[PARAMS["rebalance"]])
-    set_slippage(context.costs.slippage())
-    set_commission(context.costs.commission())
 
 
 def rebalance(context, data):

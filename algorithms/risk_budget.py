@@ -42,11 +42,11 @@ import pandas as pd
 from zipline.api import attach_pipeline, pipeline_output, record
 from zipline.pipeline import Pipeline
 
-from zipline_factorarb.algo import (SAMPLING_FREQUENCIES, algorithm_params, first_session_of,
-                                    forbid_trading_indexes, set_benchmark_from)
+from zipline_factorarb.algo import (algorithm_params, algorithm_risk_model, first_session_of,
+                                    initialize_trading)
 from zipline_factorarb.optimize import (LongOnly, RiskBudgeting, order_optimal_portfolio,
                                         proxy_benchmark_weights, risk_records)
-from zipline_factorarb.pipeline import IsStock, Sector, factor_risk_model_for_algorithm
+from zipline_factorarb.pipeline import IsStock, Sector
 from zipline_factorarb.records import RISK_CONTRIBUTION
 
 PARAMS = algorithm_params({
@@ -70,17 +70,10 @@ if PARAMS["rebalance"] not in ("week", "month"):
 
 
 def initialize(context):
-    try:
-        set_benchmark_from(PARAMS["benchmark_symbols"])
-    except LookupError:
-        pass  # run with --no-benchmark
-    forbid_trading_indexes()
+    initialize_trading(context, PARAMS["benchmark_symbols"])
     universe = IsStock() & Sector().notnull()
-    risk, _ = factor_risk_model_for_algorithm(
-        "auto", PARAMS["factor_symbols"], PARAMS["market_symbols"],
-        window_length=PARAMS["window"], mask=universe,
-        frequency=SAMPLING_FREQUENCIES[PARAMS["rebalance"]],
-        method=PARAMS["method"], lam=PARAMS["lam"], cv=PARAMS["cv"])
+    risk, _ = algorithm_risk_model(PARAMS, universe, method=PARAMS["method"], lam=PARAMS["lam"],
+                                   cv=PARAMS["cv"])
     attach_pipeline(Pipeline(risk.pipeline_columns(into={"sector": Sector()}), screen=universe),
                     "risk_budget")
     context.risk = risk

@@ -15,25 +15,12 @@ Parameters (defaults below) can be overridden with ``FACTORARB_PARAMS``,
 e.g. ``FACTORARB_PARAMS='{"n_long": 8}'``.
 """
 
-from zipline.api import (
-    attach_pipeline,
-    pipeline_output,
-    record,
-    set_commission,
-    set_slippage,
-)
-from zipline.finance import commission, slippage
+from zipline.api import attach_pipeline, pipeline_output, record
 from zipline.pipeline import Pipeline
 from zipline.pipeline.factors import Returns
 
-from zipline_factorarb.algo import (
-    algorithm_params,
-    book_exposures,
-    first_session_of,
-    forbid_trading_indexes,
-    order_target_book,
-    set_benchmark_from,
-)
+from zipline_factorarb.algo import (algorithm_params, book_exposures, first_session_of,
+                                    initialize_trading, order_target_book, per_share_costs)
 from zipline_factorarb.pipeline import IsStock, Sector
 from zipline_factorarb.records import GROSS_EXPOSURE, NET_EXPOSURE, N_HOLDINGS
 
@@ -66,11 +53,8 @@ def make_pipeline():
 
 
 def initialize(context):
-    set_benchmark_from(PARAMS["benchmarks"])
-    context.indexes = forbid_trading_indexes()
-    set_commission(commission.PerShare(cost=PARAMS["commission_per_share"], min_trade_cost=1.0))
-    set_slippage(slippage.FixedBasisPointsSlippage(basis_points=PARAMS["slippage_bps"],
-                                                   volume_limit=1.0))
+    initialize_trading(context, PARAMS["benchmarks"], require_benchmark=True,
+                       **per_share_costs(PARAMS["commission_per_share"], PARAMS["slippage_bps"]))
     attach_pipeline(make_pipeline(), "momentum")
 
 

@@ -63,48 +63,18 @@ Run::
 import logging
 
 import pandas as pd
-from zipline.api import (
-    attach_pipeline,
-    get_datetime,
-    pipeline_output,
-    record,
-    set_commission,
-    set_slippage,
-    symbol,
-)
+from zipline.api import get_datetime, record, symbol
 from zipline.errors import SymbolNotFound
-from zipline.finance import commission, slippage
-from zipline.pipeline import Pipeline
-from zipline.pipeline.data import EquityPricing
-from zipline.pipeline.factors import AverageDollarVolume
 
-from zipline_factorarb.algo import (
-    SAMPLING_FREQUENCIES,
-    algorithm_params,
-    assets_of_type,
-    calibrated_risk_aversion,
-    first_session_of,
-    forbid_trading_indexes,
-    set_benchmark_from,
-    stocks_with_sector,
-)
+from zipline_factorarb.algo import (algorithm_params, assets_of_type, attach_tev_pipelines,
+                                    check_tev_params, initialize_trading, per_share_costs,
+                                    rebalance_and_track, stocks_with_sector, tev_inputs,
+                                    tev_objective)
 from zipline_factorarb.kernels import style_weights
-from zipline_factorarb.optimize import (
-    BenchmarkTracker,
-    CannotHold,
-    LongOnly,
-    MaximizeFactorTilt,
-    MeanVariance,
-    NetExposure,
-    TargetWeights,
-    TrackingError,
-    optimal_target,
-    order_optimal_portfolio,
-    risk_records,
-    sector_rotation_model,
-)
-from zipline_factorarb.pipeline import (IsETF, IsStock, Sector, factor_risk_model_for_algorithm,
-                                        market_cap_columns, size_benchmark_weights)
+from zipline_factorarb.optimize import (CannotHold, LongOnly, NetExposure, TargetWeights,
+                                        optimal_target, order_optimal_portfolio, risk_records,
+                                        sector_rotation_model)
+from zipline_factorarb.pipeline import IsETF, IsStock, Sector, size_benchmark_weights
 from zipline_factorarb.records import BENCHMARK_SECTOR_WEIGHT
 
 
@@ -134,19 +104,12 @@ PARAMS = algorithm_params(
 log = logging.getLogger(__name__)
 
 _MODES = ("auto", "stocks", "etfs")
-_OBJECTIVES = ("tev_budget", "risk_aversion")
 
 
 def _check_params():
     if PARAMS["mode"] not in _MODES:
         raise ValueError(f"mode must be one of {_MODES}, got {PARAMS['mode']!r}")
-    if PARAMS["rebalance"] not in ("day", "week", "month"):
-        raise ValueError("rebalance must be one of ['day', 'week', 'month'], "
-                         f"got {PARAMS['rebalance']!r}")
-    if PARAMS["objective"] not in _OBJECTIVES:
-        raise ValueError(f"objective must be one of {_OBJECTIVES}, got {PARAMS['objective']!r}")
-    if not 0 < PARAMS["tev_budget"] < 1:
-        raise ValueError(f"tev_budget is annualised (0.06 for 6%), got {PARAMS['tev_budget']!r}")
+    check_tev_params(PARAMS)
 
 
 def _resolve_mode():
@@ -169,86 +132,32 @@ def _market_etf():
 
 def initialize(context):
     _check_params()
-    try:
-        context.benchmark = set_benchmark_from(PARAMS["benchmark_symbols"])
-    except LookupError:
-        context.benchmark = None  # pass --no-benchmark (or --benchmark-file) to zipline run
-    context.indexes = forbid_trading_indexes()
-    set_commission(commission.PerShare(cost=PARAMS["commission_per_share"], min_trade_cost=1.0))
-    set_slippage(slippage.FixedBasisPointsSlippage(basis_points=PARAMS["slippage_bps"],
-                                                   volume_limit=1.0))
+    initialize_trading(context, PARAMS["benchmark_symbols"],
+                       **per_share_costs(PARAMS["commission_per_share"], PARAMS["slippage_bps"]))
     context.mode = _resolve_mode()
-    sector = Sector()
     if context.mode == "stocks":
-        universe = IsStock() & sector.notnull()
-        factor_symbols = PARAMS["factor_symbols"]
-        market_symbols = PARAMS["market_symbols"]
         context.market = None
+        universe, symbols = IsStock() & Sector().notnull(), {}
     else:
         context.market = _market_etf()
         universe = IsETF()
         etfs = [a for a in assets_of_type("etf") if a != context.market]
-        factor_symbols = [a.symbol for a in etfs]
-        market_symbols = [context.market.symbol]
-    risk, info = factor_risk_model_for_algorithm(
-        PARAMS["factor_source"], factor_symbols, market_symbols, window_length=PARAMS["window"],
-        mask=universe, halflife=PARAMS["halflife"],
-        frequency=SAMPLING_FREQUENCIES[PARAMS["rebalance"]])
-    for name, reason in info["left_out"].items():
-        log.info("factor or market symbol %s not used: %s", name, reason)
-    if context.mode == "etfs" and info["market"] != context.market:
+        symbols = {"factor_symbols": [a.symbol for a in etfs],
+                   "market_symbols": [context.market.symbol]}
+    attach_tev_pipelines(context, "sector_rotation", PARAMS, universe,
+                         market_caps=context.mode == "stocks", **symbols)
+    if context.mode == "etfs" and context.factor_info["market"] != context.market:
         raise ValueError(
             f"mode 'etfs': the market fund {context.market.symbol} must trade through the "
             "whole backtest and its risk-model window; start the backtest later")
-    context.risk = risk
-    context.factor_info = info
-    columns = risk.pipeline_columns(moments=False, into={
-        "sector": sector,
-        "dollar_volume": AverageDollarVolume(window_length=63, mask=universe),
-        "volume": EquityPricing.volume.latest,
-        **(market_cap_columns() if context.mode == "stocks" else {}),
-    })
-    attach_pipeline(Pipeline(columns, screen=universe), "sector_rotation")
-    attach_pipeline(risk.moments_pipeline(), "sector_rotation_moments")
-    context.benchmark_tracker = BenchmarkTracker()
-
-
-def _frame(context, data):
-    out = pipeline_output("sector_rotation")
-    if len(out):
-        market = context.market
-        out = out[[bool(data.can_trade(a)) or (market is not None and a == market)
-                   for a in out.index]]
-    if not len(out):
-        return out
-    return out.loc[context.risk.loadings(out).index]
-
-
-def _objective(mu_f, model, benchmark, constraints):
-    """The objective of the chosen form, and extra values to record."""
-    if PARAMS["objective"] == "tev_budget":
-        return (MaximizeFactorTilt(mu_f, model, benchmark),
-                [TrackingError(PARAMS["tev_budget"], model, benchmark), *constraints], {})
-    gamma = PARAMS["risk_aversion"]
-    if PARAMS["calibrate"]:
-        gamma = calibrated_risk_aversion(PARAMS["tev_budget"], model, benchmark, gamma,
-                                         PARAMS["on_failure"], expected_factor_returns=mu_f,
-                                         constraints=constraints)
-    return (MeanVariance(expected_factor_returns=mu_f, risk_model=model, risk_aversion=gamma,
-                         benchmark_weights=benchmark),
-            list(constraints), {"risk_aversion": gamma})
 
 
 def rebalance(context, data):
-    out = _frame(context, data)
-    if len(out) < 2:
-        log.info("%s: fewer than two assets with a risk-model estimate; not rebalancing",
-                 get_datetime().date())
+    inputs = tev_inputs(context, data, "sector_rotation", PARAMS["include_alpha"],
+                        keep=context.market)
+    if inputs is None:
         return
-    risk = context.risk
-    moments = pipeline_output("sector_rotation_moments")
-    model = risk.risk_model(out, moments=moments)
-    mu_f = risk.expected_factor_returns(moments, include_alpha=PARAMS["include_alpha"])
+    out, model, mu_f = inputs
     sectors = out["sector"].map(Sector.name_of)
     if context.mode == "stocks":
         rebalance_stocks(context, data, out, model, mu_f, sectors)
@@ -261,8 +170,9 @@ def rebalance_stocks(context, data, out, model, mu_f, sectors):
                                    PARAMS["benchmark_weighting"])
     extra = {"benchmark_cap_weighted": int(sizes.attrs["source"] == "market_cap")}
     rotation = sector_rotation_model(model, sectors, sizes)
-    objective, constraints, more = _objective(
-        mu_f, rotation.risk_model, rotation.benchmark_weights, [LongOnly(), NetExposure(1.0, 1.0)])
+    objective, constraints, more = tev_objective(
+        PARAMS, mu_f, rotation.risk_model, rotation.benchmark_weights,
+        [LongOnly(), NetExposure(1.0, 1.0)])
     extra.update(more)
     # the sector problem's failures are handled (held, moved to the benchmark or
     # raised, and recorded) by the optimiser's own on_failure handling
@@ -288,8 +198,8 @@ def rebalance_etfs(context, data, out, model, mu_f, sectors):
     funds = [a for a in model.assets if a != market and sectors.get(a, "Unknown") != "Unknown"]
     no_sector = [a for a in model.assets if a != market and a not in funds]
     benchmark = pd.Series({market: 1.0})
-    objective, constraints, extra = _objective(
-        mu_f, model, benchmark,
+    objective, constraints, extra = tev_objective(
+        PARAMS, mu_f, model, benchmark,
         [LongOnly(), NetExposure(1.0, 1.0), CannotHold([market, *no_sector])])
     result = order_optimal_portfolio(objective, constraints, on_failure=PARAMS["on_failure"],
                                      data=data)
@@ -309,15 +219,6 @@ def rebalance_etfs(context, data, out, model, mu_f, sectors):
 
 
 def handle_data(context, data):
-    """Rebalance on the first session of each ``rebalance`` period, then track the
-    benchmark.
-
-    Both run from ``handle_data`` rather than ``schedule_function``: in daily mode
-    zipline 3 runs no scheduled function on some early-close sessions (e.g.
-    2018-07-03), which would skip a rebalance and a day of the benchmark's return.
-    """
-    if first_session_of(context, PARAMS["rebalance"]):
-        rebalance(context, data)
-    # tracked_benchmark_return: the daily total return of the benchmark weights set
-    # at the last rebalance (held until the next), the TEV's benchmark
-    context.benchmark_tracker.record(data)
+    """Rebalance on the first session of each ``rebalance`` period, then record the
+    benchmark's return (:func:`~zipline_factorarb.algo.rebalance_and_track`)."""
+    rebalance_and_track(context, data, PARAMS["rebalance"], rebalance)

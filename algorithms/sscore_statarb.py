@@ -39,34 +39,20 @@ equities market. Quantitative Finance, 10(7), 761-782.
 
 import math
 
-from zipline.api import (
-    attach_pipeline,
-    get_open_orders,
-    order_target_percent,
-    pipeline_output,
-    record,
-    set_commission,
-    set_slippage,
-    symbol,
-)
-from zipline.finance import commission, slippage
+from zipline.api import (attach_pipeline, get_open_orders, order_target_percent, pipeline_output,
+                         record, symbol)
 from zipline.pipeline import Pipeline
 
-from zipline_factorarb.algo import (
-    SECTOR_ETFS,
-    algorithm_params,
-    book_exposures,
-    forbid_trading_indexes,
-    set_benchmark_from,
-    universe_filter,
-)
+from zipline_factorarb.algo import (SECTOR_ETFS, algorithm_params, book_exposures,
+                                    initialize_trading, per_dollar_costs, universe_filter)
 from zipline_factorarb.pipeline import SScore
 
 PARAMS = algorithm_params(
     {
         # traded assets: a list of symbols, or "stocks" / "etfs" (every such asset)
         "universe": SECTOR_ETFS,
-        # "pca" (`components` principal components of the universe's returns) or a list of factor symbols
+        # "pca" (`components` principal components of the universe's returns) or a list of
+        # factor symbols
         "factors": "pca",
         "components": 3,
         "window_length": 60,  # daily returns of the OU estimation window
@@ -106,10 +92,8 @@ def initialize(context):
     p = PARAMS
     if not (p["open_long"] < p["close_long"] and p["close_short"] < p["open_short"]):
         raise ValueError("bands must satisfy open_long < close_long and close_short < open_short")
-    set_benchmark_from(p["benchmarks"])
-    context.indexes = forbid_trading_indexes()
-    set_commission(commission.PerDollar(cost=p["cost_bps"] / 1e4))
-    set_slippage(slippage.FixedSlippage(spread=0.0))
+    initialize_trading(context, p["benchmarks"], require_benchmark=True,
+                       **per_dollar_costs(p["cost_bps"]))
     attach_pipeline(make_pipeline(), "sscore")
     context.side = {}  # asset -> +1 long / -1 short
     context.n_valid = 0

@@ -61,42 +61,14 @@ Parameters (defaults below) can be overridden with ``FACTORARB_PARAMS``, e.g.
 Speed and memory at scale: ``benchmarks/bench_tev_memory.py``.
 """
 
-import logging
+from zipline.api import record
 
-from zipline.api import (
-    attach_pipeline,
-    get_datetime,
-    pipeline_output,
-    record,
-    set_commission,
-    set_slippage,
-)
-from zipline.finance import commission, slippage
-from zipline.pipeline import Pipeline
-from zipline.pipeline.data import EquityPricing
-from zipline.pipeline.factors import AverageDollarVolume
-
-from zipline_factorarb.algo import (
-    SAMPLING_FREQUENCIES,
-    algorithm_params,
-    calibrated_risk_aversion,
-    first_session_of,
-    forbid_trading_indexes,
-    set_benchmark_from,
-)
-from zipline_factorarb.optimize import (
-    BenchmarkTracker,
-    LongOnly,
-    MaximizeFactorTilt,
-    MeanVariance,
-    NetExposure,
-    PositionConcentration,
-    TrackingError,
-    order_optimal_portfolio,
-    risk_records,
-)
-from zipline_factorarb.pipeline import (IsStock, Sector, factor_risk_model_for_algorithm,
-                                        market_cap_columns, size_benchmark_weights)
+from zipline_factorarb.algo import (algorithm_params, attach_tev_pipelines, check_tev_params,
+                                    initialize_trading, per_share_costs, rebalance_and_track,
+                                    tev_inputs, tev_objective)
+from zipline_factorarb.optimize import (LongOnly, NetExposure, PositionConcentration,
+                                        order_optimal_portfolio, risk_records)
+from zipline_factorarb.pipeline import IsStock, Sector, size_benchmark_weights
 
 
 PARAMS = algorithm_params(
@@ -122,86 +94,31 @@ PARAMS = algorithm_params(
     }
 )
 
-log = logging.getLogger(__name__)
-
-_OBJECTIVES = ("tev_budget", "risk_aversion")
-
-
 def _check_params():
-    if PARAMS["rebalance"] not in ("day", "week", "month"):
-        raise ValueError("rebalance must be one of ['day', 'week', 'month'], "
-                         f"got {PARAMS['rebalance']!r}")
-    if PARAMS["objective"] not in _OBJECTIVES:
-        raise ValueError(f"objective must be one of {_OBJECTIVES}, got {PARAMS['objective']!r}")
-    if not 0 < PARAMS["tev_budget"] < 1:
-        raise ValueError(f"tev_budget is annualised (0.06 for 6%), got {PARAMS['tev_budget']!r}")
+    check_tev_params(PARAMS)
     if not 0 < PARAMS["max_weight"] <= 1:
         raise ValueError(f"max_weight must lie in (0, 1], got {PARAMS['max_weight']!r}")
 
 
 def initialize(context):
     _check_params()
-    try:
-        context.benchmark = set_benchmark_from(PARAMS["benchmark_symbols"])
-    except LookupError:
-        context.benchmark = None  # pass --no-benchmark (or --benchmark-file) to zipline run
-    context.indexes = forbid_trading_indexes()
-    set_commission(commission.PerShare(cost=PARAMS["commission_per_share"], min_trade_cost=1.0))
-    set_slippage(slippage.FixedBasisPointsSlippage(basis_points=PARAMS["slippage_bps"],
-                                                   volume_limit=1.0))
-    sector = Sector()
-    universe = IsStock() & sector.notnull()
-    risk, info = factor_risk_model_for_algorithm(
-        PARAMS["factor_source"], PARAMS["factor_symbols"], PARAMS["market_symbols"],
-        window_length=PARAMS["window"], mask=universe, halflife=PARAMS["halflife"],
-        frequency=SAMPLING_FREQUENCIES[PARAMS["rebalance"]])
-    for name, reason in info["left_out"].items():
-        log.info("factor or market symbol %s not used: %s", name, reason)
-    context.risk = risk
-    context.factor_info = info
-    columns = risk.pipeline_columns(moments=False, into={
-        "sector": sector,
-        "dollar_volume": AverageDollarVolume(window_length=63, mask=universe),
-        "volume": EquityPricing.volume.latest,
-        **market_cap_columns(),  # when the bundle stores market caps
-    })
-    attach_pipeline(Pipeline(columns, screen=universe), "tev_factor_tilt")
-    attach_pipeline(risk.moments_pipeline(), "tev_factor_tilt_moments")
-    context.benchmark_tracker = BenchmarkTracker()
+    initialize_trading(context, PARAMS["benchmark_symbols"],
+                       **per_share_costs(PARAMS["commission_per_share"], PARAMS["slippage_bps"]))
+    attach_tev_pipelines(context, "tev_factor_tilt", PARAMS, IsStock() & Sector().notnull())
 
 
 def rebalance(context, data):
-    out = pipeline_output("tev_factor_tilt")
-    out = out[[bool(data.can_trade(a)) for a in out.index]] if len(out) else out
-    risk = context.risk
-    loadings = risk.loadings(out) if len(out) else out
-    if len(loadings) < 2:
-        log.info("%s: fewer than two stocks with a risk-model estimate; not rebalancing",
-                 get_datetime().date())
+    inputs = tev_inputs(context, data, "tev_factor_tilt", PARAMS["include_alpha"])
+    if inputs is None:
         return
-    out = out.loc[loadings.index]
-    moments = pipeline_output("tev_factor_tilt_moments")
-    model = risk.risk_model(out, moments=moments)
-    mu_f = risk.expected_factor_returns(moments, include_alpha=PARAMS["include_alpha"])
+    out, model, mu_f = inputs
     benchmark = size_benchmark_weights(model.assets, out, out["dollar_volume"], out["volume"],
                                        PARAMS["benchmark_weighting"])
     constraints = [LongOnly(), NetExposure(1.0, 1.0)]
     if PARAMS["max_weight"] < 1.0:
         constraints.append(PositionConcentration.with_equal_bounds(0.0, PARAMS["max_weight"]))
-    extra = {"benchmark_cap_weighted": int(benchmark.attrs["source"] == "market_cap")}
-    if PARAMS["objective"] == "tev_budget":
-        objective = MaximizeFactorTilt(mu_f, model, benchmark)
-        constraints.append(TrackingError(PARAMS["tev_budget"], model, benchmark))
-    else:
-        gamma = PARAMS["risk_aversion"]
-        if PARAMS["calibrate"]:
-            gamma = calibrated_risk_aversion(PARAMS["tev_budget"], model, benchmark, gamma,
-                                             PARAMS["on_failure"],
-                                             expected_factor_returns=mu_f,
-                                             constraints=constraints)
-        objective = MeanVariance(expected_factor_returns=mu_f, risk_model=model,
-                                 risk_aversion=gamma, benchmark_weights=benchmark)
-        extra["risk_aversion"] = gamma
+    objective, constraints, more = tev_objective(PARAMS, mu_f, model, benchmark, constraints)
+    extra = {"benchmark_cap_weighted": int(benchmark.attrs["source"] == "market_cap"), **more}
     result = order_optimal_portfolio(objective, constraints, on_failure=PARAMS["on_failure"],
                                      data=data)
     if result.action != "rebalance":
@@ -214,15 +131,6 @@ def rebalance(context, data):
 
 
 def handle_data(context, data):
-    """Rebalance on the first session of each ``rebalance`` period, then track the
-    benchmark.
-
-    Both run from ``handle_data`` rather than ``schedule_function``: in daily mode
-    zipline 3 runs no scheduled function on some early-close sessions (e.g.
-    2018-07-03), which would skip a rebalance and a day of the benchmark's return.
-    """
-    if first_session_of(context, PARAMS["rebalance"]):
-        rebalance(context, data)
-    # tracked_benchmark_return: the daily total return of the benchmark weights set
-    # at the last rebalance (held until the next), the TEV's benchmark
-    context.benchmark_tracker.record(data)
+    """Rebalance on the first session of each ``rebalance`` period, then record the
+    benchmark's return (:func:`~zipline_factorarb.algo.rebalance_and_track`)."""
+    rebalance_and_track(context, data, PARAMS["rebalance"], rebalance)

@@ -55,24 +55,11 @@ simulated without borrow fees.
 
 import numpy as np
 import pandas as pd
-from zipline.api import (
-    attach_pipeline,
-    pipeline_output,
-    record,
-    set_commission,
-    set_slippage,
-)
-from zipline.finance import commission, slippage
+from zipline.api import attach_pipeline, pipeline_output, record
 from zipline.pipeline import Pipeline
 
-from zipline_factorarb.algo import (
-    algorithm_params,
-    book_exposures,
-    first_session_of,
-    forbid_trading_indexes,
-    order_target_book,
-    set_benchmark_from,
-)
+from zipline_factorarb.algo import (algorithm_params, book_exposures, first_session_of,
+                                    initialize_trading, order_target_book, per_share_costs)
 from zipline_factorarb.kernels import neutralize_weights
 from zipline_factorarb.pipeline import IsStock, Sector, StyleLoading, WLSResidual
 from zipline_factorarb.records import FACTOR_EXPOSURE, NET_EXPOSURE, SECTOR_WEIGHT
@@ -121,13 +108,9 @@ def _check_params(params):
 
 def make_factor(params=PARAMS):
     """The ``WLSResidual`` of the chosen variant, over the bundle's stocks."""
-    common = dict(
-        volatility_lookback=params["volatility_lookback"],
-        cap_quantile=params["cap_quantile"],
-        ridge=params["ridge"],
-        condition_warning=params["condition_warning"],
-        mask=IsStock(),
-    )
+    common = {name: params[name]
+              for name in ("volatility_lookback", "cap_quantile", "ridge", "condition_warning")}
+    common["mask"] = IsStock()
     variant = params["variant"]
     if variant == "multi_factor":
         return WLSResidual(styles=tuple(params["styles"]), **common)
@@ -224,15 +207,10 @@ def neutral_book(weights, out, gross_leverage, factor, min_kept=0.75):
 
 def initialize(context):
     _check_params(PARAMS)
-    try:
-        context.benchmark = set_benchmark_from(PARAMS["benchmarks"])
-    except LookupError:  # e.g. a stock-only bundle run with --no-benchmark
-        context.benchmark = None
-    context.indexes = forbid_trading_indexes()
-    set_commission(commission.PerShare(cost=PARAMS["commission_per_share"],
-                                       min_trade_cost=PARAMS["min_trade_cost"]))
-    set_slippage(slippage.FixedBasisPointsSlippage(basis_points=PARAMS["slippage_bps"],
-                                                   volume_limit=1.0))
+    # a bundle without a benchmark (the 505-stock CSV set) runs with --no-benchmark
+    initialize_trading(context, PARAMS["benchmarks"],
+                       **per_share_costs(PARAMS["commission_per_share"], PARAMS["slippage_bps"],
+                                         PARAMS["min_trade_cost"]))
     attach_pipeline(make_pipeline(), "wls")
     context.output = None
     context.placed_from = None  # pipeline output of the rebalance whose orders are open

@@ -18,9 +18,8 @@ import os
 from . import records
 from .checks import check_choice
 
-# re-exported: zipline's pipeline sampling frequency of each rebalance period, defined in
-# the pipeline layer so pipeline modules need not import this one
-from .pipeline.sampling import SAMPLING_FREQUENCIES  # noqa: F401
+# zipline's pipeline sampling frequency of each rebalance period (re-exported)
+from .pipeline.sampling import SAMPLING_FREQUENCIES
 
 PARAMS_ENV = "FACTORARB_PARAMS"
 
@@ -175,6 +174,179 @@ def forbid_trading_indexes():
     if indexes:
         set_do_not_order_list(indexes)
     return indexes
+
+
+def initialize_trading(context, benchmark_symbols, commission=None, slippage=None,
+                       require_benchmark=False):
+    """The start of every algorithm's ``initialize``: benchmark, no index trading, costs.
+
+    Sets ``context.benchmark`` (:func:`set_benchmark_from`; None, to run with
+    ``--no-benchmark``, when the bundle has none of ``benchmark_symbols``, unless
+    ``require_benchmark``: then the ``LookupError`` raises) and ``context.indexes``
+    (:func:`forbid_trading_indexes`), and the zipline ``commission`` and ``slippage``
+    models given (:func:`per_share_costs`, :func:`per_dollar_costs`, ``CostModel``).
+    """
+    from zipline.api import set_commission, set_slippage
+
+    try:
+        context.benchmark = set_benchmark_from(benchmark_symbols)
+    except LookupError:
+        if require_benchmark:
+            raise
+        context.benchmark = None
+    context.indexes = forbid_trading_indexes()
+    if commission is not None:
+        set_commission(commission)
+    if slippage is not None:
+        set_slippage(slippage)
+
+
+def per_share_costs(commission_per_share, slippage_bps, min_trade_cost=1.0):
+    """zipline's ``PerShare`` commission and ``FixedBasisPointsSlippage`` (no volume
+    limit), as the keyword arguments of :func:`initialize_trading`."""
+    from zipline.finance import commission, slippage
+
+    return {"commission": commission.PerShare(cost=commission_per_share,
+                                              min_trade_cost=min_trade_cost),
+            "slippage": slippage.FixedBasisPointsSlippage(basis_points=slippage_bps,
+                                                          volume_limit=1.0)}
+
+
+def per_dollar_costs(cost_bps):
+    """A ``PerDollar`` commission of ``cost_bps`` basis points of the traded notional and
+    no slippage, as the keyword arguments of :func:`initialize_trading`."""
+    from zipline.finance import commission, slippage
+
+    return {"commission": commission.PerDollar(cost=cost_bps / 1e4),
+            "slippage": slippage.FixedSlippage(spread=0.0)}
+
+
+def algorithm_risk_model(params, mask, factor_symbols=None, market_symbols=None, **kwargs):
+    """:func:`~zipline_factorarb.pipeline.factor_risk_model_for_algorithm` from an
+    algorithm's ``params``: ``factor_source`` (default "auto"), ``factor_symbols`` and
+    ``market_symbols`` (unless given), ``window``, ``halflife`` (if any), estimated on
+    the first session of each ``rebalance`` period. ``mask``: the universe; ``kwargs``
+    go through (``method``, ``lam``, ...). Logs the symbols left out; returns
+    ``(risk, info)``."""
+    from .pipeline import factor_risk_model_for_algorithm
+
+    if "halflife" in params:
+        kwargs["halflife"] = params["halflife"]
+    risk, info = factor_risk_model_for_algorithm(
+        params.get("factor_source", "auto"),
+        params["factor_symbols"] if factor_symbols is None else factor_symbols,
+        params["market_symbols"] if market_symbols is None else market_symbols,
+        window_length=params["window"], mask=mask,
+        frequency=SAMPLING_FREQUENCIES[params["rebalance"]], **kwargs)
+    for name, reason in info["left_out"].items():
+        log.info("factor or market symbol %s not used: %s", name, reason)
+    return risk, info
+
+
+def check_tev_params(params):
+    """The checks of the parameters the TEV algorithms share (``rebalance``,
+    ``objective``, ``tev_budget``); ``ValueError`` naming the parameter."""
+    if params["rebalance"] not in ("day", "week", "month"):
+        raise ValueError("rebalance must be one of ['day', 'week', 'month'], "
+                         f"got {params['rebalance']!r}")
+    objectives = ("tev_budget", "risk_aversion")
+    if params["objective"] not in objectives:
+        raise ValueError(f"objective must be one of {objectives}, got {params['objective']!r}")
+    if not 0 < params["tev_budget"] < 1:
+        raise ValueError(f"tev_budget is annualised (0.06 for 6%), got {params['tev_budget']!r}")
+
+
+def tev_objective(params, expected_factor_returns, model, benchmark, constraints):
+    """The factor-tilt objective of the TEV algorithms, in the form ``params["objective"]``.
+
+    ``"tev_budget"``: ``MaximizeFactorTilt`` under ``TrackingError(params["tev_budget"])``
+    (added after ``constraints``); ``"risk_aversion"``: ``MeanVariance`` with
+    ``params["risk_aversion"]``, calibrated to ``tev_budget`` first with
+    ``params["calibrate"]`` (:func:`calibrated_risk_aversion`, ``params["on_failure"]``).
+    Returns ``(objective, constraints, extra)``, ``extra`` the values to record
+    (``risk_aversion`` in the second form).
+    """
+    from .optimize import MaximizeFactorTilt, MeanVariance, TrackingError
+
+    mu_f = expected_factor_returns
+    if params["objective"] == "tev_budget":
+        return (MaximizeFactorTilt(mu_f, model, benchmark),
+                [*constraints, TrackingError(params["tev_budget"], model, benchmark)], {})
+    gamma = params["risk_aversion"]
+    if params["calibrate"]:
+        gamma = calibrated_risk_aversion(params["tev_budget"], model, benchmark, gamma,
+                                         params["on_failure"], expected_factor_returns=mu_f,
+                                         constraints=constraints)
+    return (MeanVariance(expected_factor_returns=mu_f, risk_model=model, risk_aversion=gamma,
+                         benchmark_weights=benchmark),
+            list(constraints), {"risk_aversion": gamma})
+
+
+def attach_tev_pipelines(context, name, params, universe, market_caps=True, **symbols):
+    """Attach the two pipelines of a TEV algorithm, from its ``initialize``.
+
+    ``name``: per asset of ``universe``, the risk model's columns
+    (:func:`algorithm_risk_model` of ``params``; ``symbols`` may replace its
+    ``factor_symbols`` / ``market_symbols``), ``sector``, the 63-session
+    ``dollar_volume``, the latest ``volume`` and, with ``market_caps``, the market caps
+    where the bundle stores them; ``name + "_moments"``: the one-row factor moments.
+    Sets ``context.risk``, ``context.factor_info`` (the model's ``info``) and a
+    ``context.benchmark_tracker`` (``BenchmarkTracker``).
+    """
+    from zipline.api import attach_pipeline
+    from zipline.pipeline import Pipeline
+    from zipline.pipeline.data import EquityPricing
+    from zipline.pipeline.factors import AverageDollarVolume
+
+    from .optimize import BenchmarkTracker
+    from .pipeline import Sector, market_cap_columns
+
+    context.risk, context.factor_info = algorithm_risk_model(params, universe, **symbols)
+    columns = context.risk.pipeline_columns(moments=False, into={
+        "sector": Sector(),
+        "dollar_volume": AverageDollarVolume(window_length=63, mask=universe),
+        "volume": EquityPricing.volume.latest,
+        **(market_cap_columns() if market_caps else {}),
+    })
+    attach_pipeline(Pipeline(columns, screen=universe), name)
+    attach_pipeline(context.risk.moments_pipeline(), name + "_moments")
+    context.benchmark_tracker = BenchmarkTracker()
+
+
+def rebalance_and_track(context, data, period, rebalance):
+    """``rebalance(context, data)`` on the first session of each ``period``
+    (:func:`first_session_of`), then record the session's ``tracked_benchmark_return``:
+    the total return of the benchmark weights of the last rebalance, held until the
+    next (``context.benchmark_tracker``). The ``handle_data`` of the TEV algorithms."""
+    if first_session_of(context, period):
+        rebalance(context, data)
+    context.benchmark_tracker.record(data)
+
+
+def tev_inputs(context, data, name, include_alpha, keep=None):
+    """A TEV algorithm's inputs at a rebalance, from :func:`attach_tev_pipelines`.
+
+    Returns ``(out, model, expected_factor_returns)``: the rows of pipeline ``name``
+    for the assets that can trade (and ``keep``, which need not) and have a risk-model
+    estimate, their ``RiskModel`` and the expected factor returns (with the
+    intercepts when ``include_alpha``); or None, logged, when fewer than two assets
+    remain.
+    """
+    from zipline.api import pipeline_output
+
+    out = pipeline_output(name)
+    if len(out):
+        out = out[[bool(data.can_trade(a)) or (keep is not None and a == keep)
+                   for a in out.index]]
+    if len(out):
+        out = out.loc[context.risk.loadings(out).index]
+    if len(out) < 2:
+        log.info("%s: fewer than two assets with a risk-model estimate; not rebalancing",
+                 _algo().get_datetime().date())
+        return None
+    moments = pipeline_output(name + "_moments")
+    return (out, context.risk.risk_model(out, moments=moments),
+            context.risk.expected_factor_returns(moments, include_alpha=include_alpha))
 
 
 def book_exposures(portfolio):
