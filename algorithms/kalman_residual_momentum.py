@@ -104,13 +104,16 @@ from zipline_factorarb.algo import (
     algorithm_params,
     book_exposures,
     forbid_trading_indexes,
+    newer_rebalance_weights,
     order_target_book,
     set_benchmark_from,
+    training_history,
     universe_filter,
 )
-from zipline_factorarb.kernels import CarriedFilter
-from zipline_factorarb.kernels.study import (
+from zipline_factorarb.kernels import (
+    CarriedFilter,
     count_rule_weights,
+    daily_returns,
     percentile_rule_weights,
     rolling_pca_residuals,
 )
@@ -119,14 +122,8 @@ from zipline_factorarb.pipeline import (
     PCAResidual,
     fit_fixed_pca,
     fixed_pca_residuals,
-)
-from zipline_factorarb.research.kalman_study import (
-    StudyConfig,
     fixed_pca_signal,
-    newer_rebalance_weights,
-    returns_from_closes,
 )
-from zipline_factorarb.research.walkforward import training_history
 
 PARAMS = algorithm_params(
     {
@@ -304,6 +301,12 @@ def _closes(context, data, bars):
     return data.history(context.assets, "close", bars + 1, "1d").iloc[:-1]
 
 
+def returns_from_closes(closes, log_returns=True):
+    """Daily log (or simple) returns between consecutive rows of ``closes`` (a DataFrame)."""
+    values = daily_returns(closes.to_numpy(dtype=np.float64), log=log_returns)
+    return pd.DataFrame(values, index=closes.index[1:], columns=closes.columns)
+
+
 def carried_signal(context, data):
     """This session's innovations of the carried filter on the fixed-PCA factors.
 
@@ -414,16 +417,12 @@ def _traded(signal):
     return signal.loc[keep]
 
 
-def _study_config():
-    return StudyConfig(mean_reversion=PARAMS["mean_reversion"])
-
-
 def weekly_targets(context, data, signal):
     """The study's newer book: weights on Fridays, flat on the other sessions.
 
     The residual and return history since the first session of the run is
     kept in ``context.history``; on a Friday the weights are
-    :func:`~zipline_factorarb.research.kalman_study.newer_rebalance_weights`
+    :func:`~zipline_factorarb.algo.newer_rebalance_weights`
     of that history (scaled to ``gross_exposure``), on any other session the
     book is closed (the newer backtester holds its weights for one session).
     """
@@ -444,7 +443,8 @@ def weekly_targets(context, data, signal):
     returns = pd.DataFrame([x.reindex(names) for _, x in hist["residuals"]],
                            index=hist["days"])
     market_returns = pd.Series([x[market] for _, x in hist["residuals"]], index=hist["days"])
-    w = newer_rebalance_weights(residuals, returns, market_returns, _study_config())
+    w = newer_rebalance_weights(residuals, returns, market_returns,
+                                mean_reversion=PARAMS["mean_reversion"])
     if w is None:
         return {}
     gross = PARAMS["gross_exposure"]

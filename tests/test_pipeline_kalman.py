@@ -323,3 +323,51 @@ def test_returns_choice_is_explicit_and_old_keywords_warn():
             term(components=2, k=2)
         with pytest.raises(ValueError, match="components must be >= 1"):
             term(components=0)
+
+
+def test_fixed_pca_signal_against_sklearn_and_a_plain_loop(shared_data_dir):
+    """The fixed-PCA signal of the Kalman study's algorithm, on the real SPDR closes.
+
+    References: the loadings and mean of scikit-learn's PCA fitted on the
+    training returns, and the random-walk-beta filter written as a loop.
+    """
+    from sklearn.decomposition import PCA
+
+    from zipline_factorarb.pipeline import fit_fixed_pca, fixed_pca_signal
+
+    frame = pd.read_csv(shared_data_dir / "spdr_sector_etfs_daily.csv.gz", parse_dates=["date"])
+    closes = frame.pivot(index="date", columns="symbol", values="adj_close")[
+        ["SPY"] + SECTOR_ETFS].loc["2012-01-03":"2015-12-31"]
+    fixed = fit_fixed_pca(closes, "2012-01-03", "2014-12-31", components=3)
+    train = np.log(closes.loc[:"2014-12-31"]).diff().iloc[1:].to_numpy()
+    pca = PCA(3).fit(train)
+    window = closes.loc["2015-01-02":"2015-06-30"]
+    returns = np.log(window).diff().iloc[1:].to_numpy()
+    np.testing.assert_allclose(fixed.mean.to_numpy(), pca.mean_, atol=1e-14)
+    # each component's sign is arbitrary: align sklearn's to the package's
+    signs = np.sign(np.sum(fixed.loadings.to_numpy() * pca.components_.T, axis=0))
+    W = pca.components_.T * signs
+    np.testing.assert_allclose(fixed.loadings.to_numpy(), W, atol=1e-10)
+    F = (returns - pca.mean_) @ W
+    for centre in (False, True):
+        y = returns - pca.mean_ if centre else returns
+        n = y.shape[1]
+        beta, P = np.zeros((n, 3)), np.stack([np.eye(3)] * n)
+        e, z = np.empty(n), np.empty(n)
+        for t in range(len(y)):
+            for i in range(n):
+                P_pred = P[i] + 1e-5 * np.eye(3)
+                e[i] = y[t, i] - F[t] @ beta[i]
+                Q = F[t] @ P_pred @ F[t] + 1e-4
+                gain = P_pred @ F[t] / Q
+                beta[i] = beta[i] + gain * e[i]
+                P[i] = P_pred - np.outer(gain, F[t] @ P_pred)
+                z[i] = e[i] / np.sqrt(Q)
+        for signal, want in (("innovation", e), ("standardized_innovation", z)):
+            got = fixed_pca_signal(window, fixed, signal, state_noise=1e-5, obs_noise=1e-4,
+                                   centre=centre)
+            assert list(got.index) == ["SPY"] + SECTOR_ETFS
+            np.testing.assert_allclose(got.to_numpy(), want, rtol=1e-8, atol=1e-12)
+    got = fixed_pca_signal(window, fixed, "pca_residual")
+    want = returns[-1] - ((returns[-1] - pca.mean_) @ W @ W.T + pca.mean_)
+    np.testing.assert_allclose(got.to_numpy(), want, atol=1e-12)

@@ -63,10 +63,7 @@ def test_algorithms_import_only_public_names():
     from pathlib import Path
 
     root = Path(__file__).resolve().parents[1]
-    # every shipped algorithm but kalman_residual_momentum.py, which runs the Kalman
-    # study's rules through the research path's own functions (research.kalman_study)
-    paths = sorted(p for p in (root / "algorithms").glob("*.py")
-                   if p.name != "kalman_residual_momentum.py")
+    paths = sorted((root / "algorithms").glob("*.py"))
     assert len(paths) >= 8
     for path in paths:
         tree = ast.parse(path.read_text())

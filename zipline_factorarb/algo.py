@@ -434,3 +434,151 @@ def order_target_book(context, data, targets):
     from .optimize.orders import order_target_weights
 
     return order_target_weights(pd.Series(targets, dtype=float), data, context=context)
+
+
+def _day(value, name):
+    """A tz-naive midnight Timestamp of a date, a Timestamp or ``YYYY-MM-DD`` text."""
+    import datetime
+    import re
+
+    import pandas as pd
+
+    if isinstance(value, str) and re.fullmatch(r"\d{4}-\d{1,2}-\d{1,2}", value.strip()):
+        try:
+            value = pd.Timestamp(value.strip())
+        except ValueError as exc:
+            raise ValueError(f"{name}: {value!r} is not a valid date ({exc})") from None
+    if not isinstance(value, datetime.date):
+        raise ValueError(f"{name}: {value!r} is not a date; write YYYY-MM-DD, e.g. 2015-01-02")
+    day = pd.Timestamp(value)
+    return (day.tz_convert("UTC").tz_localize(None) if day.tzinfo else day).normalize()
+
+
+def training_history(data, assets, train_start, train_end, fields="price"):
+    """The training window's daily history, read inside a running backtest.
+
+    Call it from ``before_trading_start`` or a scheduled function on or after
+    the fold's first test session (e.g. to fit PCA loadings once). It asks
+    zipline's data portal for the bars from ``train_start`` up to the current
+    session and keeps those up to ``train_end``; zipline never serves bars
+    after the current simulation time, so this cannot read the future.
+
+    Parameters
+    ----------
+    data : zipline.protocol.BarData
+        The ``data`` object passed to the algorithm's functions.
+    assets : Asset or list of Asset
+    train_start, train_end : date-like
+        The fold's training window (the parameters a sweep sets).
+    fields : str or list of str
+        As in ``data.history``.
+
+    Returns
+    -------
+    pandas.Series or DataFrame
+        As ``data.history`` returns, indexed by the training sessions.
+
+    Raises
+    ------
+    ValueError
+        When the training window does not end before the current session
+        (calling it during training would be look-ahead).
+    """
+    import pandas as pd
+    from zipline.api import get_datetime
+
+    calendar = _algo().trading_calendar
+    train_start, train_end = _day(train_start, "train_start"), _day(train_end, "train_end")
+    now = _day(get_datetime(), "current session")
+    if train_end >= now:
+        raise ValueError(
+            f"training_history: training ends {train_end.date()}, not before the current "
+            f"session {now.date()}; call it during the fold's test window"
+        )
+    bar_count = len(calendar.sessions_in_range(train_start, now))
+    frame = data.history(assets, fields, bar_count, "1d")
+    index = pd.DatetimeIndex(frame.index)
+    days = index.tz_convert("UTC").tz_localize(None).normalize() if index.tz is not None \
+        else index.normalize()
+    keep = (days >= train_start) & (days <= train_end)
+    return frame.loc[keep]
+
+
+#: settings of :func:`newer_rebalance_weights` (``StudyConfig`` of the Kalman study has them)
+NEWER_BOOK_SETTINGS = ("mean_reversion", "long_q", "short_q", "vol_halflife", "mom_lookback",
+                       "z_clip", "beta_window", "min_beta_obs")
+
+
+def newer_rebalance_weights(residuals, returns, market, mean_reversion=False, long_q=0.7,
+                            short_q=0.3, vol_halflife=20, mom_lookback=20, z_clip=5.0,
+                            beta_window=60, min_beta_obs=10):
+    """The Kalman study's newer book: weights for the last row of a history, if it rebalances.
+
+    Parameters
+    ----------
+    residuals : pandas.DataFrame
+        The residuals of the traded names from the first test day through
+        the rebalance day (last row).
+    returns : pandas.DataFrame
+        Their daily log returns over the same days.
+    market : pandas.Series
+        The market's (SPY's) daily log returns over the same days.
+    mean_reversion, long_q, short_q, vol_halflife, mom_lookback, z_clip, beta_window, \
+min_beta_obs
+        The settings of the same names of
+        :class:`~zipline_factorarb.research.kalman_study.StudyConfig` (its defaults).
+
+    Returns
+    -------
+    pandas.Series or None
+        Weights (gross 1) for the last day, or None where the rule holds
+        nothing (no score, or an empty leg). The caller decides which days
+        rebalance (the newer backtester: Fridays that are sessions).
+
+    Notes
+    -----
+    The score is the residual over its EWMA volatility (``adjust=False``,
+    half-life ``vol_halflife``, floored at 1e-8, clipped at ``z_clip``);
+    momentum uses its ``mom_lookback``-day change. Ranks ``>= long_q`` are
+    long and ``<= short_q`` short (mean reversion: the reverse), equal weight
+    per leg. Betas to the market come from the ``beta_window`` returns
+    strictly before the day (at least ``min_beta_obs``); with three or more
+    names held the weights are projected to dollar and beta neutrality, then
+    scaled to gross 1.
+    """
+    import numpy as np
+    import pandas as pd
+
+    from .kernels.study import project_out_constraints
+
+    X = residuals
+    vol = X.ewm(halflife=vol_halflife, adjust=False).std().clip(lower=1e-8)
+    Z = (X / vol).replace([np.inf, -np.inf], np.nan).clip(-z_clip, z_clip)
+    score = Z if mean_reversion else Z.diff(mom_lookback)
+    s = score.iloc[-1].dropna()
+    if s.empty:
+        return None
+    ranks = s.rank(pct=True)
+    high, low = ranks[ranks >= long_q].index, ranks[ranks <= short_q].index
+    longs, shorts = (low, high) if mean_reversion else (high, low)
+    if len(longs) == 0 or len(shorts) == 0:
+        return None
+    names = list(X.columns)
+    w = pd.Series(0.0, index=names)
+    w[longs] = 1.0 / len(longs)
+    w[shorts] = -1.0 / len(shorts)
+    idx = len(X) - 1
+    start = max(0, idx - beta_window)
+    if idx - start >= min_beta_obs:
+        win_r, win_m = returns.iloc[start:idx], market.iloc[start:idx]
+        var_m = win_m.var()
+        if var_m > 0:
+            betas = (win_r.apply(lambda c: c.cov(win_m)) / var_m).reindex(names)
+            betas = betas.fillna(0.0).to_numpy()
+            active = w.to_numpy() != 0.0
+            if active.sum() >= 3:
+                values = np.zeros(len(w))
+                values[active] = project_out_constraints(w.to_numpy()[active], betas[active])
+                w = pd.Series(values, index=names)
+    gross = w.abs().sum()
+    return w / gross if gross > 0 else None

@@ -60,30 +60,25 @@ in the scan carry. Two compiled paths compute the same recursion:
 Shapes are bucketed: the asset axis is padded (with NaN returns on the
 general path, zero returns on the shared path; padded assets are discarded)
 to :func:`~zipline_factorarb.kernels._jax.bucket_size` ``(N, 64)`` (64, 128,
-..., 512, 576, ...), and in :func:`kalman_filter` the time axis is padded to
-``bucket_size(T, 32)`` with inactive steps that leave the state untouched. A
-backtest whose universe changes size from day to day, or a filter run in
-chunks of varying length, therefore reuses one compiled program per bucket.
+..., 512, 576, ...), and the time axis is padded to ``bucket_size(T, 32)``
+with inactive steps that leave the state untouched. A backtest whose universe
+changes size from day to day, or a filter run in chunks of varying length,
+therefore reuses one compiled program per bucket.
 :func:`compilation_count` reports how many programs have been traced.
 
 Double precision, scoped
 ------------------------
-The recursion runs in float64, but JAX's process-wide ``jax_enable_x64`` option
-is never changed. Argument conversion, tracing, compilation, execution and the
-copy of the results back to numpy all happen inside ``jax.enable_x64(True)``
-(see :func:`~zipline_factorarb.kernels._jax.x64_scope`), a context manager that
-sets a *thread-local* override and restores the previous value on exit. The
-option is part of ``jax.jit``'s cache key, so the kernel's float64 executables
-and the user's own float32 programs never share a cache entry. After a call,
-``jax.config.jax_enable_x64`` has its old value and ``jnp.zeros(1).dtype`` is
-still ``float32`` in a default process. Importing this module does not import
-JAX at all.
+The recursion runs in float64 inside :func:`~zipline_factorarb.kernels._jax.x64_scope`
+(conversion, tracing, compilation, execution and the copy back to numpy), a
+thread-local override that leaves JAX's process-wide ``jax_enable_x64``
+unchanged; the module docstring of :mod:`zipline_factorarb.kernels._jax`
+says why. Importing this module does not import JAX at all.
 
 One step, written once: every recursion here (both compiled paths and
 :func:`kalman_update`) is :func:`_predict_gain` (the covariance half) then
 :func:`_update_beta` (the mean half), in the asset-last layout, on numpy or
-``jax.numpy`` arrays; :func:`kalman_filter` and :func:`kalman_last` share one
-dispatch between the two paths (:func:`_run_by_path`).
+``jax.numpy`` arrays; :func:`kalman_filter` and :func:`kalman_last` run the
+same two programs through one dispatch (:func:`_filter`).
 
 :func:`kalman_update`, the one-step recursion, is plain array code: on numpy
 inputs it computes in numpy float64; on JAX inputs it uses ``jax.numpy`` in
@@ -103,7 +98,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from zipline_factorarb.checks import check_number
+from zipline_factorarb.checks import check_array, check_number
 from zipline_factorarb.kernels._jax import aligned_full, bucket_size, import_jax, x64_scope
 from zipline_factorarb.kernels.pca import DEFAULT_COMPONENTS, pca_factor_returns
 
@@ -162,16 +157,9 @@ class KalmanResult(NamedTuple):
 class KalmanLastResult(NamedTuple):
     """Output of :func:`kalman_last`: the last step of a window (numpy float64).
 
-    Attributes
-    ----------
-    innovations : ndarray, shape (N,)
-        Innovation :math:`e_T` at the window's last step (NaN if missing).
-    innovation_variance : ndarray, shape (N,)
-        :math:`Q_T` at the last step (NaN where ``innovations`` is NaN).
-    standardized_innovations : ndarray, shape (N,)
-        :math:`e_T / \\sqrt{Q_T}`.
-    betas : ndarray, shape (N, K)
-        Filtered betas :math:`\\hat\\beta_{T|T}` after the last update.
+    ``innovations`` (N,), ``innovation_variance`` (N,) and ``betas`` (N, K)
+    are the last rows of the same fields of :class:`KalmanResult`;
+    ``standardized_innovations`` (N,) is :math:`e_T / \\sqrt{Q_T}`.
     """
 
     innovations: np.ndarray
@@ -203,16 +191,12 @@ class KalmanStep(NamedTuple):
 
 
 def compilation_count():
-    """Number of Kalman programs traced (and so compiled) in this process.
+    """Number of Kalman programs traced (and so compiled) in this process (an int).
 
     Counts every ``jax.jit`` cache miss of :func:`kalman_filter` and
-    :func:`kalman_last` (one per bucketed shape, factor layout and function).
-    Useful to check that a backtest whose universe changes size does not
-    recompile every day.
-
-    Returns
-    -------
-    int
+    :func:`kalman_last` (one per bucketed shape, factor layout and path), to
+    check that a backtest whose universe changes size does not recompile
+    every day.
     """
     return _TRACES["count"]
 
@@ -228,29 +212,24 @@ def _noises(state_noise, obs_noise):
             check_number("obs_noise", obs_noise, 0, low_open=True))
 
 
-def _returns_and_factor_returns(returns, factor_returns):
-    """The two arrays as float64, their shapes checked against each other."""
-    r = np.asarray(returns, dtype=np.float64)
-    if r.ndim != 2:
-        raise ValueError(f"returns must have shape (T, N), got {r.shape}")
+def check_returns_and_factor_returns(returns, factor_returns,
+                                     names=("returns", "factor_returns"), rows="T"):
+    """Returns ``(rows, N)`` and factor returns ``(rows, K)`` or ``(rows, N, K)`` as float64.
+
+    The shape check of every kernel that regresses returns on factor returns
+    (shared, or one set per asset); ``names`` are the arguments' names and
+    ``rows`` the name of the time axis, as the caller's errors say them.
+    """
+    r_name, f_name = names
+    r = check_array(r_name, returns, (rows, "N"))
     T, N = r.shape
     f = np.asarray(factor_returns, dtype=np.float64)
-    if f.ndim == 2:
-        if f.shape[0] != T:
-            raise ValueError(
-                f"factor_returns of shape (T, K) must have T={T} rows like returns, got "
-                f"{f.shape}"
-            )
-    elif f.ndim == 3:
-        if f.shape[:2] != (T, N):
-            raise ValueError(
-                f"per-asset factor_returns must have shape (T, N, K) = ({T}, {N}, K), got "
-                f"{f.shape}"
-            )
-    else:
-        raise ValueError(f"factor_returns must have shape (T, K) or (T, N, K), got {f.shape}")
+    if f.ndim == 3 and f.shape[:2] != (T, N):
+        raise ValueError(f"per-asset {f_name} must have shape ({rows}, N, K) = ({T}, {N}, K), "
+                         f"got {f.shape}")
+    f = check_array(f_name, f, (rows, "K"), (rows, "N", "K"), dims={rows: T, "N": N})
     if f.shape[-1] < 1:
-        raise ValueError("factor_returns must have at least one column (K >= 1)")
+        raise ValueError(f"{f_name} must have at least one column (K >= 1)")
     return r, f
 
 
@@ -324,129 +303,60 @@ def _update_beta(xp, beta, r, f, gain):
 
 @functools.lru_cache(maxsize=None)
 def _programs():
-    """Build the jitted programs on first use (so that JAX is imported lazily).
+    """Build the two jitted programs on first use (so that JAX is imported lazily).
 
-    Four programs: {general, shared} x {filter (every step), last (last step)}.
-
-    * general: one covariance per asset, ``P`` of shape ``(K, K, N)``; any
-      factor layout and any pattern of missing data.
-    * shared: the factors are shared and every asset of the group is observed
-      whenever the factors are, from a common ``P0``. Then ``P_t``, ``Q_t`` and
-      the gain ``K_t`` do not depend on the asset (only on ``f_t``,
-      ``delta``, ``v_e`` and ``P0``). A first scan runs the ``K x K``
-      covariance recursion once and returns the gains; a second scan applies
-      them to the betas of all assets, ``beta += K_t (r_t - f_t' beta)``.
+    ``"general"`` keeps one covariance per asset, ``P`` of shape ``(K, K, N)``
+    (any factor layout, any pattern of missing data); ``"shared"`` runs the
+    ``K x K`` covariance recursion once for a group of assets observed
+    whenever the factors are, from a common ``P0`` (see the module
+    docstring), then applies its gains to the betas of all of them. Both
+    take the static flag ``every``: True returns the betas of every step
+    (:func:`kalman_filter`), False only the final state (:func:`kalman_last`).
     """
     jax, jnp, lax = import_jax()
 
-    # ---- general path: per-asset covariance, asset-last layout ----------
-    def general_step(carry, x, obs_noise):
-        beta, P = carry  # (K, N), (K, K, N)
-        r_t, f_t, ok_t, d_t = x  # (N,), (K, 1|N), (N,) 0/1, ()
-        P, gain, Q = _predict_gain(jnp, P, f_t, ok_t, d_t, obs_noise)
-        beta, e = _update_beta(jnp, beta, r_t, f_t, gain)
-        return (beta, P), (e, Q)
-
-    def general_masks(returns, factors):
-        finite_f = jnp.isfinite(factors)
-        ok = jnp.isfinite(returns) & jnp.all(finite_f, axis=1)  # (T, N)
-        return ok, jnp.where(ok, returns, 0.0), jnp.where(finite_f, factors, 0.0)
-
-    def general_filter(returns, factors, active, beta0, P0, state_noise, obs_noise):
+    def general(returns, factors, active, beta0, P0, state_noise, obs_noise, every):
         _TRACES["count"] += 1  # Python side effect: runs only when tracing
-        ok, r0, f0 = general_masks(returns, factors)
-        ok = ok & (active > 0)[:, None]
+        finite_f = jnp.isfinite(factors)
+        ok = jnp.isfinite(returns) & jnp.all(finite_f, axis=1) & (active > 0)[:, None]
 
         def body(carry, x):
-            carry, (e, Q) = general_step(carry, x, obs_noise)
-            return carry, (e, Q, carry[0].T)
+            beta, P = carry  # (K, N), (K, K, N)
+            r_t, f_t, ok_t, d_t = x  # (N,), (K, 1|N), (N,) 0/1, ()
+            P, gain, Q = _predict_gain(jnp, P, f_t, ok_t, d_t, obs_noise)
+            beta, e = _update_beta(jnp, beta, r_t, f_t, gain)
+            return (beta, P), (e, Q, beta.T if every else None)
 
-        xs = (r0, f0, ok.astype(returns.dtype), state_noise * active)
+        xs = (jnp.where(ok, returns, 0.0), jnp.where(finite_f, factors, 0.0),
+              ok.astype(returns.dtype), state_noise * active)
         (beta, P), (e, Q, betas) = lax.scan(body, (beta0, P0), xs)
         return jnp.where(ok, e, jnp.nan), jnp.where(ok, Q, jnp.nan), betas, beta.T, P
 
-    def general_last(returns, factors, state_noise, obs_noise, p0):
+    def shared(returns, factors, active, beta0, P0, state_noise, obs_noise, every):
         _TRACES["count"] += 1
-        N, K, dtype = returns.shape[1], factors.shape[1], returns.dtype
-        ok, r0, f0 = general_masks(returns, factors)
-        P0 = jnp.broadcast_to(p0 * jnp.eye(K, dtype=dtype)[:, :, None], (K, K, N))
-        xs = (r0, f0, ok.astype(dtype), jnp.full(ok.shape[:1], state_noise, dtype))
-        head = jax.tree_util.tree_map(lambda a: a[:-1], xs)
-        last = jax.tree_util.tree_map(lambda a: a[-1], xs)
+        # returns of a shared group are finite (padding columns are 0)
+        finite_f = jnp.isfinite(factors)
+        ok = jnp.all(finite_f, axis=1) & (active > 0)  # (T,)
+        f0 = jnp.where(finite_f, factors, 0.0)
 
-        def body(carry, x):
-            return general_step(carry, x, obs_noise)[0], None
-
-        carry, _ = lax.scan(body, (jnp.zeros((K, N), dtype), P0), head)
-        (beta, _), (e, Q) = general_step(carry, last, obs_noise)
-        e = jnp.where(ok[-1], e, jnp.nan)
-        Q = jnp.where(ok[-1], Q, jnp.nan)
-        return e, Q, e / jnp.sqrt(Q), beta.T
-
-    # ---- shared path: one K x K covariance for the whole group ----------
-    def shared_gains(f0, okf, delta_t, P0, obs_noise):
-        """Covariance recursion alone: gains (T, K), Q (T,), final P."""
-
-        def body(P, x):
+        def covariance(P, x):
             f_t, ok_t, d_t = x
             P, gain, Q = _predict_gain(jnp, P, f_t, ok_t, d_t, obs_noise)
             return P, (gain, Q)
 
-        P, (gains, Q) = lax.scan(body, P0, (f0, okf, delta_t))
-        return gains, Q, P
-
-    def shared_beta_step(beta, x):
-        r_t, f_t, gain_t = x  # (N,), (K,), (K,)
-        return _update_beta(jnp, beta, r_t, f_t[:, None], gain_t[:, None])
-
-    def shared_masks(factors):
-        # returns of a shared group are finite (padding columns are 0)
-        finite_f = jnp.isfinite(factors)
-        return jnp.all(finite_f, axis=1), jnp.where(finite_f, factors, 0.0)  # (T,)
-
-    def shared_filter(returns, factors, active, beta0, P0, state_noise, obs_noise):
-        _TRACES["count"] += 1
-        ok, f0 = shared_masks(factors)
-        ok = ok & (active > 0)
-        gains, Q, P = shared_gains(
-            f0, ok.astype(returns.dtype), state_noise * active, P0, obs_noise
-        )
+        P, (gains, Q) = lax.scan(covariance, P0, (f0, ok.astype(returns.dtype),
+                                                  state_noise * active))
 
         def body(beta, x):
-            beta, e = shared_beta_step(beta, x)
-            return beta, (e, beta.T)
+            r_t, f_t, gain_t = x  # (N,), (K,), (K,)
+            beta, e = _update_beta(jnp, beta, r_t, f_t[:, None], gain_t[:, None])
+            return beta, (e, beta.T if every else None)
 
         beta, (e, betas) = lax.scan(body, beta0, (returns, f0, gains))
         return jnp.where(ok[:, None], e, jnp.nan), jnp.where(ok, Q, jnp.nan), betas, beta.T, P
 
-    def shared_last(returns, factors, state_noise, obs_noise, p0):
-        _TRACES["count"] += 1
-        W, N = returns.shape
-        K, dtype = factors.shape[1], returns.dtype
-        ok, f0 = shared_masks(factors)
-        gains, Q, _ = shared_gains(
-            f0,
-            ok.astype(dtype),
-            jnp.full((W,), state_noise, dtype),
-            p0 * jnp.eye(K, dtype=dtype),
-            obs_noise,
-        )
-
-        def body(beta, x):
-            return shared_beta_step(beta, x)[0], None
-
-        beta, _ = lax.scan(body, jnp.zeros((K, N), dtype), (returns[:-1], f0[:-1], gains[:-1]))
-        beta, e = shared_beta_step(beta, (returns[-1], f0[-1], gains[-1]))
-        e = jnp.where(ok[-1], e, jnp.nan)
-        Q = jnp.where(ok[-1], Q[-1], jnp.nan)
-        return e, Q, e / jnp.sqrt(Q), beta.T
-
-    return {
-        ("general", "filter"): jax.jit(general_filter),
-        ("shared", "filter"): jax.jit(shared_filter),
-        ("general", "last"): jax.jit(general_last),
-        ("shared", "last"): jax.jit(shared_last),
-    }
+    return {"general": jax.jit(general, static_argnames="every"),
+            "shared": jax.jit(shared, static_argnames="every")}
 
 
 def _shared_assets(r, f, P0):
@@ -458,52 +368,75 @@ def _shared_assets(r, f, P0):
     row skips the update for all of them alike). The other assets (a missing
     return, per-asset factors, or a different initial covariance) run on the
     general path.
-
-    When both paths are needed, the shared path runs on *all* assets (the
-    others' returns zero-filled; their results are discarded), so that its
-    output is already in asset order, and the general path then overwrites
-    the assets it owns.
     """
     N = r.shape[1]
     if f.ndim != 2:
         return np.zeros(N, dtype=bool)
     shared = np.isfinite(r).all(axis=0)
-    if P0 is not None and shared.any():
+    if shared.any():
         Ps = P0[shared]
         if not (Ps == Ps[0]).all():
             return np.zeros(N, dtype=bool)
     return shared
 
 
-def _run_by_path(r, f, shared, steps, run_shared, run_general, outputs, axes):
-    """Run the shared program where it applies and the general one elsewhere.
+def _filter(r, f, delta, ve, b0, P0, every):
+    """The recursion over checked, non-empty inputs, each asset on its path.
 
-    The one dispatch of :func:`kalman_filter` and :func:`kalman_last`.
-    ``shared`` is :func:`_shared_assets`'s mask. When any asset is shared,
-    ``run_shared(rp, fp)`` gets the padded returns of *all* assets (the
-    others zero-filled, their results overwritten below) and returns its
-    results for the ``N`` assets; then ``run_general(rp, fp, sel, n)`` gets
-    the padded returns of the ``n`` other assets (``sel`` selects them) and
-    returns theirs. Each result is written into ``outputs`` along its asset
-    axis (``axes``). Everything runs inside :func:`x64_scope`.
+    The one dispatch of :func:`kalman_filter` and :func:`kalman_last`. When
+    any asset is shared (:func:`_shared_assets`), the shared program runs on
+    *all* assets (the others' returns zero-filled), so that its output is
+    already in asset order; the general program then overwrites the assets
+    it owns. ``betas`` is None unless ``every``. Runs inside
+    :func:`x64_scope`.
     """
-    N = r.shape[1]
+    T, N = r.shape
+    K = f.shape[-1]
+    Tp = bucket_size(T, TIME_BUCKET)
+    active = np.zeros(Tp)
+    active[:T] = 1.0
+    programs, noises = _programs(), (np.float64(delta), np.float64(ve))
+    out = KalmanResult(np.empty((T, N)), np.empty((T, N)),
+                       np.empty((T, N, K)) if every else None, np.empty((N, K)),
+                       np.empty((N, K, K)))
+    shared = _shared_assets(r, f, P0)
     with x64_scope():
         if shared.any():
             r_sh = r if shared.all() else np.where(shared, r, 0.0)
-            rp, fp = _pad(r_sh, f, steps, bucket_size(N, ASSET_BUCKET), 0.0)
-            for out, value in zip(outputs, run_shared(rp, fp)):
-                out[...] = value
+            rp, fp = _pad(r_sh, f, Tp, bucket_size(N, ASSET_BUCKET), 0.0)
+            b0p = np.zeros((K, rp.shape[1]))
+            b0p[:, :N] = b0.T
+            e, Q, betas, beta, P = _numpy(programs["shared"](
+                rp, fp, active, b0p, P0[np.argmax(shared)], *noises, every=every))
+            out.innovations[:] = e[:T, :N]
+            out.innovation_variance[:] = Q[:T, None]
+            if every:
+                out.betas[:] = betas[:T, :N]
+            out.beta[:] = beta[:N]
+            out.P[:] = P
         if not shared.all():
             idx = np.flatnonzero(~shared)
             n = idx.size
-            sel = slice(None) if n == N else idx
-            sub_r = r if n == N else r[:, idx]
-            sub_f = f if (n == N or f.ndim == 2) else f[:, idx]
-            rp, fp = _pad(sub_r, sub_f, steps, bucket_size(n, ASSET_BUCKET), np.nan)
-            for out, value, axis in zip(outputs, run_general(rp, fp, sel, n), axes):
-                out[(slice(None),) * axis + (sel,)] = value
-    return outputs
+            rp, fp = _pad(r[:, idx], f if f.ndim == 2 else f[:, idx], Tp,
+                          bucket_size(n, ASSET_BUCKET), np.nan)
+            b0p = np.zeros((K, rp.shape[1]))
+            b0p[:, :n] = b0[idx].T
+            P0p = np.broadcast_to(np.eye(K)[:, :, None], (K, K, rp.shape[1])).copy()
+            P0p[:, :, :n] = P0[idx].transpose(1, 2, 0)
+            e, Q, betas, beta, P = _numpy(programs["general"](rp, fp, active, b0p, P0p,
+                                                              *noises, every=every))
+            out.innovations[:, idx] = e[:T, :n]
+            out.innovation_variance[:, idx] = Q[:T, :n]
+            if every:
+                out.betas[:, idx] = betas[:T, :n]
+            out.beta[idx] = beta[:n]
+            out.P[idx] = P.transpose(2, 0, 1)[:n]
+    return out
+
+
+def _numpy(arrays):
+    """A program's outputs as numpy arrays (None kept)."""
+    return [None if a is None else np.asarray(a) for a in arrays]
 
 
 # --------------------------------------------------------------------------
@@ -545,12 +478,6 @@ def kalman_filter(returns, factor_returns, state_noise, obs_noise, beta0=None, p
         ``innovations`` (T, N), ``innovation_variance`` (T, N), ``betas``
         (T, N, K), and the final state ``beta`` (N, K), ``P`` (N, K, K).
 
-    Notes
-    -----
-    Shapes are padded to buckets (see the module docstring), so calls whose
-    ``N`` or ``T`` differ slightly share one compiled program. JAX's global
-    ``jax_enable_x64`` option is not modified.
-
     Examples
     --------
     >>> import numpy as np
@@ -564,7 +491,7 @@ def kalman_filter(returns, factor_returns, state_noise, obs_noise, beta0=None, p
     array([0.8, 1.2])
     """
     delta, ve = _noises(state_noise, obs_noise)
-    r, f = _returns_and_factor_returns(returns, factor_returns)
+    r, f = check_returns_and_factor_returns(returns, factor_returns)
     T, N = r.shape
     K = f.shape[-1]
 
@@ -590,37 +517,7 @@ def kalman_filter(returns, factor_returns, state_noise, obs_noise, beta0=None, p
             np.empty((T, N)), np.empty((T, N)), np.empty((T, N, K)), b0, P0
         )
 
-    Tp = bucket_size(T, TIME_BUCKET)
-    active = np.zeros(Tp)
-    active[:T] = 1.0
-    programs = _programs()
-    d, v = np.float64(delta), np.float64(ve)
-
-    def run_shared(rp, fp):
-        Np = rp.shape[1]
-        b0p = np.zeros((K, Np))
-        b0p[:, :N] = b0.T
-        out = programs["shared", "filter"](rp, fp, active, b0p, P0[np.argmax(shared)], d, v)
-        e, Q, betas, beta, P = (np.asarray(x) for x in out)
-        return e[:T, :N], Q[:T, None], betas[:T, :N], beta[:N], P
-
-    def run_general(rp, fp, sel, n):
-        Np = rp.shape[1]
-        b0p = np.zeros((K, Np))
-        b0p[:, :n] = b0[sel].T
-        P0p = np.broadcast_to(np.eye(K)[:, :, None], (K, K, Np)).copy()
-        P0p[:, :, :n] = P0[sel].transpose(1, 2, 0)
-        out = programs["general", "filter"](rp, fp, active, b0p, P0p, d, v)
-        e, Q, betas, beta, P = (np.asarray(x) for x in out)
-        return e[:T, :n], Q[:T, :n], betas[:T, :n], beta[:n], P.transpose(2, 0, 1)[:n]
-
-    shared = _shared_assets(r, f, P0)
-    out_e, out_Q, out_betas, out_beta, out_P = _run_by_path(
-        r, f, shared, Tp, run_shared, run_general,
-        [np.empty((T, N)), np.empty((T, N)), np.empty((T, N, K)), np.empty((N, K)),
-         np.empty((N, K, K))],
-        axes=(1, 1, 1, 0, 0))
-    return KalmanResult(out_e, out_Q, out_betas, out_beta, out_P)
+    return _filter(r, f, delta, ve, b0, P0, every=True)
 
 
 def kalman_last(returns_window, factor_returns_window, state_noise, obs_noise, p0=1.0):
@@ -652,16 +549,10 @@ def kalman_last(returns_window, factor_returns_window, state_noise, obs_noise, p
         ``standardized_innovations`` :math:`e_W/\sqrt{Q_W}` (N,) and ``betas``
         (N, K), all at the window's last step. Equal to the last rows of
         :func:`kalman_filter` on the same window.
-
-    Notes
-    -----
-    The asset axis is padded to a bucket (one compiled program for all
-    universes of, e.g., 449 to 512 assets); the window length is not padded,
-    so each distinct ``W`` compiles once.
     """
     delta, ve = _noises(state_noise, obs_noise)
     p0v = check_number("p0", p0, 0, low_open=True)
-    r, f = _returns_and_factor_returns(returns_window, factor_returns_window)
+    r, f = check_returns_and_factor_returns(returns_window, factor_returns_window)
     W, N = r.shape
     K = f.shape[-1]
     if W == 0:
@@ -670,38 +561,18 @@ def kalman_last(returns_window, factor_returns_window, state_noise, obs_noise, p
         empty = np.empty(0)
         return KalmanLastResult(empty, empty.copy(), empty.copy(), np.empty((0, K)))
 
-    programs = _programs()
-    params = (np.float64(delta), np.float64(ve), np.float64(p0v))
-
-    def run(path, n):
-        def call(rp, fp, *_):
-            e, Q, z, beta = (np.asarray(x) for x in programs[path, "last"](rp, fp, *params))
-            return e[:n], (Q if Q.ndim == 0 else Q[:n]), z[:n], beta[:n]
-        return call
-
-    out_e, out_Q, out_z, out_beta = _run_by_path(
-        r, f, _shared_assets(r, f, None), W, run("shared", N),
-        lambda rp, fp, sel, n: run("general", n)(rp, fp),
-        [np.empty(N), np.empty(N), np.empty(N), np.empty((N, K))], axes=(0, 0, 0, 0))
-    return KalmanLastResult(out_e, out_Q, out_z, out_beta)
+    P0 = np.broadcast_to(p0v * np.eye(K), (N, K, K))
+    res = _filter(r, f, delta, ve, np.zeros((N, K)), P0, every=False)
+    e, Q = res.innovations[-1], res.innovation_variance[-1]
+    return KalmanLastResult(e, Q, e / np.sqrt(Q), res.beta)
 
 
 class KalmanWindowResult(NamedTuple):
     """Output of :func:`kalman_innovation_window`, arrays of shape (N,) / (N, K).
 
-    Attributes
-    ----------
-    innovations : ndarray (N,)
-        :math:`e_t` at the window's last step.
-    standardized_innovations : ndarray (N,)
-        :math:`e_t / \\sqrt{Q_t}`.
-    innovation_variance : ndarray (N,)
-        :math:`Q_t`.
-    betas : ndarray (N, K)
-        Filtered betas :math:`\\hat\\beta_{t|t}` after the last update.
-    n_observations : ndarray (N,)
-        Steps of the window where the asset's return and every factor
-        return were observed (updates of the filter).
+    The fields of :class:`KalmanLastResult` (NaN for the assets with fewer than
+    ``min_observations`` updates), and ``n_observations`` (N,): the steps of
+    the window where the asset's return and every factor return were observed.
     """
 
     innovations: np.ndarray
@@ -711,15 +582,8 @@ class KalmanWindowResult(NamedTuple):
     n_observations: np.ndarray
 
 
-def kalman_innovation_window(
-    returns,
-    factor_returns=None,
-    k=DEFAULT_COMPONENTS,
-    state_noise=1e-5,
-    obs_noise=1e-4,
-    p0=1.0,
-    min_observations=1,
-):
+def kalman_innovation_window(returns, factor_returns=None, k=DEFAULT_COMPONENTS,
+                             state_noise=1e-5, obs_noise=1e-4, p0=1.0, min_observations=1):
     r"""Last-step Kalman innovation of every asset over one returns window.
 
     What :class:`KalmanInnovation` computes for one session: the factor
@@ -759,11 +623,7 @@ def kalman_innovation_window(
     if N == 0:
         empty = np.empty(0)
         return KalmanWindowResult(empty, empty, empty, np.empty((0, K)), empty)
-    res = kalman_last(r, f, state_noise, obs_noise, p0)
-    e = res.innovations
-    z = res.standardized_innovations
-    Q = res.innovation_variance
-    betas = res.betas
+    e, Q, z, betas = kalman_last(r, f, state_noise, obs_noise, p0)
     short = n_obs < min_observations
     if short.any():
         e, z, Q, betas = e.copy(), z.copy(), Q.copy(), betas.copy()

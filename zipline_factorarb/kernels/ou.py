@@ -65,11 +65,12 @@ and the AR(1) fit is closed form; there is no per-asset Python loop.
 
 from __future__ import annotations
 
-import math
 from typing import NamedTuple
 
 import numpy as np
 
+from ..checks import check_number
+from .kalman import check_returns_and_factor_returns
 from .pca import DEFAULT_COMPONENTS, pca_factor_returns
 from .risk import regression_loadings
 
@@ -136,13 +137,8 @@ def _residuals(R, F):
     return eps, full_rank
 
 
-def sscore(
-    returns_window,
-    factor_returns_window,
-    periods_per_year=252,
-    max_mean_reversion_days=30.0,
-    center_m=False,
-):
+def sscore(returns_window, factor_returns_window, periods_per_year=252,
+           max_mean_reversion_days=30.0, center_m=False):
     r"""Avellaneda-Lee s-score of each asset over one estimation window.
 
     Parameters
@@ -191,34 +187,17 @@ def sscore(
     >>> res.s_score.shape, res.valid.dtype
     ((4,), dtype('bool'))
     """
-    R = np.asarray(returns_window, dtype=np.float64)
-    F = np.asarray(factor_returns_window, dtype=np.float64)
-    if R.ndim != 2:
-        raise ValueError(f"returns_window must have shape (W, N), got {R.shape}")
+    R, F = check_returns_and_factor_returns(
+        returns_window, factor_returns_window, ("returns_window", "factor_returns_window"), "W")
     W, N = R.shape
-    if F.ndim == 2:
-        if F.shape[0] != W:
-            raise ValueError(f"factor_returns_window (W, K) must have W={W} rows, got {F.shape}")
-    elif F.ndim == 3:
-        if F.shape[:2] != (W, N):
-            raise ValueError(
-                f"per-asset factor returns must have shape (W, N, K) = ({W}, {N}, K), "
-                f"got {F.shape}"
-            )
-    else:
-        raise ValueError(
-            f"factor_returns_window must have shape (W, K) or (W, N, K), got {F.shape}"
-        )
     K = F.shape[-1]
     if W < K + 4:
         raise ValueError(
             f"window of {W} rows is too short for {K} factors: need at least K + 4 = {K + 4}"
         )
-    ppy = float(periods_per_year)
-    if not (math.isfinite(ppy) and ppy > 0):
-        raise ValueError(f"periods_per_year must be > 0, got {periods_per_year!r}")
-    if max_mean_reversion_days is not None and not float(max_mean_reversion_days) > 0:
-        raise ValueError("max_mean_reversion_days must be > 0 or None")
+    ppy = check_number("periods_per_year", periods_per_year, 0, low_open=True)
+    max_mean_reversion_days = check_number("max_mean_reversion_days", max_mean_reversion_days,
+                                           0, low_open=True, allow_none=True)
 
     # complete windows only
     finite = np.isfinite(R).all(axis=0)
@@ -261,24 +240,11 @@ def sscore(
     if center_m and valid.any():
         m_used = m - m[valid].mean()
     s = (X[-1] - m_used) / sigma_eq
-    return SScoreResult(
-        s_score=s,
-        kappa=kappa,
-        m=m,
-        sigma_eq=sigma_eq,
-        mean_reversion_days=mean_reversion_days,
-        valid=valid,
-    )
+    return SScoreResult(s, kappa, m, sigma_eq, mean_reversion_days, valid)
 
 
-def sscore_window(
-    returns,
-    factor_returns=None,
-    k=DEFAULT_COMPONENTS,
-    periods_per_year=252,
-    max_mean_reversion_days=30.0,
-    center_m=False,
-):
+def sscore_window(returns, factor_returns=None, k=DEFAULT_COMPONENTS, periods_per_year=252,
+                  max_mean_reversion_days=30.0, center_m=False):
     """Avellaneda-Lee s-score of every asset over one returns window.
 
     What :class:`~zipline_factorarb.pipeline.sscore.SScore` computes for
@@ -306,10 +272,4 @@ def sscore_window(
         f = pca_factor_returns(r, int(k))
     else:
         f = np.asarray(factor_returns, dtype=np.float64)
-    return sscore(
-        r,
-        f,
-        periods_per_year=periods_per_year,
-        max_mean_reversion_days=max_mean_reversion_days,
-        center_m=center_m,
-    )
+    return sscore(r, f, periods_per_year, max_mean_reversion_days, center_m)

@@ -6,40 +6,22 @@ study "Dynamic Factor Arbitrage: Isolating Residual Momentum in Sector
 ETFs" from what its code does. Arrays are ``(T, N)``: one row per session,
 one column per asset; NaN marks a missing score or return.
 
-Rules
------
-* :func:`percentile_ranks` -- cross-sectional percentile ranks, ties
-  averaged, as ``pandas.DataFrame.rank(axis=1, pct=True)``: the smallest of
-  ``n`` scores gets ``1/n``, the largest ``1``.
-* :func:`percentile_rule_weights` -- the study's rule: long the names whose
-  rank is above ``upper``, short those below ``lower``, each name
-  ``1 / (number of names held)``. With ten names the lowest rank is exactly
-  ``0.1``, so ``lower=0.1`` never fills the short side: the book is 100% long
-  the single top-ranked name.
-* :func:`count_rule_weights` -- long the ``n_long`` highest, short the
-  ``n_short`` lowest, the same normalisation (``n_short=0``: long only).
-
-Accounting
-----------
-:func:`lag_positions` holds the weights decided on row ``t`` over the return
-of row ``t + lag``; the study's timing is ``lag=1`` (signal at the close of
-``t``, held over ``t -> t+1``). :func:`study_pnl` is the study's original
-backtester: log-return P&L ``sum_i w_i r_i`` and costs ``c * sum_i |w_t -
-w_{t-1}|`` (nothing charged on the first row). :func:`simple_pnl` is its
-newer one: simple returns, one-way turnover ``0.5 * sum |dw|``.
-
-Null model
-----------
-:func:`random_single_asset_books` draws books that hold one asset at a time
-and switch to a different, uniformly drawn asset with a given daily
-probability (a holding period matched to a strategy's);
-:func:`single_asset_book_pnl` prices them with the study's accounting.
+Rules: :func:`percentile_ranks`, :func:`percentile_rule_weights` (the
+study's: long rank > ``upper``, short rank < ``lower``; with ten names and
+``lower=0.1`` the short side is never filled), :func:`count_rule_weights`.
+Accounting: :func:`lag_positions` (weights of row ``t`` held over the return
+of row ``t + lag``; the study's ``lag=1``), :func:`study_pnl` (the original
+backtester's log-return P&L and linear costs), :func:`simple_pnl` (the newer
+one's). Null model: :func:`random_single_asset_books` and
+:func:`single_asset_book_pnl`, books holding one asset at a time with a
+holding period matched to a strategy's (:func:`switch_probability`).
 """
 
 from __future__ import annotations
 
 import numpy as np
 
+from ..checks import check_array
 from .kalman import CarriedFilter  # noqa: F401  (defined with the Kalman recursion)
 
 __all__ = [
@@ -59,10 +41,14 @@ __all__ = [
 
 
 def _matrix(name, x):
-    a = np.asarray(x, dtype=np.float64)
-    if a.ndim != 2:
-        raise ValueError(f"{name} must be a (T, N) array, got shape {a.shape}")
-    return a
+    return check_array(name, x, ("T", "N"))
+
+
+def _positions_and_returns(positions, log_returns):
+    w, r = _matrix("positions", positions), _matrix("log_returns", log_returns)
+    if w.shape != r.shape:
+        raise ValueError(f"positions {w.shape} and log_returns {r.shape} differ in shape")
+    return w, r
 
 
 def percentile_ranks(scores):
@@ -178,10 +164,7 @@ def study_pnl(positions, log_returns, cost=2e-4):
         ``gross = sum_i w_i r_i``, ``turnover = sum_i |dw_i|`` and
         ``net = gross - cost * turnover`` (log returns).
     """
-    w = _matrix("positions", positions)
-    r = _matrix("log_returns", log_returns)
-    if w.shape != r.shape:
-        raise ValueError(f"positions {w.shape} and log_returns {r.shape} differ in shape")
+    w, r = _positions_and_returns(positions, log_returns)
     gross = (np.nan_to_num(w) * np.nan_to_num(r)).sum(axis=1)
     turnover = np.zeros(len(w))
     turnover[1:] = np.abs(np.diff(np.nan_to_num(w), axis=0)).sum(axis=1)
@@ -195,10 +178,8 @@ def simple_pnl(positions, log_returns, cost=2e-4):
     (first row 0), ``net = gross - cost * turnover`` floored at -0.999999;
     both returned as log returns ``log1p(.)``, with the turnover.
     """
-    w = np.nan_to_num(_matrix("positions", positions))
-    r = _matrix("log_returns", log_returns)
-    if w.shape != r.shape:
-        raise ValueError(f"positions {w.shape} and log_returns {r.shape} differ in shape")
+    w, r = _positions_and_returns(positions, log_returns)
+    w = np.nan_to_num(w)
     gross = (w * np.expm1(np.nan_to_num(r))).sum(axis=1)
     turnover = np.zeros(len(w))
     turnover[1:] = 0.5 * np.abs(np.diff(w, axis=0)).sum(axis=1)

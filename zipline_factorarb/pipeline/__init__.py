@@ -17,6 +17,7 @@ _LAZY = {
     "FixedPCA": "zipline_factorarb.pipeline.pca_residual",
     "fit_fixed_pca": "zipline_factorarb.pipeline.pca_residual",
     "fixed_pca_residuals": "zipline_factorarb.pipeline.pca_residual",
+    "fixed_pca_signal": "zipline_factorarb.pipeline.kalman",
     # risk model
     "FactorRiskModel": "zipline_factorarb.pipeline.risk",
     "factor_risk_model_for_algorithm": "zipline_factorarb.pipeline.risk",

@@ -10,24 +10,15 @@ window to the kernel
 :func:`~zipline_factorarb.kernels.kalman.kalman_innovation_window`
 (re-exported here), tested without an engine.
 
-For every asset, over the ``window_length`` daily returns that end on the
-previous session,
-
-.. math::
-
-    \beta_t = \beta_{t-1} + w_t, \quad w_t \sim N(0, \delta I_K), \qquad
-    r_t = f_t^\top \beta_t + v_t, \quad v_t \sim N(0, v_e),
-
-is filtered from the prior :math:`\beta_0 = 0, P_0 = p_0 I` and the last
-step is reported: the innovation :math:`e_t = r_t - f_t^\top\hat\beta_{t|t-1}`,
-its variance :math:`Q_t`, :math:`e_t/\sqrt{Q_t}` and the filtered betas
-:math:`\hat\beta_{t|t}`. A session's value is therefore a pure function of
-its window: it does not depend on when the backtest started or how the
-pipeline was chunked. This is the residual signal of the dynamic
-factor-arbitrage study of the SPDR sector ETFs (residual momentum), whose
-factors :math:`f_t` are the scores of the top ``components`` principal
-components (``docs/glossary.md``: ``factors`` names the source of the factor
-returns, ``factor_returns`` the ``(T, K)`` array).
+For every asset, the random-walk-beta filter of the kernel's module
+docstring runs over the ``window_length`` daily returns that end on the
+previous session, from the prior :math:`\beta_0 = 0, P_0 = p_0 I`, and the
+last step is reported, so a session's value is a pure function of its
+window (whatever the backtest start or the pipeline chunking). This is the
+residual signal of the dynamic factor-arbitrage study of the SPDR sector
+ETFs, whose factors are the top ``components`` principal components
+(``docs/glossary.md``: ``factors`` names the source of the factor returns,
+``factor_returns`` the ``(T, K)`` array).
 
 Returns
 -------
@@ -44,6 +35,7 @@ from __future__ import annotations
 import warnings
 
 import numpy as np
+import pandas as pd
 from zipline.assets import Asset
 from zipline.pipeline import CustomFactor
 from zipline.pipeline.data import EquityPricing
@@ -53,7 +45,7 @@ from ..checks import check_bool, check_filter, check_int, check_number
 from ..kernels.factor_model import warn_collinear_once
 from ..kernels.kalman import KalmanWindowResult, kalman_innovation_window
 from ..kernels.pca import DEFAULT_COMPONENTS as DEFAULT_K
-from ..kernels.pca import pca_factor_returns
+from ..kernels.pca import pca_factor_returns, pca_residuals
 from ..kernels.returns import daily_returns
 from ._threads import one_blas_thread
 
@@ -61,6 +53,7 @@ __all__ = [
     "DailyReturns",
     "KalmanInnovation",
     "KalmanWindowResult",
+    "fixed_pca_signal",
     "kalman_innovation_window",
     "one_blas_thread",
     "pca_factor_returns",
@@ -234,6 +227,14 @@ class FactorSourceTerm:
     def graph_repr(self):
         return repr(self)
 
+    @classmethod
+    def _new_with_source(cls, assets, K, log_returns, mask, **kwargs):
+        """``CustomFactor.__new__`` with the inputs of a factor source (last checks here)."""
+        log_returns = check_bool("log_returns", log_returns)
+        mask = check_filter("mask", mask)
+        return super().__new__(cls, inputs=factor_inputs(DailyReturns(log=log_returns), assets),
+                               mask=mask, k=K if assets is None else None, **kwargs)
+
 
 # --------------------------------------------------------------------------
 # the pipeline factor
@@ -302,12 +303,11 @@ class KalmanInnovation(FactorSourceTerm, CustomFactor):
 
     Notes
     -----
-    The value on session ``D`` uses returns up to the close of ``D - 1``.
-    It is a pure function of that window, so the same session gives the same
-    number whatever the backtest start or the pipeline chunk size. A missing
-    return (or factor return) skips that update; an asset with fewer than
-    ``min_observations`` updates gets NaN. Factor assets must exist somewhere
-    in every pipeline chunk's date range (zipline's ``Slice`` raises
+    The value on session ``D`` uses returns up to the close of ``D - 1``
+    (a pure function of that window). A missing return (or factor return)
+    skips that update; an asset with fewer than ``min_observations`` updates
+    gets NaN. Factor assets must exist somewhere in every pipeline chunk's
+    date range (zipline's ``Slice`` raises
     ``NonExistentAssetInTimeFrame`` otherwise); before a factor asset is
     listed its returns are NaN and the filter skips those steps.
 
@@ -316,13 +316,6 @@ class KalmanInnovation(FactorSourceTerm, CustomFactor):
     >>> from zipline_factorarb.pipeline.classifiers import IsStock
     >>> kf = KalmanInnovation(factors="pca", components=3, mask=IsStock())  # doctest: +SKIP
     >>> Pipeline({"signal": kf.standardized_innovation, "beta_mkt": kf.beta_0})  # doctest: +SKIP
-
-    References
-    ----------
-    Kalman, R. E. (1960). A new approach to linear filtering and prediction
-    problems. Journal of Basic Engineering, 82(1), 35-45.
-    Durbin, J. and Koopman, S. J. (2012). Time Series Analysis by State
-    Space Methods, 2nd ed., Oxford University Press, ch. 4.
     """
 
     dtype = float64_dtype
@@ -346,27 +339,11 @@ class KalmanInnovation(FactorSourceTerm, CustomFactor):
         if min_observations is None:
             min_observations = max(1, window_length // 4)
         min_observations = check_int("min_observations", min_observations, 1, window_length)
-        log_returns = check_bool("log_returns", log_returns)
-        mask = check_filter("mask", mask)
-        outputs = (
-            "innovation",
-            "standardized_innovation",
-            "innovation_variance",
-            "n_observations",
-        ) + tuple(f"beta_{j}" for j in range(K))
-        returns = DailyReturns(log=log_returns)
-        return super().__new__(
-            cls,
-            inputs=factor_inputs(returns, assets),
-            outputs=outputs,
-            window_length=window_length,
-            mask=mask,
-            k=K if assets is None else None,
-            state_noise=state_noise,
-            obs_noise=obs_noise,
-            p0=p0,
-            min_observations=min_observations,
-        )
+        outputs = ("innovation", "standardized_innovation", "innovation_variance",
+                   "n_observations") + tuple(f"beta_{j}" for j in range(K))
+        return cls._new_with_source(assets, K, log_returns, mask, outputs=outputs,
+                                    window_length=window_length, state_noise=state_noise,
+                                    obs_noise=obs_noise, p0=p0, min_observations=min_observations)
 
     def compute(self, today, assets, out, returns, *factor_returns, k,
                 state_noise, obs_noise, p0, min_observations):
@@ -401,3 +378,48 @@ class KalmanInnovation(FactorSourceTerm, CustomFactor):
             f"window_length={self.window_length}, state_noise={self.params['state_noise']}, "
             f"obs_noise={self.params['obs_noise']}, p0={self.params['p0']})"
         )
+
+
+def fixed_pca_signal(closes, fixed, signal="innovation", state_noise=1e-5, obs_noise=1e-4,
+                     p0=1.0, log_returns=True, min_observations=1, centre=False):
+    """One session's signal against fixed PCA loadings, from a window of closes.
+
+    Parameters
+    ----------
+    closes : pandas.DataFrame
+        Adjusted closes of the universe, oldest first, ending on the last
+        close the signal may use.
+    fixed : zipline_factorarb.pipeline.FixedPCA
+        Loadings ``W`` (N, K) and mean ``mu`` fitted on the training window
+        (:func:`~zipline_factorarb.pipeline.fit_fixed_pca`).
+    signal : str
+        ``"pca_residual"``: the residual ``eps_t = R_t - (F_t W' + mu)`` of
+        the last day. ``"innovation"`` / ``"kalman"`` /
+        ``"standardized_innovation"``: the Kalman filter on the factor
+        returns ``F_t = (R_t - mu) W`` over the window's returns
+        (:func:`kalman_innovation_window`).
+    state_noise, obs_noise, p0, min_observations : float, int
+        The filter's settings.
+    log_returns : bool
+        Log or simple returns (as the loadings were fitted).
+    centre : bool
+        Filter ``R_t - mu`` (the Kalman study) rather than ``R_t``.
+
+    Returns
+    -------
+    pandas.Series
+        The signal per asset (the columns of ``fixed.loadings``' index).
+    """
+    closes = closes[list(fixed.loadings.index)]
+    returns = daily_returns(closes.to_numpy(dtype=np.float64), log=log_returns)
+    mean = fixed.mean.to_numpy()
+    scores, residuals = pca_residuals(returns, fixed.loadings.to_numpy(), mean)
+    if signal == "pca_residual":
+        values = residuals[-1]
+    else:
+        res = kalman_innovation_window(returns - mean if centre else returns, scores,
+                                       state_noise=state_noise, obs_noise=obs_noise, p0=p0,
+                                       min_observations=min_observations)
+        values = (res.standardized_innovations if signal == "standardized_innovation"
+                  else res.innovations)
+    return pd.Series(values, index=closes.columns)

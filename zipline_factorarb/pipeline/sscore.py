@@ -32,16 +32,10 @@ import numpy as np
 from zipline.pipeline import CustomFactor
 from zipline.utils.numpy_utils import float64_dtype
 
-from ..checks import check_bool, check_filter, check_int, check_number
+from ..checks import check_bool, check_int, check_number
 from ..kernels.ou import sscore_window
 from ._threads import one_blas_thread
-from .kalman import (
-    DailyReturns,
-    FactorSourceTerm,
-    components_argument,
-    factor_inputs,
-    resolve_factor_source,
-)
+from .kalman import FactorSourceTerm, components_argument, resolve_factor_source
 
 __all__ = ["SScore", "sscore_window"]
 
@@ -53,16 +47,9 @@ class SScore(FactorSourceTerm, CustomFactor):
 
     Parameters
     ----------
-    factors : 'pca' or sequence of zipline.assets.Asset or str
-        ``'pca'`` (default): the factor returns are the top ``components``
-        principal components fitted on the window's returns of the assets in
-        ``mask``.
-        A sequence of assets (ETFs): their daily returns, wired as
-        ``returns[asset]`` slices. Symbols are looked up in the running
-        algorithm or in ``bundle``.
-    components : int, optional
-        Number of principal components (default 3) for ``'pca'``. ``k`` is
-        its former name (keyword only, deprecated).
+    factors, components, mask, bundle
+        The factor source and the assets, as in
+        :class:`~zipline_factorarb.pipeline.KalmanInnovation`.
     window_length : int, default 60
         Estimation window in daily returns (60 in the paper).
     max_mean_reversion_days : float or None, default 30
@@ -75,11 +62,6 @@ class SScore(FactorSourceTerm, CustomFactor):
         paper's centred variant).
     log_returns : bool, default False
         Simple returns as in the paper, or log returns.
-    mask : zipline.pipeline.Filter, optional
-        Assets to compute; with ``'pca'`` also the fitted cross-section. None
-        (the default): every asset that exists.
-    bundle : str, optional
-        Bundle to look factor symbols up in outside an algorithm.
 
     Outputs
     -------
@@ -123,19 +105,10 @@ class SScore(FactorSourceTerm, CustomFactor):
                                                allow_none=True)
         periods_per_year = check_number("periods_per_year", periods_per_year, 0, low_open=True)
         center_m = check_bool("center_m", center_m)
-        log_returns = check_bool("log_returns", log_returns)
-        mask = check_filter("mask", mask)
-        returns = DailyReturns(log=log_returns)
-        return super().__new__(
-            cls,
-            inputs=factor_inputs(returns, assets),
-            window_length=window_length,
-            mask=mask,
-            k=K if assets is None else None,
-            periods_per_year=periods_per_year,
-            max_mean_reversion_days=max_mean_reversion_days,
-            center_m=center_m,
-        )
+        return cls._new_with_source(assets, K, log_returns, mask, window_length=window_length,
+                                    periods_per_year=periods_per_year,
+                                    max_mean_reversion_days=max_mean_reversion_days,
+                                    center_m=center_m)
 
     def compute(self, today, assets, out, returns, *factor_returns, k,
                 periods_per_year, max_mean_reversion_days, center_m):

@@ -7,48 +7,19 @@ its backtester. This module reruns both as vectorised walk-forwards on our
 kernels (no zipline), and the same strategies through zipline
 (:func:`run_zipline`), so that the two paths can be set side by side.
 
-What the study's code does (the *original* version, the seed's table)
-----------------------------------------------------------------------
-* Universe: the nine SPDR sector ETFs **and SPY**, adjusted closes from
-  2012-01-03, log returns :math:`r_t = \ln(p_t / p_{t-1})`.
-* Folds (:func:`study_folds`): from the first return date ``d0``, fold
-  ``i`` trains on ``[d0 + i y, d0 + (i + 3) y)`` and tests on the next
-  year, calendar offsets, stopping when a test window would pass the last
-  date: ten folds, tests 2015-01-05 .. 2025-01-03.
-* Fixed PCA: ``k = 3`` components of the (unstandardised) training log
-  returns, fitted on the training window only; the residual of a test day is
-  :math:`r_t - ((r_t - \mu) W W^\top + \mu)`.
-* Fixed PCA + Kalman: the factor returns :math:`F_t = (r_t - \mu) W` and
-  the *centred* returns :math:`r_t - \mu` (training mean) go through one
-  random-walk-beta filter per fold, from :math:`\beta = 0, P = I` at the
-  training window's first day through training and test without restart;
-  the test days' innovations are the signal. The table's row uses
-  :math:`\delta = 10^{-2}`, :math:`v_e = 10^{-4}` (the best of its grid).
-* Rolling PCA: each day's residual against the PCA of the 60 days before it,
-  computed over the whole history.
-* Rule: percentile ranks of the ten residuals; long rank > 0.9, short rank
-  < 0.1, each name 1 / (names held). With ten names the lowest rank is
-  exactly 0.1: the short side is never filled, so "momentum" is 100% long
-  the top-ranked name and "mean reversion" 100% short it.
-* Timing: weights from the residuals to the close of ``t`` earn the log
-  return of ``t + 1`` (``shift(1)``, inside each test year, whose first day
-  is flat).
-* P&L: :math:`\sum_i w_i r_i` in log returns, minus 2 bp times
-  :math:`\sum_i |w_t - w_{t-1}|`; Sharpe of the daily log P&L (x sqrt 252),
-  total return :math:`\exp(\sum) - 1`, drawdown of :math:`\exp(\text{cumsum})`.
-
-The *newer* version
--------------------
-Trades the nine sector ETFs only (SPY is the market), on Fridays (``W-FRI``
-labels that are sessions), the score being the residual over its EWMA
-volatility (half-life 20, clipped at 5; momentum: its 20-day change);
-long ranks >= 0.7 and short ranks <= 0.3 (mean reversion: the reverse),
-equal weight per leg, projected to dollar and SPY-beta neutrality (60-day
-betas) when at least three names are held, gross 1, simple-return P&L, 2 bp
-on one-way turnover ``0.5 * sum |dw|``. Its target weights are set on the
-rebalance days only and are zero on the other days (its ``ffill`` runs over a
-frame of zeros), so the book is held over one session a week: the return of
-the session after each rebalance. This module reproduces that as it is.
+What its code does, step by step, is written in ``docs/research.md`` ("The
+Kalman study as its code runs it" and "The study's newer results"). In
+short: the *original* version ranks the residuals of the nine SPDR sector
+ETFs and SPY (fixed PCA with 3 components fitted on each fold's three
+training years; the Kalman filter runs on the centred returns through
+training and test without restarting) and holds the names above the 0.9
+percentile rank, with the log-return accounting of
+:func:`~zipline_factorarb.kernels.study.study_pnl`; the *newer* version
+trades the sector ETFs on Fridays, dollar and SPY-beta neutral
+(:func:`~zipline_factorarb.algo.newer_rebalance_weights`), with simple
+returns (:func:`~zipline_factorarb.kernels.study.simple_pnl`), and holds its
+book over one session a week. :data:`ORIGINAL` and :data:`NEWER` are the
+rows of the two tables.
 """
 
 from __future__ import annotations
@@ -60,6 +31,7 @@ from typing import NamedTuple
 import numpy as np
 import pandas as pd
 
+from zipline_factorarb.algo import NEWER_BOOK_SETTINGS, newer_rebalance_weights
 from zipline_factorarb.kernels import study as kstudy
 from zipline_factorarb.kernels.kalman import kalman_filter, kalman_last
 from zipline_factorarb.kernels.pca import pca_factors
@@ -71,7 +43,6 @@ __all__ = [
     "StudyConfig",
     "StudyFold",
     "StudyRun",
-    "fixed_pca_signal",
     "load_study_returns",
     "null_model",
     "run_study",
@@ -178,6 +149,8 @@ class StudyConfig:
     residual : str
         ``"kalman"`` (fixed PCA factors, Kalman innovations), ``"fixed_pca"``
         (static residual) or ``"rolling_pca"`` (60-day rolling PCA residual).
+    components : int
+        Principal components of the fixed and the rolling PCA.
     delta, ve, p0 : float
         The filter's state noise, observation noise and prior variance.
     centre : bool
@@ -209,7 +182,7 @@ class StudyConfig:
     name: str = "Fixed PCA + Kalman (Momentum)"
     universe: tuple = STUDY_UNIVERSE
     residual: str = "kalman"
-    k: int = 3
+    components: int = 3
     delta: float = 1e-2
     ve: float = 1e-4
     p0: float = 1.0
@@ -295,7 +268,7 @@ def _fold_residuals(returns, fold, config, rolling=None):
     test = returns.loc[fold.test_start:fold.test_end, cols]
     if config.residual == "rolling_pca":
         return rolling.loc[test.index, cols]
-    fit = pca_factors(train.to_numpy(), config.k)
+    fit = pca_factors(train.to_numpy(), config.components)
     W, mu = fit.loadings, fit.mean
     if config.residual == "fixed_pca":
         R = test.to_numpy()
@@ -322,7 +295,8 @@ def _fold_residuals(returns, fold, config, rolling=None):
 
 def _rolling(returns, config):
     cols = list(config.universe)
-    values = kstudy.rolling_pca_residuals(returns[cols].to_numpy(), config.window, config.k)
+    values = kstudy.rolling_pca_residuals(returns[cols].to_numpy(), config.window,
+                                          config.components)
     return pd.DataFrame(values, index=returns.index, columns=cols)
 
 
@@ -349,70 +323,6 @@ def _original_fold(config, test_returns, residuals):
     return (pd.DataFrame(positions, index=weights.index, columns=tradable), net, gross, turnover)
 
 
-def newer_rebalance_weights(residuals, returns, market, config):
-    """The newer backtester's weights for the last row of a history, if it rebalances.
-
-    Parameters
-    ----------
-    residuals : pandas.DataFrame
-        The residuals of the traded names from the first test day through
-        the rebalance day (last row).
-    returns : pandas.DataFrame
-        Their daily log returns over the same days.
-    market : pandas.Series
-        The market's (SPY's) daily log returns over the same days.
-    config : StudyConfig
-
-    Returns
-    -------
-    pandas.Series or None
-        Weights (gross 1) for the last day, or None where the rule holds
-        nothing (no score, or an empty leg). The caller decides which days
-        rebalance (the newer backtester: Fridays that are sessions).
-
-    Notes
-    -----
-    The score is the residual over its EWMA volatility (``adjust=False``,
-    half-life ``vol_halflife``, floored at 1e-8, clipped at ``z_clip``);
-    momentum uses its ``mom_lookback``-day change. Betas to the market come
-    from the ``beta_window`` returns strictly before the day (at least
-    ``min_beta_obs``); with three or more names held the weights are
-    projected to dollar and beta neutrality, then scaled to gross 1.
-    """
-    X = residuals
-    vol = X.ewm(halflife=config.vol_halflife, adjust=False).std().clip(lower=1e-8)
-    Z = (X / vol).replace([np.inf, -np.inf], np.nan).clip(-config.z_clip, config.z_clip)
-    score = Z if config.mean_reversion else Z.diff(config.mom_lookback)
-    s = score.iloc[-1].dropna()
-    if s.empty:
-        return None
-    ranks = s.rank(pct=True)
-    high, low = ranks[ranks >= config.long_q].index, ranks[ranks <= config.short_q].index
-    longs, shorts = (low, high) if config.mean_reversion else (high, low)
-    if len(longs) == 0 or len(shorts) == 0:
-        return None
-    names = list(X.columns)
-    w = pd.Series(0.0, index=names)
-    w[longs] = 1.0 / len(longs)
-    w[shorts] = -1.0 / len(shorts)
-    idx = len(X) - 1
-    start = max(0, idx - config.beta_window)
-    if idx - start >= config.min_beta_obs:
-        win_r, win_m = returns.iloc[start:idx], market.iloc[start:idx]
-        var_m = win_m.var()
-        if var_m > 0:
-            betas = (win_r.apply(lambda c: c.cov(win_m)) / var_m).reindex(names)
-            betas = betas.fillna(0.0).to_numpy()
-            active = w.to_numpy() != 0.0
-            if active.sum() >= 3:
-                values = np.zeros(len(w))
-                values[active] = kstudy.project_out_constraints(w.to_numpy()[active],
-                                                                betas[active])
-                w = pd.Series(values, index=names)
-    gross = w.abs().sum()
-    return w / gross if gross > 0 else None
-
-
 def newer_tradables(config):
     """Names the newer backtester trades: ``config.trade``, else the universe less the market."""
     return list(config.trade or [c for c in config.universe if c != config.market])
@@ -424,10 +334,11 @@ def _newer_targets(config, returns, residuals):
     X = residuals[tradable]
     reb = X.resample(config.rebalance).last().index.intersection(X.index)
     targets = pd.DataFrame(0.0, index=X.index, columns=tradable)
+    settings = {name: getattr(config, name) for name in NEWER_BOOK_SETTINGS}
     for day in reb:
         i = X.index.get_loc(day) + 1
         w = newer_rebalance_weights(X.iloc[:i], returns[tradable].iloc[:i],
-                                    returns[config.market].iloc[:i], config)
+                                    returns[config.market].iloc[:i], **settings)
         if w is not None:
             targets.loc[day] = w
     return targets
@@ -616,65 +527,6 @@ def null_model(returns, run, n_books=1000, seed=0):
 
 
 # --------------------------------------------------------------------------
-# one session's signal against fixed loadings (the algorithm's window mode)
-# --------------------------------------------------------------------------
-
-
-def returns_from_closes(closes, log_returns=True):
-    """Daily log (or simple) returns between consecutive rows of ``closes``."""
-    with np.errstate(divide="ignore", invalid="ignore"):
-        ratio = closes / closes.shift(1)
-        return (np.log(ratio) if log_returns else ratio - 1.0).iloc[1:]
-
-
-def fixed_pca_signal(closes, fixed, signal="innovation", state_noise=1e-5, obs_noise=1e-4,
-                     p0=1.0, log_returns=True, min_observations=1, centre=False):
-    """One session's signal against fixed PCA loadings, from a window of closes.
-
-    Parameters
-    ----------
-    closes : pandas.DataFrame
-        Adjusted closes of the universe, oldest first, ending on the last
-        close the signal may use.
-    fixed : zipline_factorarb.pipeline.pca_residual.FixedPCA
-        Loadings ``W`` and mean ``mu`` fitted on the training window.
-    signal : str
-        ``"pca_residual"``: the residual ``eps_t = R_t - (F_t W' + mu)`` of
-        the last day. ``"innovation"`` / ``"kalman"`` /
-        ``"standardized_innovation"``: the Kalman filter on the factor
-        returns ``F_t = (R_t - mu) W`` over the window's returns.
-    state_noise, obs_noise, p0, min_observations : float, int
-        The filter's settings.
-    log_returns : bool
-        Log or simple returns (as the loadings were fitted).
-    centre : bool
-        Filter ``R_t - mu`` (the study) rather than ``R_t``.
-
-    Returns
-    -------
-    pandas.Series
-        The signal per asset (the columns of ``closes``).
-    """
-    from zipline_factorarb.pipeline.kalman import kalman_innovation_window
-    from zipline_factorarb.pipeline.pca_residual import fixed_pca_residuals
-
-    closes = closes[list(fixed.loadings.index)]
-    returns = returns_from_closes(closes.astype(np.float64), log_returns)
-    mean = fixed.mean.to_numpy()
-    scores, residuals = fixed_pca_residuals(returns.to_numpy(), fixed.loadings.to_numpy(), mean)
-    if signal == "pca_residual":
-        values = residuals[-1]
-    else:
-        y = returns.to_numpy() - mean if centre else returns.to_numpy()
-        res = kalman_innovation_window(y, scores, state_noise=state_noise,
-                                       obs_noise=obs_noise, p0=p0,
-                                       min_observations=min_observations)
-        values = (res.standardized_innovations if signal == "standardized_innovation"
-                  else res.innovations)
-    return pd.Series(values, index=closes.columns)
-
-
-# --------------------------------------------------------------------------
 # the same strategies through zipline
 # --------------------------------------------------------------------------
 
@@ -710,7 +562,7 @@ def zipline_params(config, fold):
     params = dict(
         universe=list(config.universe), factors=factors,
         signal="kalman" if config.residual == "kalman" else "pca_residual",
-        components=config.k, window_length=config.window, state_noise=config.delta,
+        components=config.components, window_length=config.window, state_noise=config.delta,
         obs_noise=config.ve, p0=config.p0, centre=bool(config.centre and factors == "fixed_pca"),
         filter_state=config.filter_state if config.residual == "kalman" else "window",
         signal_close=closes[config.lag], rule=config.rule, n_long=config.n_long,
@@ -723,8 +575,6 @@ def zipline_params(config, fold):
         benchmarks=[config.market],
         train_start=before.date().isoformat(), train_end=fold.train_end.date().isoformat(),
     )
-    if factors == "fixed_pca" and config.residual == "fixed_pca":
-        params["filter_state"] = "window"
     return params
 
 

@@ -25,7 +25,11 @@ from dataclasses import dataclass
 
 import pandas as pd
 
+from .. import algo
 from .errors import SpecError
+
+#: :func:`zipline_factorarb.algo.training_history`, also served as ``research.training_history``
+training_history = algo.training_history
 
 #: Parameter names a sweep fills from the fold, when an algorithm declares them.
 FOLD_PARAMS = ("train_start", "train_end", "test_start", "test_end", "fold")
@@ -285,54 +289,3 @@ def single_period(sessions, start, end):
     if first is None or last is None or last < first:
         raise SpecError(f"no sessions between start {start.date()} and end {end.date()}")
     return [Fold(0, None, None, first, last)]
-
-
-def training_history(data, assets, train_start, train_end, fields="price"):
-    """The training window's daily history, read inside a running backtest.
-
-    Call it from ``before_trading_start`` or a scheduled function on or after
-    the fold's first test session (e.g. to fit PCA loadings once). It asks
-    zipline's data portal for the bars from ``train_start`` up to the current
-    session and keeps those up to ``train_end``; zipline never serves bars
-    after the current simulation time, so this cannot read the future.
-
-    Parameters
-    ----------
-    data : zipline.protocol.BarData
-        The ``data`` object passed to the algorithm's functions.
-    assets : Asset or list of Asset
-    train_start, train_end : date-like
-        The fold's training window (the parameters a sweep sets).
-    fields : str or list of str
-        As in ``data.history``.
-
-    Returns
-    -------
-    pandas.Series or DataFrame
-        As ``data.history`` returns, indexed by the training sessions.
-
-    Raises
-    ------
-    ValueError
-        When the training window does not end before the current session
-        (calling it during training would be look-ahead).
-    """
-    from zipline.api import get_datetime
-
-    from ..algo import _algo
-
-    calendar = _algo().trading_calendar
-    train_start, train_end = _day(train_start), _day(train_end)
-    now = _day(get_datetime())
-    if train_end >= now:
-        raise ValueError(
-            f"training_history: training ends {train_end.date()}, not before the current "
-            f"session {now.date()}; call it during the fold's test window"
-        )
-    bar_count = len(calendar.sessions_in_range(train_start, now))
-    frame = data.history(assets, fields, bar_count, "1d")
-    index = pd.DatetimeIndex(frame.index)
-    days = index.tz_convert("UTC").tz_localize(None).normalize() if index.tz is not None \
-        else index.normalize()
-    keep = (days >= train_start) & (days <= train_end)
-    return frame.loc[keep]
