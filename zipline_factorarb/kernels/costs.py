@@ -23,12 +23,9 @@ b sigma sqrt(|x| / V)`` away from the close, adverse to the trader, so its slipp
 
 from __future__ import annotations
 
-from typing import NamedTuple
-
 import numpy as np
 
 __all__ = [
-    "CostBreakdown",
     "linear_cost",
     "impact_coefficient",
     "impact_cost",
@@ -36,25 +33,7 @@ __all__ = [
     "borrow_cost",
     "dollar_impact",
     "slippage_fraction",
-    "expected_costs",
 ]
-
-
-class CostBreakdown(NamedTuple):
-    """Total cost by component (same units as the inputs: fractions of PV or dollars)."""
-
-    linear: float
-    impact: float
-    borrow: float
-
-    @property
-    def total(self):
-        return self.linear + self.impact + self.borrow
-
-    def as_dict(self):
-        """``{"linear", "impact", "borrow", "total"}`` as floats."""
-        return {"linear": float(self.linear), "impact": float(self.impact),
-                "borrow": float(self.borrow), "total": float(self.total)}
 
 
 def linear_cost(trades, rate):
@@ -98,10 +77,10 @@ def borrow_cost(weights, fraction):
 
 
 def dollar_impact(dollars, coefficient, volatility, dollar_volume):
-    """Market impact in dollars of dollar trades ``x``: ``b sigma |x|^{3/2} / sqrt(V)``."""
+    """Market impact in dollars of dollar trades ``x``: ``b sigma |x|^{3/2} / sqrt(V)``,
+    the impact part of :func:`slippage_fraction` times ``|x|``."""
     x = np.abs(np.asarray(dollars, dtype=float))
-    return (np.asarray(coefficient, dtype=float) * np.asarray(volatility, dtype=float)
-            * x * np.sqrt(x / np.asarray(dollar_volume, dtype=float)))
+    return slippage_fraction(x, 0.0, coefficient, volatility, dollar_volume) * x
 
 
 def slippage_fraction(dollars, half_spread, coefficient=0.0, volatility=0.0, dollar_volume=np.inf):
@@ -111,25 +90,3 @@ def slippage_fraction(dollars, half_spread, coefficient=0.0, volatility=0.0, dol
     x = np.abs(np.asarray(dollars, dtype=float))
     return half_spread + (np.asarray(coefficient, dtype=float) * np.asarray(volatility, dtype=float)
                           * np.sqrt(x / np.asarray(dollar_volume, dtype=float)))
-
-
-def expected_costs(trades, weights, linear_rate=0.0, impact_k=0.0, borrow=0.0):
-    """Total expected cost of a rebalance by component, in fractions of PV.
-
-    Parameters
-    ----------
-    trades : ndarray, shape (n,)
-        ``z = w - w0``.
-    weights : ndarray, shape (n,)
-        Post-trade weights ``w`` (for the borrow cost).
-    linear_rate, impact_k, borrow : float or ndarray
-        ``c``, ``k`` (:func:`impact_coefficient`) and ``f`` (:func:`borrow_fraction`);
-        0 leaves a component out.
-
-    Returns
-    -------
-    CostBreakdown
-    """
-    return CostBreakdown(float(np.sum(linear_cost(trades, linear_rate))),
-                         float(np.sum(impact_cost(trades, impact_k))),
-                         float(np.sum(borrow_cost(weights, borrow))))

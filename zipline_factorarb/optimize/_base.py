@@ -1,28 +1,11 @@
 """Shared machinery of objectives, constraints and costs (internal).
 
-Every objective, constraint or cost is a small :class:`Term` object that
-
-* validates its inputs when it is created (pandas in, errors that name the asset).
-  Type errors raise at once; a problem with the data itself (NaN, an empty Series, a
-  duplicated asset) is kept (:meth:`Term._data`) and raised when the term is solved,
-  as a :class:`~.errors.InvalidInput`, so that ``order_optimal_portfolio(...,
-  on_failure="hold")`` can hold on it;
-* declares the assets it adds to the optimisation universe (``_assets``);
-* turns its inputs into numpy arrays aligned on the universe (``_prepare``, returning a
-  :class:`TermData`): *parameters* become cvxpy DPP parameters of the compiled problem
-  (new values re-solve it without recompiling), *constants* are data for the term's
-  own checks and messages;
-* builds its cvxpy expression from those parameters once per problem structure
-  (``_build``);
-* evaluates itself on a plain numpy weight vector (``_violation`` for constraints,
-  ``_value`` for objectives), which is how solutions are checked and how infeasibility
-  is explained;
-* for a constraint, says what it bounds (``_bounds``, a :class:`Bounds`) for the
-  unboundedness test, and for any term, the quadratic risk it constrains or penalises
-  (``_risk``, a :class:`RiskTerm`), which the engine checks for a degenerate
-  (zero) risk model and uses to explain an infeasible risk budget.
-
-``docs/optimize.md`` ("Writing a constraint") shows a complete new constraint.
+Every objective, constraint or cost is a :class:`Term`: it checks its inputs when
+created (data errors kept for the solve: :class:`KeepsInputErrors`), prepares them on
+the optimisation universe as a :class:`TermData`, builds its cvxpy expression once per
+problem structure and evaluates itself on numpy weights. The hooks are documented on
+:class:`~.constraints.Constraint`; ``docs/optimize.md`` ("Writing a constraint") shows
+a complete new constraint.
 """
 
 from __future__ import annotations
@@ -224,6 +207,11 @@ def as_frame(values, field):
     return out
 
 
+def describe_value(v):
+    """A number, or the size of a Series by asset, for a term's repr."""
+    return fmt(v) if isinstance(v, float) else f"{len(v)} assets"
+
+
 def asset_list(assets):
     """Normalise one asset or an iterable of assets to a list."""
     if isinstance(assets, (pd.Index, pd.Series)):
@@ -231,6 +219,38 @@ def asset_list(assets):
     if isinstance(assets, (list, tuple, set, frozenset, np.ndarray)):
         return list(assets)
     return [assets]
+
+
+def by_label(values, labels, default):
+    """``values`` (a number, or a Series by label) as an array on ``labels``:
+    ``default`` where the Series has no entry or NaN, and everywhere for None."""
+    if values is None:
+        return np.full(len(labels), default, dtype=float)
+    if isinstance(values, float):
+        return np.full(len(labels), values)
+    out = values.reindex(labels).to_numpy(dtype=float)
+    return np.where(np.isnan(out), default, out)
+
+
+def label_codes(labels, extra=()):
+    """``(groups, codes)``: the distinct values of ``labels`` and ``extra`` in sorted
+    order (by ``repr`` when they do not compare), and each label's position in it."""
+    names = set(labels) | set(extra)
+    try:
+        groups = sorted(names)
+    except TypeError:
+        groups = sorted(names, key=repr)
+    position = {g: i for i, g in enumerate(groups)}
+    return groups, np.array([position[g] for g in labels], dtype=np.int64)
+
+
+def check_factors(names, factors, field, source="the risk model"):
+    """``ValueError`` naming the entries of ``names`` that are not among ``factors``,
+    those of ``source``."""
+    extra = pd.Index(names).difference(factors)
+    if len(extra):
+        raise ValueError(f"{field} names unknown factors {short_list(extra)}: {source} does "
+                         f"not have them (its factors: {short_list(factors, 8)})")
 
 
 def short_list(items, limit=5):
@@ -254,25 +274,30 @@ class Context:
         self.origins = origins or {}
         self._memo = {}
 
-    def indexer(self, index):
-        key = ("indexer", id(index))
+    def _cached(self, key, owner, compute):
+        """``compute()``, once per ``key`` and solve (``owner``, whose ``id`` is in the
+        key, is kept with the value so that the id stays its own)."""
         hit = self._memo.get(key)
         if hit is None:
-            hit = (index, index.get_indexer(self.universe))
-            self._memo[key] = hit
+            hit = self._memo[key] = (owner, compute())
         return hit[1]
 
+    def indexer(self, index):
+        """Positions of the universe's assets in ``index`` (-1 where absent)."""
+        return self._cached(("indexer", id(index)), index,
+                            lambda: index.get_indexer(self.universe))
+
     def align(self, series, fill=0.0):
-        """``series`` as a numpy vector on the universe, ``fill`` where it has no entry."""
-        key = ("align", id(series), fill)
-        hit = self._memo.get(key)
-        if hit is None:
+        """``series`` as a numpy vector on the universe, ``fill`` where it has no entry
+        (zeros for a ``series`` of None: no benchmark)."""
+        if series is None:
+            return np.zeros(self.n)
+
+        def compute():
             pos = self.indexer(series.index)
             vals = series.to_numpy(dtype=float)
-            out = np.where(pos >= 0, vals[np.maximum(pos, 0)] if len(vals) else fill, fill)
-            hit = (series, out)
-            self._memo[key] = hit
-        return hit[1]
+            return np.where(pos >= 0, vals[np.maximum(pos, 0)] if len(vals) else fill, fill)
+        return self._cached(("align", id(series), fill), series, compute)
 
     def missing_from(self, index, field, what, hint):
         """Raise :class:`UnknownAssets` when assets of the universe are not in ``index``.
@@ -293,17 +318,15 @@ class Context:
 
     def risk(self, risk_model, field="the risk model"):
         """The risk model's arrays on the universe (see ``RiskModel._arrays``)."""
-        key = ("risk", id(risk_model))
-        hit = self._memo.get(key)
-        if hit is None:
+
+        def compute():
             self.missing_from(
                 risk_model.loadings.index, field, "loadings",
                 "Estimate the risk model on a universe that includes them, or remove them "
                 "from the alphas, benchmark and current portfolio (close them before "
                 "optimising)")
-            hit = (risk_model, risk_model._arrays(self.universe))
-            self._memo[key] = hit
-        return hit[1]
+            return risk_model._arrays(self.universe)
+        return self._cached(("risk", id(risk_model)), risk_model, compute)
 
 
 class TermData(Mapping):
@@ -334,16 +357,6 @@ class TermData(Mapping):
         if clash:
             raise ValueError(f"names used both as parameter and constant: {sorted(clash)}")
         self.universe = universe
-
-    @classmethod
-    def of(cls, data):
-        """``data`` as TermData; a plain dict follows the older convention (entries
-        whose name starts with ``_`` are constants, the others parameters)."""
-        if isinstance(data, TermData):
-            return data
-        return cls({k: v for k, v in data.items() if not k.startswith("_")},
-                   {k: v for k, v in data.items() if k.startswith("_")},
-                   data.get("_universe"))
 
     def __getitem__(self, name):
         if name in self.parameters:
@@ -411,6 +424,11 @@ class RiskTerm(NamedTuple):
     #: None when the term only penalises risk
     bound_name: str | None = None
 
+    def variance(self, w):
+        """Per-period ``||G (w - b)||^2 + ||s * (w - b)||^2`` of the numpy weights ``w``."""
+        a = w - self.b
+        return float(np.sum((self.G @ a) ** 2) + np.sum((self.s * a) ** 2))
+
 
 def _lenient(values, frame=False):
     """A best-effort float copy of ``values`` for a term whose data check failed (the
@@ -425,38 +443,65 @@ def _lenient(values, frame=False):
         return pd.DataFrame(dtype=float) if frame else pd.Series(dtype=float)
 
 
-class Term:
+class KeepsInputErrors:
+    """Data errors kept when an object is created and raised when it is used (internal).
+
+    A ``TypeError`` raises at once; a ``ValueError`` (NaN, an empty input, duplicated
+    assets) is kept as an :class:`~.errors.InvalidInput` so that
+    ``order_optimal_portfolio(..., on_failure="hold")`` can hold on it.
+    """
+
+    #: the first data problem found when the object was created (raised when used)
+    _input_error = None
+
+    def _defer(self, error, field=None):
+        """Keep ``error`` (the first one) as an InvalidInput, raised when used."""
+        if self._input_error is None:
+            if not isinstance(error, InvalidInput):
+                wrapped = InvalidInput(str(error), field)
+                wrapped.__cause__ = error
+                error = wrapped
+            self._input_error = error
+
+    def _checked(self, check, fallback=lambda: None, field=None):
+        """``check()``; a ``ValueError`` it raises is kept (:meth:`_defer`) and
+        ``fallback()`` returned instead. A ``TypeError`` raises at once."""
+        try:
+            return check()
+        except TypeError:
+            raise
+        except ValueError as exc:
+            self._defer(exc, field)
+            return fallback()
+
+    def _raise_input_error(self):
+        """Raise the kept data error, if any."""
+        if self._input_error is not None:
+            raise self._input_error
+
+
+class Term(KeepsInputErrors):
     """Base class of objectives, constraints and costs (see the module docstring)."""
 
     #: names of the parameters that are created ``nonneg=True``
     _nonneg = frozenset()
 
-    #: the first data problem found when the term was created (raised when solved)
-    _input_error = None
-
     def _data(self, values, field, frame=False, **kwargs):
         """Check an input with :func:`as_series` (or :func:`as_frame` with ``frame``).
 
         A ``TypeError`` raises now; a ``ValueError`` (NaN, empty, duplicated assets) is
-        kept in ``_input_error`` and raised when the term is solved, and a lenient copy
-        of the input is returned meanwhile.
+        kept (:meth:`_defer`) and raised when the term is solved, and a lenient copy of
+        the input is returned meanwhile.
         """
-        try:
-            return as_frame(values, field) if frame else as_series(values, field, **kwargs)
-        except TypeError:
-            raise
-        except ValueError as exc:
-            self._defer(exc)
-            return _lenient(values, frame)
+        return self._checked(
+            lambda: as_frame(values, field) if frame else as_series(values, field, **kwargs),
+            lambda: _lenient(values, frame))
 
-    def _defer(self, error):
-        """Keep ``error`` (the first one) to raise when the term is solved."""
-        if self._input_error is None:
-            if not isinstance(error, InvalidInput):
-                wrapped = InvalidInput(str(error))
-                wrapped.__cause__ = error
-                error = wrapped
-            self._input_error = error
+    def _optional_benchmark(self, values):
+        """Optional ``benchmark_weights`` checked with :meth:`_data` (None stays None)."""
+        if values is None:
+            return None
+        return self._data(values, f"{type(self).__name__}.benchmark_weights")
 
     def _assets(self):
         """Assets this term adds to the optimisation universe (an Index), or None."""
@@ -474,19 +519,24 @@ class Term:
         raise NotImplementedError
 
     def _benchmark(self):
-        """Benchmark weights (Series) this term refers to, or None."""
-        return None
+        """Benchmark weights (Series) this term refers to, or None; default: its
+        ``benchmark_weights`` attribute."""
+        return getattr(self, "benchmark_weights", None)
 
     def _risk_reference(self):
-        """``(risk_model, benchmark_weights or None, periods_per_year or None)`` or None."""
-        return None
+        """``(risk_model, benchmark_weights or None, periods_per_year or None)`` for the
+        risk report, or None; default: from the term's ``risk_model``,
+        :meth:`_benchmark` and ``periods_per_year`` (None when it has no risk model)."""
+        model = getattr(self, "risk_model", None)
+        if model is None:
+            return None
+        return model, self._benchmark(), getattr(self, "periods_per_year", None)
 
     def _risk(self, data):
         """The :class:`RiskTerm` this term constrains or penalises, or None."""
         return None
 
     def _key(self, data):
-        data = TermData.of(data)
         shapes = tuple((name, np.shape(value)) for name, value in data.parameters.items())
         return (type(self).__name__, shapes, self._structure(data))
 
@@ -500,8 +550,6 @@ class Term:
 def asset_label(data, i):
     """Name of position ``i`` for messages (the engine stores the universe in data)."""
     universe = getattr(data, "universe", None)
-    if universe is None and isinstance(data, dict):
-        universe = data.get("_universe")
     return repr(universe[i]) if universe is not None else f"position {i}"
 
 

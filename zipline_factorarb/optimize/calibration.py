@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
+from ..checks import check_number
 from .objectives import MeanVariance
 from .problem import run_optimization
 
@@ -84,9 +85,7 @@ def calibrate_risk_aversion(target_tev, risk_model, benchmark_weights, *, expect
         If the target lies outside the tracking errors reachable within ``bounds``
         (the message gives the reachable range and what to change).
     """
-    target = float(target_tev)
-    if not np.isfinite(target) or target <= 0:
-        raise ValueError(f"target_tev must be positive, got {target_tev!r}")
+    target = check_number("target_tev", target_tev, low=0.0, low_open=True)
     lo, hi = (float(x) for x in bounds)
     if not 0 < lo < hi:
         raise ValueError(f"bounds must satisfy 0 < low < high, got {bounds!r}")

@@ -21,6 +21,10 @@ from ._base import (
     asset_label,
     as_series,
     asset_list,
+    by_label,
+    check_factors,
+    describe_value,
+    label_codes,
     finite_or_big,
     fmt,
     short_list,
@@ -64,21 +68,27 @@ class Constraint(Term):
         inside), and a short description; used to check every solution and to explain
         infeasibility.
 
-    Optional: ``_describe`` (the repr used in messages), ``_relax_hint`` (what to
-    loosen), ``_bounds`` (a :class:`~._base.Bounds`: what it bounds, for the
-    unboundedness test; default nothing), ``_assets`` (assets it adds to the
-    universe), ``_structure`` (flags that change the compiled problem), ``_benchmark``,
-    ``_risk`` (a :class:`~._base.RiskTerm` for a risk budget). Check data inputs with
-    ``self._data(series, field)`` in ``__init__``: a NaN or an empty input then fails
-    the solve (so ``on_failure="hold"`` holds) instead of the constructor.
+    Optional: ``_describe`` (the repr used in messages), ``_hint`` (a class attribute:
+    what to loosen; ``_relax_hint`` for a text that depends on the data), ``_bounds``
+    (a :class:`~._base.Bounds`: what it bounds, for the unboundedness test; default
+    nothing), ``_assets`` (assets it adds to the universe), ``_structure`` (flags that
+    change the compiled problem), ``_risk`` (a :class:`~._base.RiskTerm` for a risk
+    budget). Attributes named ``benchmark_weights``, ``risk_model`` and
+    ``periods_per_year`` are what ``_benchmark`` and ``_risk_reference`` report by
+    default (benchmark of the diagnostics, model of the risk report). Check data
+    inputs with ``self._data(series, field)`` in ``__init__``: a NaN or an empty input
+    then fails the solve (so ``on_failure="hold"`` holds) instead of the constructor.
     """
+
+    #: what to loosen when the problem is infeasible (a fixed text)
+    _hint = None
 
     def _violation(self, w, data):
         """``(amount, detail)``: how far ``w`` is outside the constraint (0 inside)."""
         raise NotImplementedError  # pragma: no cover
 
     def _relax_hint(self, data):
-        return f"loosen {self!r}"
+        return self._hint or f"loosen {self!r}"
 
     def _bounds(self, data):
         """What the constraint bounds (a :class:`~._base.Bounds`), for the
@@ -171,17 +181,12 @@ class TrackingError(Constraint):
                                              low_open=True)
 
     def _describe(self):
-        return f"TrackingError(max_tev={fmt(self.max_tev)}, periods_per_year={fmt(self.periods_per_year)})"
+        return (f"TrackingError(max_tev={fmt(self.max_tev)}, "
+                f"periods_per_year={fmt(self.periods_per_year)})")
 
     def _assets(self):
         b = self.benchmark_weights
         return b.index[b.to_numpy() != 0]
-
-    def _benchmark(self):
-        return self.benchmark_weights
-
-    def _risk_reference(self):
-        return self.risk_model, self.benchmark_weights, self.periods_per_year
 
     def _prepare(self, ctx):
         r = ctx.risk(self.risk_model, f"{self!r}.risk_model")
@@ -194,20 +199,14 @@ class TrackingError(Constraint):
     def _risk(self, data):
         return RiskTerm(data["G"], data["s"], data["b"], self.periods_per_year, "max_tev")
 
-    def _norm_args(self, w, p):
-        return cp.hstack([p["G"] @ w - p["Gb"], cp.multiply(p["s"], w) - p["sb"]])
-
     def _build(self, w, p, data):
-        return [cp.SOC(p["bound"], self._norm_args(w, p))]
-
-    def _tev(self, w, data):
-        a = w - data["b"]
-        per_period = np.sqrt(np.sum((data["G"] @ a) ** 2) + np.sum((data["s"] * a) ** 2))
-        return float(per_period * np.sqrt(self.periods_per_year))
+        return [cp.SOC(p["bound"], cp.hstack([p["G"] @ w - p["Gb"],
+                                              cp.multiply(p["s"], w) - p["sb"]]))]
 
     def _violation(self, w, data):
-        tev = self._tev(w, data)
-        return max(0.0, tev - self.max_tev), f"ex-ante tracking error {tev:.4%} > {self.max_tev:.4%}"
+        tev = float(np.sqrt(self._risk(data).variance(w)) * np.sqrt(self.periods_per_year))
+        return (max(0.0, tev - self.max_tev),
+                f"ex-ante tracking error {tev:.4%} > {self.max_tev:.4%}")
 
     def _relax_hint(self, data):
         return (f"raise max_tev above {self.max_tev:.4%}, or loosen the constraints that keep "
@@ -224,6 +223,8 @@ class TrackingError(Constraint):
 class LongOnly(Constraint):
     """No short positions: every weight is non-negative."""
 
+    _hint = "drop LongOnly (allow short positions)"
+
     def _prepare(self, ctx):
         return TermData()
 
@@ -235,9 +236,6 @@ class LongOnly(Constraint):
             return 0.0, ""
         i = int(np.argmin(w))
         return max(0.0, -float(w[i])), f"weight {fmt(w[i])} < 0 for {asset_label(data, i)}"
-
-    def _relax_hint(self, data):
-        return "drop LongOnly (allow short positions)"
 
     def _bounds(self, data):
         return Bounds(lower=0.0)
@@ -293,7 +291,8 @@ class NetExposure(Constraint):
                         f"[{fmt(self.min_net_exposure)}, {fmt(self.max_net_exposure)}]")
 
     def _relax_hint(self, data):
-        return f"widen the {self._name} range [{fmt(self.min_net_exposure)}, {fmt(self.max_net_exposure)}]"
+        return (f"widen the {self._name} range [{fmt(self.min_net_exposure)}, "
+                f"{fmt(self.max_net_exposure)}]")
 
     def _bounds(self, data):
         return Bounds(net_lower=self.min_net_exposure, net_upper=self.max_net_exposure)
@@ -308,11 +307,8 @@ class DollarNeutral(NetExposure):
     """
 
     def __init__(self, tolerance=0.0001):
-        tol = check_number("tolerance", tolerance)
-        if tol < 0:
-            raise ValueError(f"tolerance must be non-negative, got {tolerance}")
-        self.tolerance = tol
-        super().__init__(-tol, tol)
+        self.tolerance = check_number("tolerance", tolerance, low=0.0)
+        super().__init__(-self.tolerance, self.tolerance)
 
     def _describe(self):
         return f"DollarNeutral(tolerance={fmt(self.tolerance)})"
@@ -321,7 +317,39 @@ class DollarNeutral(NetExposure):
         return f"raise tolerance above {fmt(self.tolerance)} or drop DollarNeutral"
 
 
-class MaxGrossExposure(Constraint):
+class _L1Budget(Constraint):
+    """``sum(|w - w0|)`` at most a budget: ``w0 = 0`` (gross exposure) or the current
+    weights (turnover). Subclasses name the attribute that holds the budget (``_arg``),
+    what is measured (``_measure``) and say what to raise (``_raise``)."""
+
+    _nonneg = frozenset({"bound"})
+    _arg = _measure = _raise = None
+    #: measured from the current weights (turnover) rather than from zero
+    _from_current = False
+
+    def _describe(self):
+        return f"{type(self).__name__}({self._arg}={fmt(getattr(self, self._arg))})"
+
+    def _prepare(self, ctx):
+        w0 = {"w0": ctx.current.copy()} if self._from_current else {}
+        return TermData({**w0, "bound": getattr(self, self._arg)})
+
+    def _build(self, w, p, data):
+        return [cp.norm1(w - p["w0"] if self._from_current else w) <= p["bound"]]
+
+    def _violation(self, w, data):
+        t = float(np.abs(w - data["w0"] if self._from_current else w).sum())
+        budget = getattr(self, self._arg)
+        return max(0.0, t - budget), f"{self._measure} {fmt(t)} > {fmt(budget)}"
+
+    def _relax_hint(self, data):
+        return f"raise {self._raise} above {fmt(getattr(self, self._arg))}"
+
+    def _bounds(self, data):
+        return Bounds(bounded=True)
+
+
+class MaxGrossExposure(_L1Budget):
     """Gross exposure ``sum(|w|)`` at most ``max``.
 
     Parameters
@@ -330,29 +358,10 @@ class MaxGrossExposure(Constraint):
         E.g. 1.0 for no leverage.
     """
 
-    _nonneg = frozenset({"bound"})
+    _arg, _measure, _raise = "max", "gross exposure", "max gross exposure"
 
     def __init__(self, max):  # noqa: A002 - Quantopian's argument name
         self.max = check_number("max", max, low=0.0, low_open=True)
-
-    def _describe(self):
-        return f"MaxGrossExposure(max={fmt(self.max)})"
-
-    def _prepare(self, ctx):
-        return TermData({"bound": self.max})
-
-    def _build(self, w, p, data):
-        return [cp.norm1(w) <= p["bound"]]
-
-    def _violation(self, w, data):
-        gross = float(np.abs(w).sum())
-        return max(0.0, gross - self.max), f"gross exposure {fmt(gross)} > {fmt(self.max)}"
-
-    def _relax_hint(self, data):
-        return f"raise max gross exposure above {fmt(self.max)}"
-
-    def _bounds(self, data):
-        return Bounds(bounded=True)
 
 
 class PositionConcentration(_LinearBounds):
@@ -366,6 +375,8 @@ class PositionConcentration(_LinearBounds):
         Bounds of assets missing from a Series (Quantopian's convention: an asset
         without bounds cannot be held). Use :meth:`with_equal_bounds` for one range.
     """
+
+    _hint = "widen the per-asset weight bounds (min_weights / max_weights / defaults)"
 
     def __init__(self, min_weights, max_weights, default_min_weight=0.0, default_max_weight=0.0):
         self.min_weights = self._data(min_weights, "PositionConcentration.min_weights",
@@ -391,20 +402,13 @@ class PositionConcentration(_LinearBounds):
         return cls(float(min), float(max), float(min), float(max))
 
     def _describe(self):
-        def show(v):
-            return fmt(v) if isinstance(v, float) else f"<{len(v)} assets>"
-        return f"PositionConcentration(min={show(self.min_weights)}, max={show(self.max_weights)})"
-
-    def _side(self, ctx, v, default):
-        if isinstance(v, float):
-            return np.full(ctx.n, v)
-        pos = ctx.indexer(v.index)
-        vals = v.to_numpy()
-        return np.where(pos >= 0, vals[np.maximum(pos, 0)] if len(vals) else default, default)
+        return (f"PositionConcentration(min={describe_value(self.min_weights)}, "
+                f"max={describe_value(self.max_weights)})")
 
     def _prepare(self, ctx):
-        lo = self._side(ctx, self.min_weights, self.default_min_weight)
-        hi = self._side(ctx, self.max_weights, self.default_max_weight)
+        lo, hi = (np.full(ctx.n, v) if isinstance(v, float) else ctx.align(v, default)
+                  for v, default in ((self.min_weights, self.default_min_weight),
+                                     (self.max_weights, self.default_max_weight)))
         bad = lo > hi
         if bad.any():
             i = int(np.flatnonzero(bad)[0])
@@ -420,9 +424,6 @@ class PositionConcentration(_LinearBounds):
 
     def _item(self, j, value, data):
         return f"weight {fmt(value)} of {asset_label(data, j)}"
-
-    def _relax_hint(self, data):
-        return "widen the per-asset weight bounds (min_weights / max_weights / defaults)"
 
     def _bounds(self, data):
         return Bounds(lower=data["lower"], upper=data["upper"])
@@ -442,15 +443,12 @@ class _LoadingsBounds(_LinearBounds):
         """The bounds applied, a DataFrame by factor with columns ``min`` and ``max``."""
         return pd.DataFrame({"min": self._lo, "max": self._hi}, index=self.loadings.columns)
 
-    def _benchmark(self):
-        return self.benchmark_weights
-
     def _prepare(self, ctx):
         ctx.missing_from(self.loadings.index, f"{type(self).__name__}.loadings", "row",
                          "Add them (e.g. .reindex(universe).fillna(0) for zero exposure)")
         pos = ctx.indexer(self.loadings.index)
         Lt = self.loadings.to_numpy()[pos].T
-        b = np.zeros(ctx.n) if self.benchmark_weights is None else ctx.align(self.benchmark_weights)
+        b = ctx.align(self.benchmark_weights)
         return self._bounds_data(self._lo, self._hi, {"Lt": Lt, "Lb": Lt @ b})
 
     def _linear(self, w, src):
@@ -481,34 +479,25 @@ class FactorExposure(_LoadingsBounds):
         Constrain the active exposure ``loadings' (w - b)`` instead.
     """
 
+    _hint = "widen min_exposures / max_exposures of the factors named above"
+
     def __init__(self, loadings, min_exposures, max_exposures, benchmark_weights=None):
         self.loadings = self._data(loadings, "FactorExposure.loadings", frame=True)
         self.min_exposures = as_series(min_exposures, "FactorExposure.min_exposures",
                                        allow_scalar=True, finite=False)
         self.max_exposures = as_series(max_exposures, "FactorExposure.max_exposures",
                                        allow_scalar=True, finite=False)
-        self.benchmark_weights = (None if benchmark_weights is None else
-                                  self._data(benchmark_weights, "FactorExposure.benchmark_weights"))
+        self.benchmark_weights = self._optional_benchmark(benchmark_weights)
         factors = self.loadings.columns
-        self._lo = self._by_factor(self.min_exposures, factors, -np.inf)
-        self._hi = self._by_factor(self.max_exposures, factors, np.inf)
+        for v in (self.min_exposures, self.max_exposures):
+            if not isinstance(v, float):
+                check_factors(v.index, factors, "FactorExposure bounds", "the loadings table")
+        self._lo = by_label(self.min_exposures, factors, -np.inf)
+        self._hi = by_label(self.max_exposures, factors, np.inf)
         self._check_order("FactorExposure", factors, self._lo, self._hi)
-
-    @staticmethod
-    def _by_factor(v, factors, default):
-        if isinstance(v, float):
-            return np.full(len(factors), v)
-        extra = v.index.difference(factors)
-        if len(extra):
-            raise ValueError(f"FactorExposure bounds name unknown factors {short_list(extra)}")
-        out = v.reindex(factors).to_numpy(dtype=float)
-        return np.where(np.isnan(out), default, out)
 
     def _describe(self):
         return f"FactorExposure(factors={list(self.loadings.columns)})"
-
-    def _relax_hint(self, data):
-        return "widen min_exposures / max_exposures of the factors named above"
 
 
 class RiskModelExposure(_LoadingsBounds):
@@ -556,6 +545,8 @@ class RiskModelExposure(_LoadingsBounds):
 
     #: Quantopian's version-0 bound on a sector exposure (its style bound was 0.36)
     DEFAULT_BOUND = 0.18
+    _hint = ("widen the bounds of the factors named above (bounds={factor: (min, max)}, "
+             "min_exposure / max_exposure, or default_bound)")
 
     def __init__(self, loadings, min_exposure=None, max_exposure=None, *, bounds=None,
                  default_bound=DEFAULT_BOUND, benchmark_weights=None):
@@ -571,12 +562,10 @@ class RiskModelExposure(_LoadingsBounds):
             if default < 0:
                 raise ValueError(f"default_bound must be non-negative, got {default_bound!r}")
         self.default_bound = default
-        lo = np.full(len(factors), -default)
-        hi = np.full(len(factors), default)
         self.min_exposure = self._given(min_exposure, f"{name}.min_exposure", factors)
         self.max_exposure = self._given(max_exposure, f"{name}.max_exposure", factors)
-        self._apply(lo, self.min_exposure, factors)
-        self._apply(hi, self.max_exposure, factors)
+        lo = by_label(self.min_exposure, factors, -default)
+        hi = by_label(self.max_exposure, factors, default)
         self.bounds = self._check_bounds(bounds, factors)
         pos = {f: j for j, f in enumerate(factors)}
         for factor, (low, high) in self.bounds.items():
@@ -586,8 +575,7 @@ class RiskModelExposure(_LoadingsBounds):
                 hi[pos[factor]] = high
         self._check_order(name, factors, lo, hi)
         self._lo, self._hi = lo, hi
-        self.benchmark_weights = (None if benchmark_weights is None else
-                                  self._data(benchmark_weights, f"{name}.benchmark_weights"))
+        self.benchmark_weights = self._optional_benchmark(benchmark_weights)
 
     @staticmethod
     def _given(v, field, factors):
@@ -598,22 +586,8 @@ class RiskModelExposure(_LoadingsBounds):
             if np.isnan(out):
                 raise ValueError(f"{field} is NaN; use +-inf for no bound or None for the default")
             return out
-        extra = out.index.difference(factors)
-        if len(extra):
-            raise ValueError(f"{field} names unknown factors {short_list(extra)}; the "
-                             f"loadings have {short_list(factors, 8)}")
+        check_factors(out.index, factors, field, "the loadings table")
         return out
-
-    @staticmethod
-    def _apply(target, v, factors):
-        if v is None:
-            return
-        if isinstance(v, float):
-            target[:] = v
-            return
-        vals = v.reindex(factors).to_numpy(dtype=float)
-        given = ~np.isnan(vals)
-        target[given] = vals[given]
 
     @staticmethod
     def _check_bounds(bounds, factors):
@@ -622,10 +596,7 @@ class RiskModelExposure(_LoadingsBounds):
         if not isinstance(bounds, dict):
             raise TypeError("RiskModelExposure.bounds must be a dict {factor: (min, max)}, "
                             f"got {type(bounds).__name__}")
-        unknown = [f for f in bounds if f not in factors]
-        if unknown:
-            raise ValueError(f"RiskModelExposure.bounds names unknown factors "
-                             f"{short_list(unknown)}; the loadings have {short_list(factors, 8)}")
+        check_factors(list(bounds), factors, "RiskModelExposure.bounds", "the loadings table")
         out = {}
         for factor, pair in bounds.items():
             try:
@@ -644,9 +615,6 @@ class RiskModelExposure(_LoadingsBounds):
         shown = factors if len(factors) <= 6 else [*factors[:5], f"... ({len(factors)} in all)"]
         return f"RiskModelExposure(factors={shown}, default_bound={fmt(self.default_bound)})"
 
-    def _relax_hint(self, data):
-        return ("widen the bounds of the factors named above (bounds={factor: (min, max)}, "
-                "min_exposure / max_exposure, or default_bound)")
 
 
 class NetGroupExposure(_LinearBounds):
@@ -660,6 +628,8 @@ class NetGroupExposure(_LinearBounds):
         Bounds by group label (a number applies to every group; a group missing from a
         Series is unbounded on that side).
     """
+
+    _hint = "widen the group bounds (min_weights / max_weights)"
 
     def __init__(self, labels, min_weights, max_weights):
         if not isinstance(labels, pd.Series):
@@ -682,36 +652,19 @@ class NetGroupExposure(_LinearBounds):
     def _describe(self):
         return "NetGroupExposure(groups={})".format(self.labels.dropna().nunique())
 
-    def _groups(self, present):
-        names = set(present)
-        for v in (self.min_weights, self.max_weights):
-            if isinstance(v, pd.Series):
-                names.update(v.index)
-        try:
-            return sorted(names)
-        except TypeError:
-            return sorted(names, key=repr)
-
-    @staticmethod
-    def _bound(v, groups, default):
-        if isinstance(v, float):
-            return np.full(len(groups), v)
-        out = v.reindex(groups).to_numpy(dtype=float)
-        return np.where(np.isnan(out), default, out)
-
     def _prepare(self, ctx):
         pos = ctx.indexer(self.labels.index)
         lab = np.empty(ctx.n, dtype=object)
         have = pos >= 0
         lab[have] = self.labels.to_numpy()[pos[have]]
         member = have & pd.notna(lab)
-        groups = self._groups(lab[member])
-        code = {g: i for i, g in enumerate(groups)}
+        bounded = [g for v in (self.min_weights, self.max_weights)
+                   if isinstance(v, pd.Series) for g in v.index]
+        groups, codes = label_codes(lab[member], bounded)
         M = np.zeros((len(groups), ctx.n))
-        idx = np.flatnonzero(member)
-        M[[code[g] for g in lab[idx]], idx] = 1.0
-        lo = self._bound(self.min_weights, groups, -np.inf)
-        hi = self._bound(self.max_weights, groups, np.inf)
+        M[codes, np.flatnonzero(member)] = 1.0
+        lo = by_label(self.min_weights, groups, -np.inf)
+        hi = by_label(self.max_weights, groups, np.inf)
         bad = lo > hi
         if bad.any():
             raise InvalidInput(
@@ -727,11 +680,8 @@ class NetGroupExposure(_LinearBounds):
     def _item(self, j, value, data):
         return f"group {data['groups'][j]!r} net weight {fmt(value)}"
 
-    def _relax_hint(self, data):
-        return "widen the group bounds (min_weights / max_weights)"
 
-
-class MaxTurnover(Constraint):
+class MaxTurnover(_L1Budget):
     """Turnover ``sum(|w - w_current|)`` at most ``max_turnover``.
 
     Parameters
@@ -739,89 +689,30 @@ class MaxTurnover(Constraint):
     max_turnover : float
     """
 
-    _nonneg = frozenset({"bound"})
+    _arg, _measure, _raise = "max_turnover", "turnover", "max_turnover"
+    _from_current = True
 
     def __init__(self, max_turnover):
         self.max_turnover = check_number("max_turnover", max_turnover, low=0.0, low_open=True)
 
-    def _describe(self):
-        return f"MaxTurnover(max_turnover={fmt(self.max_turnover)})"
 
-    def _prepare(self, ctx):
-        return TermData({"w0": ctx.current.copy(), "bound": self.max_turnover})
+class _Pinned(Constraint):
+    """The given assets' weights pinned to a target (``mask * w == target``): zero
+    unless ``_target`` says otherwise. ``_moved`` words a violation (a template with
+    ``{weight}``, ``{gap}`` and ``{asset}``)."""
 
-    def _build(self, w, p, data):
-        return [cp.norm1(w - p["w0"]) <= p["bound"]]
-
-    def _violation(self, w, data):
-        t = float(np.abs(w - data["w0"]).sum())
-        return max(0.0, t - self.max_turnover), f"turnover {fmt(t)} > {fmt(self.max_turnover)}"
-
-    def _relax_hint(self, data):
-        return f"raise max_turnover above {fmt(self.max_turnover)}"
-
-    def _bounds(self, data):
-        return Bounds(bounded=True)
-
-
-class CannotHold(Constraint):
-    """The given assets must have zero weight.
-
-    Parameters
-    ----------
-    assets : asset or sequence of assets
-    """
+    _moved = None
 
     def __init__(self, assets):
         self.assets = asset_list(assets)
 
     def _describe(self):
-        return f"CannotHold({short_list(self.assets, 3)})"
+        return f"{type(self).__name__}({short_list(self.assets, 3)})"
 
     def _prepare(self, ctx):
         mask = np.zeros(ctx.n)
         mask[pd.Index(self.assets).get_indexer(ctx.universe) >= 0] = 1.0
-        return TermData({"mask": mask})
-
-    def _build(self, w, p, data):
-        return [cp.multiply(p["mask"], w) == 0]
-
-    def _violation(self, w, data):
-        held = np.abs(w) * data["mask"]
-        if held.size == 0:
-            return 0.0, ""
-        i = int(np.argmax(held))
-        return float(held[i]), f"weight {fmt(w[i])} in {asset_label(data, i)}, which cannot be held"
-
-    def _relax_hint(self, data):
-        return "allow some of the CannotHold assets"
-
-    def _bounds(self, data):
-        m = data["mask"] > 0
-        return Bounds(lower=np.where(m, 0.0, -np.inf), upper=np.where(m, 0.0, np.inf))
-
-
-class Frozen(Constraint):
-    """The given assets keep their current weight.
-
-    Parameters
-    ----------
-    assets : asset or sequence of assets
-    """
-
-    def __init__(self, assets):
-        self.assets = asset_list(assets)
-
-    def _describe(self):
-        return f"Frozen({short_list(self.assets, 3)})"
-
-    def _assets(self):
-        return pd.Index(self.assets)
-
-    def _prepare(self, ctx):
-        mask = np.zeros(ctx.n)
-        mask[pd.Index(self.assets).get_indexer(ctx.universe) >= 0] = 1.0
-        return TermData({"mask": mask, "target": mask * ctx.current})
+        return TermData({"mask": mask, "target": self._target(mask, ctx)})
 
     def _build(self, w, p, data):
         return [cp.multiply(p["mask"], w) == p["target"]]
@@ -831,13 +722,33 @@ class Frozen(Constraint):
         if gap.size == 0:
             return 0.0, ""
         i = int(np.argmax(gap))
-        return float(gap[i]), f"weight of frozen {asset_label(data, i)} moved by {fmt(gap[i])}"
+        return float(gap[i]), self._moved.format(weight=fmt(w[i]), gap=fmt(gap[i]),
+                                                 asset=asset_label(data, i))
 
-    def _relax_hint(self, data):
-        return "unfreeze some of the Frozen assets"
+    def _target(self, mask, ctx):
+        return np.zeros(ctx.n)
 
     def _bounds(self, data):
         m = data["mask"] > 0
         return Bounds(lower=np.where(m, data["target"], -np.inf),
                       upper=np.where(m, data["target"], np.inf))
 
+
+class CannotHold(_Pinned):
+    """The given ``assets`` (an asset or a sequence of assets) must have zero weight."""
+
+    _hint = "allow some of the CannotHold assets"
+    _moved = "weight {weight} in {asset}, which cannot be held"
+
+
+class Frozen(_Pinned):
+    """The given ``assets`` (an asset or a sequence of assets) keep their current weight."""
+
+    _hint = "unfreeze some of the Frozen assets"
+    _moved = "weight of frozen {asset} moved by {gap}"
+
+    def _assets(self):
+        return pd.Index(self.assets)
+
+    def _target(self, mask, ctx):
+        return mask * ctx.current

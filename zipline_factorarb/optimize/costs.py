@@ -1,18 +1,11 @@
 """Transaction and holding costs as terms of the optimisation, and the zipline models
 that charge the same numbers in a backtest.
 
-Weights are fractions of portfolio value ``PV``; ``z = w - w0`` is the trade from the
-current weights ``w0``. Each cost is a convex term the optimiser subtracts from a
-maximised objective (adds to a minimised one):
-
-* :class:`LinearCost` ``sum_i c_i |z_i|`` (half-spread plus commission per unit traded);
-* :class:`MarketImpact` ``sum_i b_i sigma_i sqrt(PV / V_i) |z_i|^{3/2}`` (the
-  cvxportfolio / Almgren form ``b sigma |x|^{3/2} / sqrt(V)`` of a dollar trade ``x``);
-* :class:`BorrowCost` ``sum_i r_i * holding_periods / periods_per_year * max(-w_i, 0)``.
-
-Their coefficients are DPP parameters (nonnegative), the trade an auxiliary variable
-with ``z == w - w0`` (``w0`` a parameter), so re-solves with new costs reuse the
-compiled problem. Closed-form values come from :mod:`zipline_factorarb.kernels.costs`.
+Each cost (:class:`LinearCost`, :class:`MarketImpact`, :class:`BorrowCost`; formulas
+and units in :mod:`zipline_factorarb.kernels.costs`, which also evaluates them) is a
+convex term the optimiser subtracts from a maximised objective (adds to a minimised
+one). Their coefficients are DPP parameters, the trade an auxiliary variable with ``z
+== w - w0`` (``w0`` a parameter), so re-solves with new costs reuse the compiled problem.
 
 :class:`CostModel` holds one set of numbers for both sides: :meth:`CostModel.terms` for
 the optimiser, :meth:`CostModel.slippage` and :meth:`CostModel.commission` for zipline
@@ -30,8 +23,8 @@ import numpy as np
 import pandas as pd
 
 from ..kernels import costs as kc
-from ._base import Context, Term, _lenient, as_series, fmt, short_list
-from .errors import InvalidInput, UnknownAssets
+from ._base import Context, Term, TermData, _lenient, as_series, describe_value, fmt
+from .errors import InvalidInput
 
 __all__ = ["Cost", "LinearCost", "MarketImpact", "BorrowCost", "CostModel", "evaluate_costs"]
 
@@ -76,27 +69,6 @@ def _rates(values, field, positive=False):
     return s
 
 
-def _on_universe(values, ctx, field):
-    """A number or Series from :func:`_rates` as a vector on the universe; a Series must
-    cover every asset of the universe (a missing asset is an
-    :class:`~.errors.UnknownAssets` error, never a zero cost, which would make it free
-    to trade)."""
-    if isinstance(values, float):
-        return np.full(ctx.n, values)
-    pos = ctx.indexer(values.index)
-    if (pos < 0).any():
-        missing = [ctx.universe[i] for i in np.flatnonzero(pos < 0)]
-        raise UnknownAssets(
-            f"{field} has no entry for {len(missing)} assets of the optimisation universe: "
-            f"{short_list(missing)}; give every asset a value (e.g. .reindex(universe, "
-            "fill_value=...)) or drop them from the objective and constraints", field, missing)
-    return values.to_numpy(dtype=float)[pos]
-
-
-def _describe_value(v):
-    return fmt(v) if isinstance(v, float) else f"{len(v)} assets"
-
-
 # ----------------------------------------------------------------------------- terms
 class Cost(Term):
     """Base class of cost terms (in fractions of portfolio value).
@@ -105,46 +77,45 @@ class Cost(Term):
     expression ``_expression(w, z, p)`` (``z`` the trade variable, None unless
     ``_trades``), and the per-asset numpy cost ``_costs(w, w0, data)`` (the kernel).
 
-    Inputs are checked when the term is created: a wrong type raises ``TypeError`` at
-    once; a problem with the data (NaN or infinity, a negative rate, a non-positive
-    volume, an empty or duplicated Series) is kept and raised, naming the parameter and
-    the asset, when the term is solved (by
-    :func:`~zipline_factorarb.optimize.run_optimization`), so that
-    ``order_optimal_portfolio(..., on_failure="hold")`` holds on it.
+    Inputs are checked when the term is created; data errors (NaN, a negative rate, a
+    non-positive volume, ...) are kept and raised when the term is solved, naming the
+    parameter and the asset (see :class:`~._base.KeepsInputErrors`).
     """
 
     _component = None
     #: the term needs the trade variable ``z = w - w0``
     _trades = True
+    #: attributes shown by ``repr``
+    _shown = ()
 
     def _rates(self, values, field, positive=False):
         """:func:`_rates`, with data errors kept for the solve (see the class docstring);
         meanwhile a lenient copy of the input is returned."""
-        try:
-            return _rates(values, field, positive)
-        except TypeError:
-            raise
-        except ValueError as exc:
-            self._defer(exc)
-            if isinstance(values, numbers.Real):
-                return float(values)
-            return _lenient(values)
+        return self._checked(
+            lambda: _rates(values, field, positive),
+            lambda: float(values) if isinstance(values, numbers.Real) else _lenient(values))
 
     def _number(self, x, field, positive=False):
         """:func:`_number`, with data errors kept for the solve."""
-        try:
-            return _number(x, field, positive)
-        except TypeError:
-            raise
-        except ValueError as exc:
-            self._defer(exc)
-            return float(x)
+        return self._checked(lambda: _number(x, field, positive), lambda: float(x))
 
-    def _checked(self):
-        """Raise the data error kept when the term was created, if any (before any
-        use of the term's numbers)."""
-        if self._input_error is not None:
-            raise self._input_error
+    def _describe(self):
+        shown = ", ".join(f"{a}={describe_value(getattr(self, a))}" for a in self._shown)
+        return f"{type(self).__name__}({shown})"
+
+    def _aligned(self, name, ctx):
+        """Attribute ``name`` (a number or Series from :func:`_rates`) as a vector on the
+        universe, after raising any kept data error. A Series must cover every asset of
+        the universe (a missing asset is an :class:`~.errors.UnknownAssets` error, never
+        a zero cost, which would make it free to trade)."""
+        self._raise_input_error()
+        values = getattr(self, name)
+        if isinstance(values, float):
+            return np.full(ctx.n, values)
+        ctx.missing_from(values.index, f"{type(self).__name__}.{name}", "entry",
+                         "Give every asset a value (e.g. .reindex(universe, fill_value=...)) "
+                         "or drop them from the objective and constraints")
+        return values.to_numpy(dtype=float)[ctx.indexer(values.index)]
 
     def _expression(self, w, z, p):  # pragma: no cover - abstract
         raise NotImplementedError
@@ -173,16 +144,13 @@ class LinearCost(Cost):
 
     _component = "linear"
     _nonneg = frozenset({"rate"})
+    _shown = ("rate",)
 
     def __init__(self, rate):
         self.rate = self._rates(rate, "LinearCost.rate")
 
-    def _describe(self):
-        return f"LinearCost(rate={_describe_value(self.rate)})"
-
     def _prepare(self, ctx):
-        self._checked()
-        return {"rate": _on_universe(self.rate, ctx, "LinearCost.rate")}
+        return TermData({"rate": self._aligned("rate", ctx)})
 
     def _expression(self, w, z, p):
         return p["rate"] @ cp.abs(z)
@@ -215,6 +183,7 @@ class MarketImpact(Cost):
 
     _component = "impact"
     _nonneg = frozenset({"k"})
+    _shown = ("coefficient", "portfolio_value")
 
     def __init__(self, coefficient, volatility, dollar_volume, portfolio_value):
         self.coefficient = self._rates(coefficient, "MarketImpact.coefficient")
@@ -224,18 +193,10 @@ class MarketImpact(Cost):
         self.portfolio_value = self._number(portfolio_value, "MarketImpact.portfolio_value",
                                             positive=True)
 
-    def _describe(self):
-        return (f"MarketImpact(coefficient={_describe_value(self.coefficient)}, "
-                f"portfolio_value={fmt(self.portfolio_value)})")
-
     def _prepare(self, ctx):
-        self._checked()
-        k = kc.impact_coefficient(
-            _on_universe(self.coefficient, ctx, "MarketImpact.coefficient"),
-            _on_universe(self.volatility, ctx, "MarketImpact.volatility"),
-            _on_universe(self.dollar_volume, ctx, "MarketImpact.dollar_volume"),
-            self.portfolio_value)
-        return {"k": k}
+        return TermData({"k": kc.impact_coefficient(
+            self._aligned("coefficient", ctx), self._aligned("volatility", ctx),
+            self._aligned("dollar_volume", ctx), self.portfolio_value)})
 
     def _expression(self, w, z, p):
         return p["k"] @ cp.power(cp.abs(z), 1.5)
@@ -264,6 +225,7 @@ class BorrowCost(Cost):
     _component = "borrow"
     _trades = False
     _nonneg = frozenset({"f"})
+    _shown = ("annual_rate", "holding_periods")
 
     def __init__(self, annual_rate, holding_periods=21, periods_per_year=252):
         self.annual_rate = self._rates(annual_rate, "BorrowCost.annual_rate")
@@ -271,14 +233,10 @@ class BorrowCost(Cost):
         self.periods_per_year = self._number(periods_per_year, "BorrowCost.periods_per_year",
                                              positive=True)
 
-    def _describe(self):
-        return (f"BorrowCost(annual_rate={_describe_value(self.annual_rate)}, "
-                f"holding_periods={fmt(self.holding_periods)})")
-
     def _prepare(self, ctx):
-        self._checked()
-        r = _on_universe(self.annual_rate, ctx, "BorrowCost.annual_rate")
-        return {"f": kc.borrow_fraction(r, self.holding_periods, self.periods_per_year)}
+        r = self._aligned("annual_rate", ctx)
+        return TermData({"f": kc.borrow_fraction(r, self.holding_periods,
+                                                  self.periods_per_year)})
 
     def _expression(self, w, z, p):
         return p["f"] @ cp.neg(w)
@@ -346,7 +304,7 @@ class CostModel:
     def __repr__(self):
         return (f"CostModel(half_spread={fmt(self.half_spread)}, "
                 f"commission_rate={fmt(self.commission_rate)}, impact={fmt(self.impact)}, "
-                f"borrow_rate={_describe_value(self.borrow_rate)})")
+                f"borrow_rate={describe_value(self.borrow_rate)})")
 
     @property
     def linear_rate(self):
@@ -377,20 +335,16 @@ class CostModel:
         ------
         TypeError
             Arguments of the wrong type, or only one of ``volatility`` and
-            ``dollar_volume``. Problems with the data (a NaN volatility, a zero dollar
-            volume, a portfolio value that is not positive) do not raise here: the
-            terms keep them and raise them, naming the parameter and the asset, when
-            they are solved (see :class:`Cost`), so that ``order_optimal_portfolio(...,
-            on_failure="hold")`` holds on them.
+            ``dollar_volume``. Data problems (a NaN volatility, a portfolio value that
+            is not positive) are kept by the terms and raised when solved (see
+            :class:`Cost`).
         """
         if (volatility is None) != (dollar_volume is None):
             raise TypeError("give both volatility and dollar_volume for the market-impact "
                             "term, or neither for linear costs only")
         try:
             pv, pv_error = _number(portfolio_value, "portfolio_value", positive=True), None
-        except TypeError:
-            raise
-        except ValueError as exc:
+        except ValueError as exc:  # kept by the terms (a TypeError raises now)
             pv, pv_error = float(portfolio_value), exc
         out = []
         if self.linear_rate > 0:

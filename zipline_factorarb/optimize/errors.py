@@ -88,7 +88,8 @@ class InvalidInput(OptimizationError, ValueError):
     Attributes
     ----------
     field : str or None
-        The input at fault, e.g. ``"MaximizeAlpha.alphas"`` or a term's repr.
+        The input at fault, e.g. ``"MaximizeAlpha.alphas"``, a term's repr, or what
+        lacks the assets of an :class:`UnknownAssets`.
     """
 
     reason = "invalid_input"
@@ -99,12 +100,10 @@ class InvalidInput(OptimizationError, ValueError):
 
 
 class NonFiniteInput(InvalidInput):
-    """An input holds NaN or infinity.
+    """An input (:attr:`~InvalidInput.field`) holds NaN or infinity.
 
     Attributes
     ----------
-    field : str
-        The argument that holds it, e.g. ``"MaximizeAlpha.alphas"``.
     asset : object
         The first offending asset (or factor / group label).
     """
@@ -125,8 +124,6 @@ class UnknownAssets(InvalidInput):
 
     Attributes
     ----------
-    field : str
-        What lacks them (e.g. ``"TrackingError(...).risk_model"``).
     assets : list
         The assets concerned.
     """
@@ -144,8 +141,6 @@ class DegenerateRiskModel(InvalidInput):
 
     Attributes
     ----------
-    field : str
-        The term.
     volatility : float
         The largest annualised volatility of an asset of the universe.
     """

@@ -6,9 +6,9 @@ import numpy as np
 import cvxpy as cp
 import pandas as pd
 
-from ..checks import check_instance
+from ..checks import check_instance, check_number
 from ..kernels import risk as kr
-from ._base import RiskTerm, Term, TermData, as_series, fmt, short_list
+from ._base import RiskTerm, Term, TermData, as_series, check_factors, fmt, short_list
 from .risk_model import RiskModel
 
 __all__ = ["Objective", "MaximizeAlpha", "TargetWeights", "MaximizeFactorTilt", "MeanVariance",
@@ -46,16 +46,27 @@ class Objective(Term):
 
 def _factor_vector(term, expected_factor_returns, risk_model, field):
     mu = term._data(expected_factor_returns, field)  # NaN: raised when solved
-    extra = mu.index.difference(risk_model.factors)
-    if len(extra):
-        raise ValueError(
-            f"{field} names factors the risk model does not have: {short_list(extra)} "
-            f"(its factors: {list(risk_model.factors)})"
-        )
+    check_factors(mu.index, risk_model.factors, field)
     return mu.reindex(risk_model.factors, fill_value=0.0).to_numpy()
 
 
-class MaximizeAlpha(Objective):
+class _ByAsset(Objective):
+    """An objective on one Series by asset (attribute ``_attr``), which defines the
+    universe and is aligned on it as the parameter ``_param``."""
+
+    _attr = _param = None
+
+    def _describe(self):
+        return f"{type(self).__name__}({len(getattr(self, self._attr))} assets)"
+
+    def _assets(self):
+        return getattr(self, self._attr).index
+
+    def _prepare(self, ctx):
+        return TermData({self._param: ctx.align(getattr(self, self._attr))})
+
+
+class MaximizeAlpha(_ByAsset):
     """Maximise ``alphas' w``.
 
     A linear objective: the constraints must bound the portfolio (for instance
@@ -71,18 +82,10 @@ class MaximizeAlpha(Objective):
     """
 
     _linear = True
+    _attr, _param = "alphas", "alpha"
 
     def __init__(self, alphas):
         self.alphas = self._data(alphas, "MaximizeAlpha.alphas")
-
-    def _describe(self):
-        return f"MaximizeAlpha({len(self.alphas)} assets)"
-
-    def _assets(self):
-        return self.alphas.index
-
-    def _prepare(self, ctx):
-        return TermData({"alpha": ctx.align(self.alphas)})
 
     def _build(self, w, p, data):
         return cp.Maximize(p["alpha"] @ w)
@@ -91,7 +94,7 @@ class MaximizeAlpha(Objective):
         return float(data["alpha"] @ w)
 
 
-class TargetWeights(Objective):
+class TargetWeights(_ByAsset):
     """Minimise the squared distance ``||w - target||^2`` to target weights.
 
     Parameters
@@ -100,17 +103,10 @@ class TargetWeights(Objective):
         Target weights by asset; defines the universe (others target zero).
     """
 
+    _attr, _param = "weights", "target"
+
     def __init__(self, weights):
         self.weights = self._data(weights, "TargetWeights.weights")
-
-    def _describe(self):
-        return f"TargetWeights({len(self.weights)} assets)"
-
-    def _assets(self):
-        return self.weights.index
-
-    def _prepare(self, ctx):
-        return TermData({"target": ctx.align(self.weights)})
 
     def _build(self, w, p, data):
         return cp.Minimize(cp.sum_squares(w - p["target"]))
@@ -144,8 +140,7 @@ class MaximizeFactorTilt(Objective):
         self._mu = _factor_vector(self, expected_factor_returns, risk_model,
                                   "MaximizeFactorTilt.expected_factor_returns")
         self.expected_factor_returns = pd.Series(self._mu, index=risk_model.factors)
-        self.benchmark_weights = (None if benchmark_weights is None else
-                                  self._data(benchmark_weights, "MaximizeFactorTilt.benchmark_weights"))
+        self.benchmark_weights = self._optional_benchmark(benchmark_weights)
 
     def _describe(self):
         return f"MaximizeFactorTilt(factors={list(self.risk_model.factors)})"
@@ -153,16 +148,10 @@ class MaximizeFactorTilt(Objective):
     def _assets(self):
         return self.risk_model.assets
 
-    def _benchmark(self):
-        return self.benchmark_weights
-
-    def _risk_reference(self):
-        return self.risk_model, self.benchmark_weights, None
-
     def _prepare(self, ctx):
         r = ctx.risk(self.risk_model, f"{self!r}.risk_model")
         c = r.F.T @ self._mu
-        b = np.zeros(ctx.n) if self.benchmark_weights is None else ctx.align(self.benchmark_weights)
+        b = ctx.align(self.benchmark_weights)
         return TermData({"alpha": c}, {"offset": float(c @ b)})
 
     def _build(self, w, p, data):
@@ -209,12 +198,9 @@ class MeanVariance(Objective):
         self._mu_f = (None if expected_factor_returns is None else
                       _factor_vector(self, expected_factor_returns, risk_model,
                                      "MeanVariance.expected_factor_returns"))
-        gamma = float(risk_aversion)
-        if not np.isfinite(gamma) or gamma <= 0:
-            raise ValueError(f"risk_aversion must be a positive number, got {risk_aversion!r}")
-        self.risk_aversion = gamma
-        self.benchmark_weights = (None if benchmark_weights is None else
-                                  self._data(benchmark_weights, "MeanVariance.benchmark_weights"))
+        self.risk_aversion = check_number("risk_aversion", risk_aversion, low=0.0,
+                                          low_open=True)
+        self.benchmark_weights = self._optional_benchmark(benchmark_weights)
 
     def _describe(self):
         form = "factor" if self._mu_f is not None else "asset"
@@ -222,32 +208,25 @@ class MeanVariance(Objective):
                 f"{', active' if self.benchmark_weights is not None else ''})")
 
     def _assets(self):
-        if self.expected_returns is not None:
-            idx = self.expected_returns.index
-        else:
-            idx = self.risk_model.assets
+        idx = (self.risk_model.assets if self.expected_returns is None
+               else self.expected_returns.index)
         if self.benchmark_weights is not None:
             b = self.benchmark_weights
             idx = idx.append(b.index[b.to_numpy() != 0])
         return idx
 
-    def _benchmark(self):
-        return self.benchmark_weights
-
-    def _risk_reference(self):
-        return self.risk_model, self.benchmark_weights, None
-
     def _prepare(self, ctx):
         r = ctx.risk(self.risk_model, f"{self!r}.risk_model")
         mu = ctx.align(self.expected_returns) if self._mu_f is None else r.F.T @ self._mu_f
-        b = np.zeros(ctx.n) if self.benchmark_weights is None else ctx.align(self.benchmark_weights)
+        b = ctx.align(self.benchmark_weights)
         return TermData(
             {"alpha": mu / self.risk_aversion, "G": r.G, "Gb": r.G @ b, "s": r.s,
              "sb": r.s * b},
             {"mu": mu, "b": b})
 
     def _build(self, w, p, data):
-        risk = cp.sum_squares(p["G"] @ w - p["Gb"]) + cp.sum_squares(cp.multiply(p["s"], w) - p["sb"])
+        risk = (cp.sum_squares(p["G"] @ w - p["Gb"])
+                + cp.sum_squares(cp.multiply(p["s"], w) - p["sb"]))
         return cp.Maximize(p["alpha"] @ w - risk)
 
     def _risk(self, data):
@@ -257,12 +236,8 @@ class MeanVariance(Objective):
         # the problem maximises (mu / gamma)' w - risk: costs (return units) / gamma
         return 1.0 / self.risk_aversion
 
-    def _variance(self, w, data):
-        a = w - data["b"]
-        return float(np.sum((data["G"] @ a) ** 2) + np.sum((data["s"] * a) ** 2))
-
     def _value(self, w, data):
-        return float(data["mu"] @ w - self.risk_aversion * self._variance(w, data))
+        return float(data["mu"] @ w - self.risk_aversion * self._risk(data).variance(w))
 
 
 class RiskBudgeting(Objective):
@@ -373,8 +348,7 @@ class RiskBudgeting(Objective):
 
     @staticmethod
     def _positive(values, field, what):
-        b = as_series(pd.Series(values, dtype=float) if isinstance(values, dict) else values,
-                      field)
+        b = as_series(values, field)
         if (b.to_numpy() <= 0).any():
             bad = b.index[b.to_numpy() <= 0][0]
             raise ValueError(f"{field} must be positive; {bad!r} has {b[bad]!r} (leave an "
@@ -384,11 +358,7 @@ class RiskBudgeting(Objective):
     def _init_factor(self, factor_budgets, factor_signs):
         model = self.risk_model
         fb = self._positive(factor_budgets, "RiskBudgeting.factor_budgets", "factor")
-        unknown = fb.index.difference(model.factors)
-        if len(unknown):
-            raise ValueError(f"RiskBudgeting.factor_budgets names factors the risk model does "
-                             f"not have: {short_list(unknown)} (its factors: "
-                             f"{list(model.factors)})")
+        check_factors(fb.index, model.factors, "RiskBudgeting.factor_budgets")
         cov = model.factor_covariance
         risky = [f for f in model.factors if cov.loc[f, f] > 0]
         missing = [f for f in risky if f not in fb.index]
@@ -425,9 +395,6 @@ class RiskBudgeting(Objective):
     def _assets(self):
         return self.budgets.index
 
-    def _risk_reference(self):
-        return self.risk_model, None, None
-
     def _structure(self, data):
         return ("factor",) if self.factor_budgets is not None else ("barrier",)
 
@@ -449,8 +416,6 @@ class RiskBudgeting(Objective):
                             "solution does not optimise them")
 
     def _prepare(self, ctx):
-        from ._base import TermData  # noqa: PLC0415
-
         r = ctx.risk(self.risk_model, f"{self!r}.risk_model")
         if self.factor_budgets is not None:
             pos = self.risk_model.factors.get_indexer(self.factor_budgets.index)

@@ -15,10 +15,11 @@ import numpy as np
 import pandas as pd
 
 from .. import records
+from ..checks import check_choice
 from ._base import as_series
 from .errors import InvalidInput, OptimizationError, UnknownAssets
 from ..bars import bar_snapshot, portfolio_weights
-from .problem import OptimizationResult, _universe, run_optimization
+from .problem import OptimizationResult, _universe, as_list, benchmark_of, run_optimization
 
 __all__ = [
     "PlannedOrder",
@@ -165,8 +166,34 @@ def plan_orders(current_weights, target_weights, open_order_assets=(), min_weigh
 current_portfolio_weights = portfolio_weights
 
 
-def _as_list(constraints):
-    return list(constraints) if not hasattr(constraints, "_prepare") else [constraints]
+def _running_algo(context, caller):
+    """``context``, else the running zipline algorithm; RuntimeError outside one."""
+    from zipline.utils.algo_instance import get_algo_instance
+
+    algo = context if context is not None else get_algo_instance()
+    if algo is None:
+        raise RuntimeError(f"{caller} must be called inside a running zipline algorithm")
+    return algo
+
+
+def _book(algo, data, assets):
+    """``(open orders, bar snapshot or None, current weights)`` of the algorithm's book.
+
+    With ``data``, one block read of prices and tradability covers ``assets``, the
+    holdings and the open orders. The weights are empty when the portfolio value is not
+    positive (a bankrupt book has none).
+    """
+    from zipline import api
+
+    open_orders = api.get_open_orders()
+    snapshot = None
+    if data is not None:
+        snapshot = bar_snapshot(data, [*assets, *algo.portfolio.positions, *open_orders], algo)
+    pv = float(algo.portfolio.portfolio_value)
+    if not (np.isfinite(pv) and pv > 0):
+        return open_orders, snapshot, pd.Series(dtype=float)
+    prices = None if snapshot is None else snapshot.prices
+    return open_orders, snapshot, portfolio_weights(algo.portfolio, open_orders, prices)
 
 
 def _place(algo, data, target, current, open_orders, min_weight_change, snapshot=None):
@@ -230,12 +257,7 @@ def order_target_weights(target_weights, data=None, *, context=None, min_weight_
         ``result`` is None; ``action`` is ``"hold"`` (nothing sent, an error logged)
         when the portfolio value is not positive (a bankrupt book has no weights).
     """
-    from zipline import api
-    from zipline.utils.algo_instance import get_algo_instance
-
-    algo = context if context is not None else get_algo_instance()
-    if algo is None:
-        raise RuntimeError("order_target_weights must be called inside a running zipline algorithm")
+    algo = _running_algo(context, "order_target_weights")
     target = as_series(target_weights, "target_weights")
     pv = float(algo.portfolio.portfolio_value)
     if not (np.isfinite(pv) and pv > 0):
@@ -243,24 +265,10 @@ def order_target_weights(target_weights, data=None, *, context=None, min_weight_
         log.error("portfolio value is %s on %s: no target weights can be ordered; holding",
                   pv, algo.get_datetime().date())
         return OrderResult(None, [], [], "hold", [])
-    open_orders = api.get_open_orders()
-    snapshot = None
-    if data is not None:
-        snapshot = bar_snapshot(data, [*target.index, *algo.portfolio.positions, *open_orders],
-                                algo)
-    current = current_portfolio_weights(algo.portfolio, open_orders,
-                                        None if snapshot is None else snapshot.prices)
+    open_orders, snapshot, current = _book(algo, data, target.index)
     plan, ids, skipped = _place(algo, data, target, current, open_orders, min_weight_change,
                                 snapshot)
     return OrderResult(None, plan, ids, "rebalance", skipped)
-
-
-def _benchmark_of(objective, constraints):
-    for term in [*constraints, objective]:
-        b = term._benchmark()
-        if b is not None:
-            return b, term
-    return None, None
 
 
 @dataclass(frozen=True)
@@ -331,9 +339,8 @@ def optimal_target(objective, constraints=(), on_failure="raise", current_weight
     -------
     OptimalTarget
     """
-    if on_failure not in _FAILURE_MODES:
-        raise ValueError(f"on_failure must be one of {_FAILURE_MODES}, got {on_failure!r}")
-    constraints = _as_list(constraints)
+    check_choice("on_failure", on_failure, _FAILURE_MODES)
+    constraints = as_list(constraints)
     try:
         result = run_optimization(objective, constraints, current_weights, **kwargs)
     except OptimizationError as exc:
@@ -359,7 +366,7 @@ def _on_failure(objective, constraints, result, on_failure, record_failures):
     text = _failure_text(result)
     action, target = on_failure, None
     if on_failure == "benchmark":
-        target, term = _benchmark_of(objective, constraints)
+        target, term = benchmark_of(objective, constraints)
         if target is None:
             raise OptimizationError(
                 "on_failure='benchmark' needs benchmark weights in a constraint or the "
@@ -407,16 +414,9 @@ def order_optimal_portfolio(objective, constraints=(), on_failure="raise", *, co
     objective : Objective
     constraints : sequence of Constraint
     on_failure : {"raise", "hold", "benchmark"}, default "raise"
-        When no portfolio can be produced, for whatever reason (infeasible,
-        unbounded, solver failure, an inaccurate solution, NaN or infinite inputs,
-        assets missing from the risk model or not assets of the bundle, a degenerate
-        risk model, a non-positive portfolio value): ``"raise"`` raises the error
-        (an :class:`~.errors.OptimizationError` naming what is at fault);
-        ``"hold"`` keeps the portfolio (no orders); ``"benchmark"`` orders the
-        benchmark weights of the first constraint or objective that has them. The
-        failure is logged and, with ``record_failures``, recorded as
-        ``optimizer_failure`` = 1 (0 on success) with ``optimizer_failure_reason``
-        (see :func:`optimal_target`).
+        As in :func:`optimal_target` (``"hold"`` sends no orders), for every failure
+        listed there and also assets that are not assets of the bundle and a
+        non-positive portfolio value.
     context : TradingAlgorithm, optional
         The algorithm (``context`` of ``handle_data``); default: the running one.
     data : BarData, optional
@@ -428,7 +428,7 @@ def order_optimal_portfolio(objective, constraints=(), on_failure="raise", *, co
     min_weight_change : float, default 1e-6
         Skip smaller weight changes (see :func:`plan_orders`).
     record_failures : bool, default True
-        Record ``optimizer_failure`` (and the reason) with ``zipline.api.record``.
+        As in :func:`optimal_target`.
     close_untracked : bool, default True
         Close held assets that neither the objective nor any constraint mentions
         (e.g. names that left the pipeline's output, which the risk model no longer
@@ -442,42 +442,24 @@ def order_optimal_portfolio(objective, constraints=(), on_failure="raise", *, co
     OrderResult
         ``reason`` says why a failed rebalance failed.
     """
-    if on_failure not in _FAILURE_MODES:
-        raise ValueError(f"on_failure must be one of {_FAILURE_MODES}, got {on_failure!r}")
-    from zipline import api
-    from zipline.utils.algo_instance import get_algo_instance
-
-    algo = context if context is not None else get_algo_instance()
-    if algo is None:
-        raise RuntimeError("order_optimal_portfolio must be called inside a running zipline algorithm")
-    portfolio = algo.portfolio
-    open_orders = api.get_open_orders()
-    constraints = _as_list(constraints)
+    check_choice("on_failure", on_failure, _FAILURE_MODES)
+    algo = _running_algo(context, "order_optimal_portfolio")
+    constraints = as_list(constraints)
     universe, problem = None, None
     try:
-        kept = next((t._input_error for t in [objective, *constraints]
-                     if t._input_error is not None), None)
-        if kept is not None:  # a data problem found when a term was built
-            raise kept
+        for t in [objective, *constraints]:  # a data problem found when a term was built
+            t._raise_input_error()
         universe = _universe(objective, constraints, None)
         if data is not None:  # what cannot be priced cannot be traded
             _check_assets(universe)
     except InvalidInput as exc:
         problem, universe = exc, None
-    snapshot = None
-    if data is not None:
-        # one block read of prices and tradability for everything this call may
-        # touch: the objective's and constraints' assets, holdings, open orders
-        snapshot = bar_snapshot(data, [*(universe if universe is not None else ()),
-                                       *portfolio.positions, *open_orders], algo)
-    pv = float(portfolio.portfolio_value)
+    open_orders, snapshot, current = _book(algo, data, () if universe is None else universe)
+    pv = float(algo.portfolio.portfolio_value)
     if problem is None and not (np.isfinite(pv) and pv > 0):
         problem = InvalidInput(f"portfolio value is {pv} on {algo.get_datetime().date()}: "
                                "a book without positive value has no weights to optimise",
                                "portfolio_value")
-    current = (portfolio_weights(portfolio, open_orders,
-                                 None if snapshot is None else snapshot.prices)
-               if np.isfinite(pv) and pv > 0 else pd.Series(dtype=float))
     if problem is not None:
         if on_failure == "raise":
             raise problem

@@ -18,7 +18,8 @@ import numpy as np
 import cvxpy as cp
 import pandas as pd
 
-from ._base import Context, TermData, as_series, fmt
+from ..checks import check_int
+from ._base import Context, Term, as_series, fmt
 from .constraints import Constraint
 from .costs import Cost, evaluate_costs
 from .errors import (
@@ -80,9 +81,7 @@ class ProblemCache:
     """
 
     def __init__(self, maxsize=16):
-        if maxsize < 1:
-            raise ValueError("maxsize must be at least 1")
-        self.maxsize = int(maxsize)
+        self.maxsize = check_int("maxsize", maxsize, low=1)
         self._store = OrderedDict()
         self.hits = 0
         self.misses = 0
@@ -111,7 +110,8 @@ class ProblemCache:
         return len(self._store)
 
     def __repr__(self):
-        return f"ProblemCache({len(self)}/{self.maxsize} problems, hits={self.hits}, misses={self.misses})"
+        return (f"ProblemCache({len(self)}/{self.maxsize} problems, hits={self.hits}, "
+                f"misses={self.misses})")
 
 
 #: cache used when ``cache=None``; empty until the first solve
@@ -223,24 +223,32 @@ class OptimizationResult:
 
 
 # ----------------------------------------------------------------------------- assembly
+@dataclass
 class _Compiled:
-    __slots__ = ("problem", "w", "params", "cost_params", "w0")
+    """A compiled problem, its weight variable and its parameters by term."""
 
-    def __init__(self, problem, w, params, cost_params=(), w0=None):
-        self.problem = problem
-        self.w = w
-        self.params = params
-        self.cost_params = cost_params
-        self.w0 = w0  # parameter of the current weights (None: no cost uses the trade)
+    problem: cp.Problem
+    w: cp.Variable
+    params: list
+    cost_params: list = ()
+    #: parameter of the current weights (None: no cost uses the trade)
+    w0: cp.Parameter | None = None
 
     def assign(self, datas, cost_datas=(), scale=1.0, current=None):
+        """New parameter values (the costs' multiplied by ``scale``)."""
         for p, d in zip(self.params, datas):
-            _assign(p, d)
+            for name, par in p.items():
+                par.value = d[name]
         for p, d in zip(self.cost_params, cost_datas):
             for name, par in p.items():
                 par.value = d[name] * scale
         if self.w0 is not None:
             self.w0.value = current
+
+
+def as_list(terms):
+    """``terms`` as a list (one term: a list of one)."""
+    return [terms] if isinstance(terms, Term) else list(terms)
 
 
 def _universe(objective, constraints, current, origins=None):
@@ -264,12 +272,7 @@ def _universe(objective, constraints, current, origins=None):
 
 def _make_params(term, data):
     return {name: cp.Parameter(np.shape(value), nonneg=name in term._nonneg)
-            for name, value in TermData.of(data).parameters.items()}
-
-
-def _assign(params, data):
-    for name, par in params.items():
-        par.value = data[name]
+            for name, value in data.parameters.items()}
 
 
 def _build_problem(objective, constraints, datas, n, obj_override=None, costs=(),
@@ -407,6 +410,16 @@ def _improving_direction(c, lower, upper, sum_lo, sum_hi, rows):
     return -res.fun > 1e-9
 
 
+def benchmark_of(objective, constraints):
+    """``(benchmark weights, term)`` of the first constraint, else the objective, that
+    has benchmark weights; ``(None, None)`` when none has."""
+    for term in [*constraints, objective]:
+        b = term._benchmark()
+        if b is not None:
+            return b, term
+    return None, None
+
+
 def _violations(constraints, cdatas, w):
     return [(c, *c._violation(w, d)) for c, d in zip(constraints, cdatas)]
 
@@ -467,34 +480,10 @@ def _solve(compiled, constraints, cdatas, solvers, solver_options, tol):
     return "failed", None, attempts
 
 
-def _feasible(constraints, cdatas, n, objective, odata, solver):
-    try:
-        comp = _build_problem(objective, constraints, [odata, *cdatas], n,
-                              obj_override=lambda w, p: cp.Minimize(0))
-        comp.problem.solve(solver=solver)
-        return comp.problem.status in _SOLVED
-    except (cp.error.SolverError, ValueError, ArithmeticError):
-        return None
-
-
 def _risk_norm(w, risk):
     """The per-period risk ``sqrt(||G (w - b)||^2 + ||s (w - b)||^2)`` of a RiskTerm."""
     return cp.norm(cp.hstack([risk.G @ w - risk.G @ risk.b,
                               cp.multiply(risk.s, w) - risk.s * risk.b]))
-
-
-def _min_risk(risk, periods_per_year, others, odatas, n, objective, odata, solver):
-    """Smallest annualised risk of a RiskTerm that the other constraints allow, or None."""
-    try:
-        comp = _build_problem(
-            objective, others, [odata, *odatas], n,
-            obj_override=lambda w, p: cp.Minimize(_risk_norm(w, risk)))
-        comp.problem.solve(solver=solver)
-        if comp.problem.status in _SOLVED:
-            return float(comp.problem.value * np.sqrt(periods_per_year))
-    except (cp.error.SolverError, ValueError, ArithmeticError):
-        pass
-    return None
 
 
 def _check_risk_terms(terms, datas, periods_per_year):
@@ -540,8 +529,7 @@ def _diagnose_infeasible(objective, constraints, datas, ctx, current_given, tol,
     refs = []
     if current_given:
         refs.append(("current", ctx.current))
-    bench = next((t._benchmark() for t in [*constraints, objective] if t._benchmark() is not None),
-                 None)
+    bench, _ = benchmark_of(objective, constraints)
     if bench is not None:
         refs.append(("benchmark", ctx.align(bench)))
     refs.append(("empty", np.zeros(ctx.n)))
@@ -550,13 +538,21 @@ def _diagnose_infeasible(objective, constraints, datas, ctx, current_given, tol,
         violations[name] = [(repr(c), amt, detail)
                             for c, amt, detail in _violations(constraints, cdatas, w) if amt > tol]
 
-    removable = []
+    def solved_without(i, goal=lambda w: 0):
+        """Minimise ``goal(w)`` under every constraint but the ``i``-th: the solved
+        problem when the solver found a solution, else None."""
+        try:
+            comp = _build_problem(objective, constraints[:i] + constraints[i + 1:],
+                                  [odata, *cdatas[:i], *cdatas[i + 1:]], ctx.n,
+                                  obj_override=lambda w, p: cp.Minimize(goal(w)))
+            comp.problem.solve(solver=solver)
+        except (cp.error.SolverError, ValueError, ArithmeticError):
+            return None
+        return comp.problem if comp.problem.status in _SOLVED else None
+
     checked = 1 < len(constraints) <= 12
-    if checked:
-        for i, c in enumerate(constraints):
-            others = constraints[:i] + constraints[i + 1:]
-            if _feasible(others, cdatas[:i] + cdatas[i + 1:], ctx.n, objective, odata, solver):
-                removable.append(repr(c))
+    removable = [repr(c) for i, c in enumerate(constraints)
+                 if checked and solved_without(i) is not None]
 
     violated = {r for items in violations.values() for r, _, _ in items} | set(removable)
     suggestions = []
@@ -566,11 +562,10 @@ def _diagnose_infeasible(objective, constraints, datas, ctx, current_given, tol,
         hint = c._relax_hint(d)
         risk = c._risk(d)
         if risk is not None and risk.bound_name is not None:
-            others = constraints[:i] + constraints[i + 1:]
             ppy = 252.0 if risk.periods_per_year is None else risk.periods_per_year
-            low = _min_risk(risk, ppy, others, cdatas[:i] + cdatas[i + 1:], ctx.n,
-                            objective, odata, solver)
-            if low is not None:
+            least = solved_without(i, lambda w: _risk_norm(w, risk))  # smallest risk allowed
+            if least is not None:
+                low = float(least.value * np.sqrt(ppy))
                 hint += (f"; the other constraints allow no less than {low:.4%} "
                          f"(raise {risk.bound_name} to at least that)")
         suggestions.append(f"{c!r}: {hint}")
@@ -673,27 +668,19 @@ def run_optimization(objective, constraints=(), current_weights=None, *, costs=(
         Failures (infeasible, unbounded, solver failure) are returned with
         ``success == False`` and the error in ``result.error``; call
         :meth:`OptimizationResult.raise_for_status` to raise it. Arguments of the
-        wrong type raise ``TypeError``; inputs that cannot be optimised raise an
-        :class:`~.errors.InvalidInput` (a ``ValueError`` naming the term, parameter and
-        asset at fault): :class:`~.errors.NonFiniteInput` (NaN or infinity, in the
-        inputs or in any parameter built from them), :class:`~.errors.UnknownAssets`
-        (assets of the universe missing from a risk model or loadings),
-        :class:`~.errors.DegenerateRiskModel` (a tracking-error or risk term with zero
-        risk on every asset), or another ``InvalidInput`` (empty universe, conflicting
-        bounds); data problems found when a term was created are raised here too. With
-        costs, ``diagnostics["expected_costs"]`` and :attr:`~OptimizationResult.
-        expected_cost` give their value at the solution and
-        ``diagnostics["net_objective"]`` the objective net of them.
+        wrong type raise ``TypeError``; inputs that cannot be optimised (including data
+        problems kept when a term was created) raise an :class:`~.errors.InvalidInput`
+        naming the term, parameter and asset at fault (its subclasses are listed in
+        :mod:`~zipline_factorarb.optimize.errors`).
     """
     if not isinstance(objective, Objective):
-        raise TypeError(f"objective must be an Objective (e.g. MaximizeAlpha), got {type(objective).__name__}")
-    if isinstance(constraints, Constraint):
-        constraints = [constraints]
-    constraints = list(constraints)
+        raise TypeError("objective must be an Objective (e.g. MaximizeAlpha), got "
+                        f"{type(objective).__name__}")
+    constraints = as_list(constraints)
     for c in constraints:
         if not isinstance(c, Constraint):
             raise TypeError(f"constraints must be Constraint objects, got {type(c).__name__}")
-    costs = [costs] if isinstance(costs, Cost) else list(costs)
+    costs = as_list(costs)
     for c in costs:
         if not isinstance(c, Cost):
             raise TypeError(f"costs must be Cost objects (LinearCost, MarketImpact, BorrowCost; "
@@ -702,8 +689,7 @@ def run_optimization(objective, constraints=(), current_weights=None, *, costs=(
     objective._check_constraints(constraints, costs)
     terms = [objective, *constraints]
     for t in [*terms, *costs]:
-        if t._input_error is not None:
-            raise t._input_error
+        t._raise_input_error()
     try:
         current = (None if current_weights is None
                    else as_series(current_weights, "current_weights"))
@@ -712,13 +698,11 @@ def run_optimization(objective, constraints=(), current_weights=None, *, costs=(
         w0 = np.zeros(len(universe)) if current is None else \
             current.reindex(universe, fill_value=0.0).to_numpy()
         ctx = Context(universe, w0, origins)
-        datas = []
-        for t in terms:
-            d = TermData.of(t._prepare(ctx))
+        datas = [t._prepare(ctx) for t in terms]
+        for d in datas:
             d.universe = universe
-            datas.append(d)
         kdatas = [c._prepare(ctx) for c in costs]
-        _check_parameters([*terms, *costs], [*datas, *map(TermData.of, kdatas)], universe)
+        _check_parameters([*terms, *costs], [*datas, *kdatas], universe)
         _check_risk_terms(terms, datas, periods_per_year)
     except InvalidInput:
         raise
@@ -797,8 +781,7 @@ def run_optimization(objective, constraints=(), current_weights=None, *, costs=(
             f"no solver produced an acceptable solution ({summary}). Try rescaling the "
             "inputs (e.g. returns in decimals, variances per period), loosening the "
             "constraints, raising feasibility_tolerance, or passing solver_options.",
-            attempts), attempts, compile_time,
-            hit, solve_time)
+            attempts), attempts, compile_time, hit, solve_time)
 
     w = np.asarray(compiled.w.value, dtype=float).copy()
     w = objective._finish(w, odata)  # e.g. RiskBudgeting rescales its barrier point
@@ -820,39 +803,15 @@ def run_optimization(objective, constraints=(), current_weights=None, *, costs=(
         "net_objective": value + sign * expected["total"],
         **extra,
     }
-    return OptimizationResult(
-        status=outcome,
-        old_weights=old,
-        new_weights=pd.Series(w, index=universe),
-        objective_value=value,
-        tracking_error=tev,
-        risk_contributions=contributions,
-        solver=solver,
-        solve_time=solve_time,
-        compile_time=compile_time,
-        cache_hit=hit,
-        diagnostics=diagnostics,
-    )
+    return OptimizationResult(outcome, old, pd.Series(w, index=universe), value, tev,
+                              contributions, solver, solve_time, compile_time, hit, diagnostics)
 
 
 def calculate_optimal_portfolio(objective, constraints=(), current_weights=None, **kwargs):
-    """Target weights that optimise ``objective`` under ``constraints``.
-
-    Parameters
-    ----------
-    objective : Objective
-    constraints : sequence of Constraint
-    current_weights : pandas.Series, optional
-    **kwargs
-        Passed to :func:`run_optimization`.
-
-    Returns
-    -------
-    pandas.Series
-        Target weights on the optimisation universe.
-
-    Raises
-    ------
-    InfeasibleConstraints, UnboundedObjective, OptimizationFailed
+    """Target weights (a Series on the optimisation universe) that optimise
+    ``objective`` under ``constraints``; the arguments are those of
+    :func:`run_optimization`. A failure raises its error (:class:`InfeasibleConstraints`,
+    :class:`UnboundedObjective`, :class:`OptimizationFailed`).
     """
-    return run_optimization(objective, constraints, current_weights, **kwargs).raise_for_status().new_weights
+    result = run_optimization(objective, constraints, current_weights, **kwargs)
+    return result.raise_for_status().new_weights

@@ -81,11 +81,8 @@ def risk_records(weights, benchmark_weights, risk_model, sectors=None, periods_p
     b = as_series(benchmark_weights, "benchmark_weights")
     decomposition = risk_model.risk_contributions(w, b, periods_per_year)
     out = {names.EX_ANTE_TEV: decomposition.volatility}
-    index = w.index.union(b.index, sort=False)
-    index = index[(w.reindex(index, fill_value=0.0) != 0).to_numpy()
-                  | (b.reindex(index, fill_value=0.0) != 0).to_numpy()]
-    active = (w.reindex(index, fill_value=0.0) - b.reindex(index, fill_value=0.0))
-    exposures = risk_model.loadings.reindex(index).T.to_numpy() @ active.to_numpy()
+    _, active, arrays = risk_model._weights_vectors(w, b)  # on the assets held by either
+    exposures = arrays.F @ active
     for name, value in zip(risk_model.factors, exposures):
         if name != CONSTANT:
             out[names.FACTOR_EXPOSURE + str(name)] = float(value)
@@ -96,15 +93,13 @@ def risk_records(weights, benchmark_weights, risk_model, sectors=None, periods_p
                 out[names.RISK_CONTRIBUTION + str(name)] = float(value / total)
     out[names.N_HOLDINGS] = int((w > holding_threshold).sum())
     if sectors is not None:
-        labels = sector_names
-        if labels is None:
-            labels = sorted(set(sectors.dropna().astype(str)))
+        labels = (sorted(set(sectors.dropna().astype(str))) if sector_names is None
+                  else sector_names)
         for name, value in sector_weights(w, sectors, labels).items():
             out[names.SECTOR_WEIGHT + str(name)] = float(value)
         for name, value in sector_weights(b, sectors, labels).items():
             out[names.BENCHMARK_SECTOR_WEIGHT + str(name)] = float(value)
     return out
-
 
 
 def cost_records(cost_model, portfolio_value, order_result=None):

@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 
 from ..kernels import risk as kr
-from ._base import as_series, short_list
+from ._base import as_series, label_codes, short_list
 from .risk_model import RiskModel
 
 __all__ = ["SectorRotationModel", "sector_rotation_model", "expand_sector_weights"]
@@ -72,12 +72,7 @@ def sector_rotation_model(risk_model, labels, market_caps):
             f"market_caps is missing or not positive for {int(bad.sum())} labelled assets: "
             f"{short_list(labels.index[bad])}"
         )
-    try:
-        sectors = sorted(labels.unique())
-    except TypeError:
-        sectors = sorted(labels.unique(), key=repr)
-    code = {s: i for i, s in enumerate(sectors)}
-    codes = np.array([code[s] for s in labels.to_numpy()], dtype=np.int64)
+    sectors, codes = label_codes(labels.to_numpy())
     W, xb = kr.sector_mapping(codes, caps.to_numpy(), len(sectors))
     arr = risk_model._arrays(labels.index)
     B = arr.F @ W
@@ -111,6 +106,7 @@ def expand_sector_weights(sector_weights, mapping):
     x = as_series(sector_weights, "sector_weights")
     extra = x.index.difference(mapping.columns)
     if len(extra):
-        raise ValueError(f"sector_weights has sectors missing from the mapping: {short_list(extra)}")
+        raise ValueError("sector_weights has sectors missing from the mapping: "
+                         f"{short_list(extra)}")
     xv = x.reindex(mapping.columns, fill_value=0.0).to_numpy()
     return pd.Series(mapping.to_numpy() @ xv, index=mapping.index)
