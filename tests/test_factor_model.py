@@ -393,3 +393,69 @@ def test_collinear_etf_factors_warn_once_in_both_pipeline_terms(etf_root):
     assert set(by_term) == {"FactorRiskModel", "KalmanInnovation"}
     assert "market (VIF" in by_term["FactorRiskModel"]  # SPY is the market factor there
     assert "SPY (VIF" in by_term["KalmanInnovation"]
+
+
+# ----------------------------------------------------------------------------- pipeline windows
+@pytest.mark.shared_data
+def test_pipeline_window_kernels_match_statsmodels_on_real_data(real):
+    """The window math of FactorRiskModel without an engine: SPY and the sector ETFs in
+    excess of SPY, one ETF missing on 20% of the rows (so left out), against statsmodels
+    OLS per stock on its own rows (rtol 1e-8) and numpy moments."""
+    import statsmodels.api as sm
+
+    R, X = real
+    R, X = R.to_numpy()[-252:], X.to_numpy()[-252:]
+    etfs = X.copy()
+    etfs[:60, 4] = np.nan  # listed inside the window: below the 0.9 coverage
+    F = fm.stack_factor_returns([etfs[:, 0], *etfs[:, 1:].T], has_market=True)
+    np.testing.assert_array_equal(F[:, 1:], etfs[:, 1:] - etfs[:, :1])
+    est = fm.estimate_factor_model(R, F, min_factor_coverage=0.9)
+    usable = np.arange(10) != 4
+    np.testing.assert_array_equal(est.usable, usable)
+    assert est.loadings.shape == (R.shape[1], 10) and (est.loadings[:, 4] == 0).all()
+    for i in range(R.shape[1]):
+        rows = np.isfinite(R[:, i])
+        ols = sm.OLS(R[rows, i], sm.add_constant(F[rows][:, usable])).fit()
+        np.testing.assert_allclose(est.loadings[i, usable], ols.params[1:], rtol=1e-8,
+                                   atol=1e-12)
+        np.testing.assert_allclose(est.alpha[i], ols.params[0], rtol=1e-8, atol=1e-14)
+        np.testing.assert_allclose(est.specific_variance[i], ols.mse_resid, rtol=1e-8)
+        assert est.n_observations[i] == rows.sum()
+    mean, cov = fm.factor_moments(F, shrinkage=None)
+    np.testing.assert_allclose(mean[usable], F[:, usable].mean(axis=0), rtol=1e-12)
+    np.testing.assert_allclose(cov[np.ix_(usable, usable)], np.cov(F[:, usable], rowvar=False),
+                               rtol=1e-10)
+    assert mean[4] == 0 and (cov[4] == 0).all() and (cov[:, 4] == 0).all()
+
+
+@settings(max_examples=30, deadline=None)
+@given(T=st.integers(10, 60), n=st.integers(1, 8), seed=st.integers(0, 2**31 - 1),
+       has_market=st.booleans(), n_characteristics=st.integers(0, 2))
+def test_stacked_factors_means_and_residuals_equal_a_plain_loop(T, n, seed, has_market,
+                                                               n_characteristics):
+    rng = np.random.default_rng(seed)
+    windows = [rng.normal(size=(T, 1)) for _ in range(int(has_market) + 2 + n_characteristics)]
+    X = fm.stack_factor_returns(windows, has_market, has_market, n_characteristics)
+    for j, w in enumerate(windows):
+        excess = has_market and 0 < j < len(windows) - n_characteristics
+        np.testing.assert_array_equal(X[:, j], w[:, 0] - windows[0][:, 0] if excess else w[:, 0])
+    returns = rng.normal(size=n)
+    returns[rng.random(n) < 0.3] = np.nan
+    labels = rng.integers(0, 3, n)
+    for code in (None, 0, 1, 2):
+        keep = [i for i in range(n) if np.isfinite(returns[i]) and code in (None, labels[i])]
+        want = sum(returns[i] for i in keep) / len(keep) if keep else np.nan
+        np.testing.assert_allclose(fm.cross_section_mean(returns, labels, code), want,
+                                   rtol=1e-12)
+    B, c = rng.normal(size=(n, 2)), rng.normal(size=n)
+    B[0, 1] = np.nan
+    R = rng.normal(size=(T, n))
+    R[0, -1] = np.nan
+    res = kr.factor_residuals(R, X[:, :2], B, c)
+    for t in range(T):
+        for i in range(n):
+            want = R[t, i] - c[i] - B[i, 0] * X[t, 0] - B[i, 1] * X[t, 1]
+            np.testing.assert_allclose(res[t, i], want if i else np.nan, rtol=1e-12,
+                                       atol=1e-12)
+    with pytest.raises(ValueError, match="needs the market"):
+        fm.stack_factor_returns(windows[:2], has_market=False, excess_of_market=True)

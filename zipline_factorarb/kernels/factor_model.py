@@ -32,17 +32,10 @@ on the fold; the penalty with the smallest mean of the folds' mean squared error
 (the first in grid order on a tie) and the loadings are then refitted on all rows.
 This is ``RidgeCV(alphas, cv=TimeSeriesSplit(cv), scoring="neg_mean_squared_error")``
 and ``LassoCV(alphas=..., cv=TimeSeriesSplit(cv))`` fitted on each asset, computed for
-all assets at once: ridge through one SVD of each training window's factor matrix
-(shared by every asset and every penalty), lasso and elastic net along the penalty
-path, warm-started and vectorised over assets: exact solves on the support and signs at
-hand, accepted when the optimality conditions hold, with coordinate descent on the
-factors' Gram matrix for the rest. Generalised (leave-one-out) cross-validation is
-deliberately not used: it trains on rows after the one it validates.
-
-Default grids: ridge, ``grid_size`` penalties from ``1e-4`` to ``10`` times the mean
-diagonal of the centred ``X'X`` (common to all assets); lasso and elastic net, per
-asset as ``LassoCV`` does: ``grid_size`` penalties from ``lambda_max = max_j |x_j' y|
-/ (T rho)`` (the smallest penalty that zeroes every loading) down to ``1e-3`` times it.
+all assets at once (ridge: one SVD per training window, ``_ridge_solve``; lasso and
+elastic net: a warm-started path, ``_enet_path``). Generalised (leave-one-out)
+cross-validation is deliberately not used: it trains on rows after the one it
+validates. Default grids: :func:`ridge_grid` and :func:`lasso_grid` (as ``LassoCV``).
 
 Specific variances use the effective degrees of freedom of each fit: ``p`` for OLS,
 ``sum_k s_k^2 / (s_k^2 + lambda)`` (plus the intercept) for ridge, the number of
@@ -51,24 +44,22 @@ Tibshirani, 2007). The factor covariance is
 :func:`~zipline_factorarb.kernels.risk.factor_covariance` (exponentially weighted,
 Ledoit-Wolf shrunk).
 
-Collinearity
-------------
-:func:`collinearity` gives the condition number of the factors' correlation matrix and
-each factor's variance inflation factor (VIF); :func:`collinearity_message` says, naming
-the factors, when the condition number exceeds :data:`MAX_CONDITION` (30, Belsley,
-Kuh and Welsch's rule for strong dependence) or a VIF exceeds :data:`MAX_VIF` (10, the
-common rule): the OLS loadings are then unstable, and a ridge or lasso penalty tames
-them.
+Collinearity: :func:`collinearity` and :func:`collinearity_message` (condition number
+and variance inflation of the factors, against :data:`MAX_CONDITION` and :data:`MAX_VIF`).
+
+Pipeline windows: :func:`estimate_factor_model` and :func:`factor_moments` are the
+window math of :class:`~zipline_factorarb.pipeline.FactorRiskModel`, on the factors
+with enough data in the window (:func:`usable_factor_rows`).
 """
 
 from __future__ import annotations
 
-import numbers
 import warnings
 from typing import NamedTuple
 
 import numpy as np
 
+from ..checks import check_array, check_choice, check_int, check_number, check_numbers
 from . import risk as kr
 
 __all__ = [
@@ -84,6 +75,13 @@ __all__ = [
     "collinearity",
     "collinearity_message",
     "warn_collinear_once",
+    "check_penalty",
+    "FactorModelEstimate",
+    "cross_section_mean",
+    "stack_factor_returns",
+    "usable_factor_rows",
+    "factor_moments",
+    "estimate_factor_model",
 ]
 
 #: loading estimators understood by :func:`fit_factor_model`
@@ -158,23 +156,17 @@ def collinearity(factor_returns):
         ``diag(C^-1)`` for the correlation matrix ``C``: ``1 / (1 - R_j^2)`` of factor
         ``j`` regressed on the others; ``inf`` for an exact dependence or a constant.
     """
-    X = np.asarray(factor_returns, dtype=float)
-    if X.ndim != 2:
-        raise ValueError(f"factor_returns must be a 2-d array, got shape {X.shape}")
+    X = check_array("factor_returns", factor_returns, ("T", "K"))
     X = X[np.isfinite(X).all(axis=1)]
     k = X.shape[1]
     if X.shape[0] < 2 or k == 0:
         return np.nan, np.full(k, np.nan)
     sd = X.std(axis=0)
     if (sd <= 1e-300).any():
-        vif = np.where(sd <= 1e-300, np.inf, np.nan)
-        return np.inf, vif
+        return np.inf, np.where(sd <= 1e-300, np.inf, np.nan)
     C = np.corrcoef(X, rowvar=False).reshape(k, k)
     lam = np.linalg.eigvalsh(C)
-    if lam[0] <= lam[-1] * 1e-14:
-        cond = np.inf
-    else:
-        cond = float(np.sqrt(lam[-1] / lam[0]))
+    cond = np.inf if lam[0] <= lam[-1] * 1e-14 else float(np.sqrt(lam[-1] / lam[0]))
     try:
         vif = np.diag(np.linalg.inv(C)).copy() if np.isfinite(cond) else np.full(k, np.inf)
     except np.linalg.LinAlgError:
@@ -281,7 +273,9 @@ def lasso_grid(factor_returns, asset_returns, grid_size=20, l1_ratio=1.0, eps=1e
                fit_intercept=True):
     """Default lasso penalties per asset, as ``LassoCV``: ``lambda_max`` down to ``eps`` x it.
 
-    Needs complete rows (no NaN). Returns an array of shape (grid_size, n), decreasing.
+    ``lambda_max = max_j |x_j' y| / (T rho)`` is the smallest penalty that zeroes every
+    loading. Needs complete rows (no NaN). Returns an array of shape (grid_size, n),
+    decreasing.
     """
     X = np.asarray(factor_returns, dtype=float)
     Y = np.asarray(asset_returns, dtype=float)
@@ -307,18 +301,17 @@ def _ridge_solve(X, Y, lams, fit_intercept):
     return coef, intercept, dof
 
 
-def _ridge_cv(X, Y, lams, folds, fit_intercept):
-    """Mean over folds of the validation MSE, shape (g, n)."""
-    score = np.zeros((len(lams), Y.shape[1]))
+def _cv_score(X, Y, folds, fit):
+    """Mean over the ``folds`` of the validation MSE of every penalty, shape (g, n).
+
+    ``fit(X_train, Y_train)`` returns the coefficients (g, k, n) and intercepts (g, n)
+    of every penalty.
+    """
+    score = 0.0
     for stop, t0, t1 in folds:
-        Xt, Yt = X[:stop], Y[:stop]
-        Xc, Yc, xm, ym = _center(Xt, Yt, fit_intercept)
-        U, s, Vt = np.linalg.svd(Xc, full_matrices=False)
-        UtY = U.T @ Yc
-        d = s[None, :] / (s[None, :] ** 2 + lams[:, None])
-        Z = (X[t0:t1] - xm) @ Vt.T  # (tv, r)
-        pred = np.einsum("tr,gr,rn->gtn", Z, d, UtY) + ym
-        score += np.mean((Y[t0:t1][None] - pred) ** 2, axis=1)
+        coef, icpt = fit(X[:stop], Y[:stop])
+        pred = np.einsum("tk,gkn->gtn", X[t0:t1], coef) + icpt[:, None, :]
+        score = score + np.mean((Y[t0:t1][None] - pred) ** 2, axis=1)
     return score / len(folds)
 
 
@@ -422,27 +415,23 @@ def _enet_path(X, Y, lams, l1_ratio, fit_intercept, tol, max_iter, B0=None):
     return out, intercept
 
 
-def _enet_cv(X, Y, lams, folds, l1_ratio, fit_intercept, tol, max_iter):
-    score = np.zeros(lams.shape)
-    for stop, t0, t1 in folds:
-        coef, icpt = _enet_path(X[:stop], Y[:stop], lams, l1_ratio, fit_intercept, tol, max_iter)
-        pred = np.einsum("tk,gkn->gtn", X[t0:t1], coef) + icpt[:, None, :]
-        score += np.mean((Y[t0:t1][None] - pred) ** 2, axis=1)
-    return score / len(folds)
+def check_penalty(method, cv=5, grid=None, l1_ratio=0.5):
+    """Check ``method``, ``cv``, ``grid`` and ``l1_ratio`` of :func:`fit_factor_model`.
 
-
-def _check_lam(lam, n):
-    if lam is None:
-        return None
-    arr = np.asarray(lam, dtype=float)
-    if arr.ndim == 0:
-        arr = np.full(n, float(arr))
-    if arr.shape != (n,):
-        raise ValueError(f"lam must be a number or one penalty per asset ({n}), got shape "
-                         f"{arr.shape}")
-    if not np.isfinite(arr).all() or (arr < 0).any():
-        raise ValueError(f"lam must be finite and non-negative, got {lam!r}")
-    return arr
+    The policy of :mod:`zipline_factorarb.checks` (TypeError for a wrong type,
+    ValueError for a wrong value); ``l1_ratio`` is checked for ``"elasticnet"`` only,
+    the method that reads it. Returns ``grid`` as a tuple of floats (or None).
+    """
+    check_choice("method", method, METHODS)
+    check_int("cv", cv, low=2)
+    if method == "elasticnet":
+        check_number("l1_ratio", l1_ratio, 0, 1, low_open=True)
+    if grid is not None:
+        grid = tuple(float(g) for g in np.asarray(grid, dtype=float).reshape(-1))
+        if not grid or not all(np.isfinite(g) and g >= 0 for g in grid):
+            raise ValueError(f"grid must be a non-empty list of finite non-negative penalties, "
+                             f"got {grid!r}")
+    return grid
 
 
 def _fit_block(X, Y, method, lam, grid, cv, l1_ratio, fit_intercept, tol, max_iter):
@@ -453,7 +442,8 @@ def _fit_block(X, Y, method, lam, grid, cv, l1_ratio, fit_intercept, tol, max_it
     if method == "ridge":
         if lam is None:
             used_grid = ridge_grid(X, fit_intercept=fit_intercept) if grid is None else grid
-            score = _ridge_cv(X, Y, used_grid, walk_forward_folds(X.shape[0], cv), fit_intercept)
+            score = _cv_score(X, Y, walk_forward_folds(X.shape[0], cv),
+                              lambda Xt, Yt: _ridge_solve(Xt, Yt, used_grid, fit_intercept)[:2])
             lam = used_grid[np.argmin(score, axis=0)]
         # group assets by penalty: one SVD, one einsum per distinct value
         ulam, inv = np.unique(lam, return_inverse=True)
@@ -468,8 +458,9 @@ def _fit_block(X, Y, method, lam, grid, cv, l1_ratio, fit_intercept, tol, max_it
             used_grid = lasso_grid(X, Y, l1_ratio=l1_ratio, fit_intercept=fit_intercept)
         else:
             used_grid = np.sort(np.asarray(grid, dtype=float))[::-1][:, None] * np.ones((1, m))
-        score = _enet_cv(X, Y, used_grid, walk_forward_folds(X.shape[0], cv), l1_ratio,
-                         fit_intercept, tol, max_iter)
+        score = _cv_score(X, Y, walk_forward_folds(X.shape[0], cv),
+                          lambda Xt, Yt: _enet_path(Xt, Yt, used_grid, l1_ratio, fit_intercept,
+                                                    tol, max_iter))
         best = np.argmin(score, axis=0)
         lam = used_grid[best, np.arange(m)]
     coef, icpt = _enet_path(X, Y, lam[None, :], l1_ratio, fit_intercept, tol, max_iter)
@@ -527,13 +518,9 @@ def fit_factor_model(asset_returns, factor_returns, method="ols", lam=None, *, c
     -------
     FactorModelFit
     """
-    if method not in METHODS:
-        raise ValueError(f"method must be one of {METHODS}, got {method!r}")
-    R = np.asarray(asset_returns, dtype=float)
-    X = np.asarray(factor_returns, dtype=float)
-    if R.ndim != 2 or X.ndim != 2:
-        raise ValueError(f"asset_returns and factor_returns must be 2-d, got shapes {R.shape} "
-                         f"and {X.shape}")
+    grid = check_penalty(method, cv, grid, l1_ratio)
+    R = check_array("asset_returns", asset_returns, ("T", "N"))
+    X = check_array("factor_returns", factor_returns, ("T", "K"))
     T, n = R.shape
     k = X.shape[1]
     if X.shape[0] != T:
@@ -541,19 +528,9 @@ def fit_factor_model(asset_returns, factor_returns, method="ols", lam=None, *, c
                          "align them on the same dates first")
     if k == 0:
         raise ValueError("factor_returns has no columns: give at least one factor")
-    if not isinstance(cv, numbers.Integral) or cv < 2:
-        raise ValueError(f"cv must be an integer of at least 2, got {cv!r}")
-    if method == "lasso":
-        rho = 1.0
-    else:
-        rho = float(l1_ratio)
-        if method == "elasticnet" and not 0.0 < rho <= 1.0:
-            raise ValueError(f"l1_ratio must lie in (0, 1], got {l1_ratio!r}")
-    lam = _check_lam(lam, n) if method != "ols" else None
-    if grid is not None:
-        grid = np.asarray(grid, dtype=float).reshape(-1)
-        if grid.size == 0 or not np.isfinite(grid).all() or (grid < 0).any():
-            raise ValueError("grid must be a non-empty list of finite non-negative penalties")
+    rho = 1.0 if method == "lasso" else float(l1_ratio)
+    lam = None if method == "ols" or lam is None else check_numbers("lam", lam, n, low=0)
+    grid = None if grid is None else np.asarray(grid)
 
     row_ok = np.isfinite(X).all(axis=1)
     cond, vif = collinearity(X[row_ok]) if row_ok.sum() >= 2 else (np.nan, np.full(k, np.nan))
@@ -607,11 +584,7 @@ def fit_factor_model(asset_returns, factor_returns, method="ols", lam=None, *, c
                 diagnostics["cv_mse"] = score
                 diagnostics["folds"] = cv
         residuals = np.full((T, n), np.nan)
-        fitted = np.isfinite(loadings).all(axis=1)
-        res = Rr - Xr @ np.where(np.isfinite(loadings), loadings, 0.0).T - np.nan_to_num(icpt)
-        res[~valid] = np.nan
-        res[:, ~fitted] = np.nan
-        residuals[row_ok] = res
+        residuals[row_ok] = kr.factor_residuals(Rr, Xr, loadings, icpt)
         n_obs = np.zeros(n, dtype=int) + n_obs
     spec = kr.specific_variance(residuals, halflife=halflife, n_parameters=dof,
                                 floor=specific_variance_floor)
@@ -619,3 +592,143 @@ def fit_factor_model(asset_returns, factor_returns, method="ols", lam=None, *, c
     if covariance:
         fcov = kr.factor_covariance(X[row_ok], halflife=halflife, shrinkage=shrinkage)
     return FactorModelFit(loadings, icpt, spec, fcov, lambdas, residuals, n_obs, dof, diagnostics)
+
+
+# ----------------------------------------------------------------------------- pipeline windows
+class FactorModelEstimate(NamedTuple):
+    """Output of :func:`estimate_factor_model` (arrays, no labels).
+
+    Attributes
+    ----------
+    alpha : ndarray, shape (N,)
+        Regression intercepts (NaN without a constant or with too few rows).
+    loadings : ndarray, shape (N, K)
+        Loadings on every factor; 0 on an unusable factor, NaN for assets with too
+        few observations.
+    specific_variance : ndarray, shape (N,)
+    n_observations : ndarray, shape (N,)
+        Rows used for each asset.
+    usable : ndarray of bool, shape (K,)
+        Factors with enough data in the window to enter the regression.
+    """
+
+    alpha: np.ndarray
+    loadings: np.ndarray
+    specific_variance: np.ndarray
+    n_observations: np.ndarray
+    usable: np.ndarray
+
+
+def cross_section_mean(returns, labels=None, code=None):
+    """Equal-weighted mean of the finite ``returns`` (N,) of one day, or of one sector's.
+
+    ``labels`` (N,) holds each asset's sector code; with ``code``, only the assets of
+    that label are averaged. NaN when no asset qualifies.
+    """
+    r = np.asarray(returns, dtype=float).reshape(-1)
+    keep = np.isfinite(r)
+    if code is not None:
+        keep &= np.asarray(labels).reshape(-1) == code
+    return float(r[keep].mean()) if keep.any() else np.nan
+
+
+def stack_factor_returns(factors, has_market=True, excess_of_market=True, n_characteristics=0):
+    """Factor returns as a (T, K) matrix, one column per window of ``factors``, in order.
+
+    Parameters
+    ----------
+    factors : sequence of ndarray, each shape (T,) or (T, 1)
+        The market first (with ``has_market``), then the factor-asset and sector
+        returns, then ``n_characteristics`` characteristic factor returns.
+    excess_of_market : bool, default True
+        Subtract the market return from the factor-asset and sector returns
+        (long-short style and sector-relative factors); needs the market. The
+        characteristic returns are long-short already and never taken in excess.
+    """
+    columns = [np.asarray(x, dtype=float).reshape(-1) for x in factors]
+    if not columns:
+        raise ValueError("no factor returns given")
+    first, split = int(bool(has_market)), len(columns) - n_characteristics
+    if excess_of_market and split > first:
+        if not has_market:
+            raise ValueError("excess_of_market needs the market's returns")
+        columns[first:split] = [x - columns[0] for x in columns[first:split]]
+    return np.column_stack(columns)
+
+
+def usable_factor_rows(factor_returns, min_factor_coverage=0.9):
+    """Factors with enough data in the window, and the rows where all of them are finite.
+
+    A factor with finite returns on fewer than ``min_factor_coverage`` of the rows (a
+    fund listed inside the window, a sector without assets) is left out, so that it
+    does not cost every asset the rows it lacks.
+
+    Returns
+    -------
+    usable : ndarray of bool, shape (K,)
+    rows : ndarray of bool, shape (T,)
+    """
+    X = np.asarray(factor_returns, dtype=float)
+    T = X.shape[0]
+    finite = np.isfinite(X)
+    usable = finite.sum(axis=0) >= min_factor_coverage * T
+    rows = finite[:, usable].all(axis=1) if usable.any() else np.zeros(T, dtype=bool)
+    return usable, rows
+
+
+def factor_moments(factor_returns, halflife=None, shrinkage="ledoit_wolf",
+                   min_factor_coverage=0.9):
+    """Mean (K,) and covariance (K, K) of the factor returns (T, K) of a window.
+
+    Computed on the rows of :func:`usable_factor_rows`; an unusable factor gets mean 0
+    and a zero row and column. The covariance is
+    :func:`~zipline_factorarb.kernels.risk.factor_covariance` (Ledoit-Wolf shrunk by
+    default), the mean the plain average; both NaN when fewer than two rows are usable.
+    """
+    X = np.asarray(factor_returns, dtype=float)
+    m = X.shape[1]
+    usable, rows = usable_factor_rows(X, min_factor_coverage)
+    if rows.sum() < 2:
+        return np.full(m, np.nan), np.full((m, m), np.nan)
+    mean = np.zeros(m)
+    cov = np.zeros((m, m))
+    Xu = X[rows][:, usable]
+    mean[usable] = Xu.mean(axis=0)
+    cov[np.ix_(usable, usable)] = kr.factor_covariance(Xu, halflife=halflife, shrinkage=shrinkage)
+    return mean, cov
+
+
+def estimate_factor_model(asset_returns, factor_returns, add_constant=True, min_observations=None,
+                          halflife=None, min_factor_coverage=0.9, specific_variance_floor=0.0,
+                          method="ols", lam=None, cv=5, grid=None, l1_ratio=0.5):
+    """:func:`fit_factor_model` of a pipeline window, on its usable factors only.
+
+    The regressions of ``asset_returns`` (T, N) on the factors of ``factor_returns``
+    (T, K) that :func:`usable_factor_rows` keeps (``min_factor_coverage``), on the
+    rows where they are all finite; the other parameters are those of
+    :func:`fit_factor_model`. No factor covariance is estimated
+    (:func:`factor_moments` gives it).
+
+    Returns
+    -------
+    FactorModelEstimate
+    """
+    R = np.asarray(asset_returns, dtype=float)
+    X = np.asarray(factor_returns, dtype=float)
+    n, m = R.shape[1], X.shape[1]
+    usable, rows = usable_factor_rows(X, min_factor_coverage)
+    n_params = int(usable.sum()) + (1 if add_constant else 0)
+    if n_params == 0 or rows.sum() < n_params + 1:
+        return FactorModelEstimate(np.full(n, np.nan), np.full((n, m), np.nan),
+                                   np.full(n, np.nan), np.zeros(n), usable)
+    fit = fit_factor_model(R[rows], X[rows][:, usable], method, lam, cv=cv, grid=grid,
+                           l1_ratio=l1_ratio, add_constant=add_constant,
+                           min_observations=min_observations, halflife=halflife,
+                           specific_variance_floor=specific_variance_floor, covariance=False)
+    ok = np.isfinite(fit.loadings).all(axis=1)
+    alpha = np.where(ok, fit.intercepts, np.nan) if add_constant else np.full(n, np.nan)
+    loadings = np.zeros((n, m))
+    loadings[:, usable] = np.where(np.isfinite(fit.loadings), fit.loadings, 0.0)
+    loadings[~ok] = np.nan
+    return FactorModelEstimate(alpha, loadings, fit.specific_variance,
+                               fit.n_observations.astype(float), usable)

@@ -20,6 +20,8 @@ from typing import NamedTuple
 
 import numpy as np
 
+from ..checks import check_array, check_number
+
 __all__ = [
     "RegressionResult",
     "RiskContributions",
@@ -28,6 +30,8 @@ __all__ = [
     "weighted_covariance",
     "ledoit_wolf",
     "factor_covariance",
+    "check_shrinkage",
+    "factor_residuals",
     "specific_variance",
     "factor_root",
     "active_variance",
@@ -79,13 +83,6 @@ class RiskContributions(NamedTuple):
     total: float
 
 
-def _as_2d(x, name):
-    arr = np.asarray(x, dtype=float)
-    if arr.ndim != 2:
-        raise ValueError(f"{name} must be a 2-d array, got shape {arr.shape}")
-    return arr
-
-
 def regression_loadings(asset_returns, factor_returns, add_constant=True, min_observations=None):
     """Time-series regression of every asset's returns on the factor returns.
 
@@ -111,8 +108,8 @@ def regression_loadings(asset_returns, factor_returns, add_constant=True, min_ob
     -------
     RegressionResult
     """
-    R = _as_2d(asset_returns, "asset_returns")
-    X = _as_2d(factor_returns, "factor_returns")
+    R = check_array("asset_returns", asset_returns, ("T", "N"))
+    X = check_array("factor_returns", factor_returns, ("T", "K"))
     T, n = R.shape
     if X.shape[0] != T:
         raise ValueError(
@@ -169,14 +166,13 @@ def ewma_weights(n_observations, halflife=None):
         raise ValueError("need at least one observation")
     if halflife is None:
         return np.full(T, 1.0 / T)
-    if not np.isfinite(halflife) or halflife <= 0:
-        raise ValueError(f"halflife must be a positive number of rows, got {halflife!r}")
+    check_number("halflife", halflife, 0, low_open=True)
     w = 0.5 ** (np.arange(T - 1, -1, -1, dtype=float) / float(halflife))
     return w / w.sum()
 
 
 def _rows_and_weights(X, weights, halflife):
-    X = _as_2d(X, "returns")
+    X = check_array("returns", X, ("T", "K"))
     T = X.shape[0]
     if weights is None:
         weights = ewma_weights(T, halflife)
@@ -194,6 +190,20 @@ def _rows_and_weights(X, weights, halflife):
     if total <= 0:
         raise ValueError("weights of the usable rows sum to zero")
     return X, weights / total
+
+
+def _scatter(X, weights, halflife, assume_centered):
+    """Rows kept, (centred) rows ``Xc``, normalised weights ``w`` and ``sum_t w_t x_t x_t'``."""
+    X, w = _rows_and_weights(X, weights, halflife)
+    Xc = X if assume_centered else X - w @ X
+    S = (Xc * w[:, None]).T @ Xc
+    return Xc, w, 0.5 * (S + S.T)
+
+
+def _shrunk(S, intensity):
+    """``(1 - d) S + d mu I`` with ``mu = trace(S) / p``: shrinkage towards a scaled identity."""
+    p = S.shape[0]
+    return (1.0 - intensity) * S + intensity * (np.trace(S) / p) * np.eye(p)
 
 
 def weighted_covariance(X, weights=None, halflife=None, bias=True, assume_centered=False):
@@ -216,12 +226,8 @@ def weighted_covariance(X, weights=None, halflife=None, bias=True, assume_center
     -------
     ndarray, shape (p, p)
     """
-    X, w = _rows_and_weights(X, weights, halflife)
-    Xc = X if assume_centered else X - w @ X
-    S = (Xc * w[:, None]).T @ Xc
-    if not bias:
-        S = S / (1.0 - np.sum(w * w))
-    return 0.5 * (S + S.T)
+    _, w, S = _scatter(X, weights, halflife, assume_centered)
+    return S if bias else S / (1.0 - np.sum(w * w))
 
 
 def ledoit_wolf(X, weights=None, halflife=None, assume_centered=False):
@@ -247,21 +253,16 @@ def ledoit_wolf(X, weights=None, halflife=None, assume_centered=False):
     shrinkage : float
         The intensity ``d`` in ``[0, 1]``.
     """
-    X, w = _rows_and_weights(X, weights, halflife)
-    Xc = X if assume_centered else X - w @ X
-    S = (Xc * w[:, None]).T @ Xc
-    S = 0.5 * (S + S.T)
+    Xc, w, S = _scatter(X, weights, halflife, assume_centered)
     p = S.shape[0]
-    mu = np.trace(S) / p
-    delta = np.sum((S - mu * np.eye(p)) ** 2) / p
+    delta = np.sum((S - np.trace(S) / p * np.eye(p)) ** 2) / p
     w2 = w * w
     sq = np.einsum("ti,ti->t", Xc, Xc)
     quad = np.einsum("ti,ij,tj->t", Xc, S, Xc)
     beta = (np.sum(w2 * sq * sq) - 2.0 * np.sum(w2 * quad) + w2.sum() * np.sum(S * S)) / p
     beta = min(beta, delta)
     shrinkage = 0.0 if delta <= 0 else float(beta / delta)
-    cov = (1.0 - shrinkage) * S + shrinkage * mu * np.eye(p)
-    return cov, shrinkage
+    return _shrunk(S, shrinkage), shrinkage
 
 
 def factor_covariance(factor_returns, halflife=None, shrinkage="ledoit_wolf"):
@@ -281,20 +282,39 @@ def factor_covariance(factor_returns, halflife=None, shrinkage="ledoit_wolf"):
     -------
     ndarray, shape (k, k)
     """
+    shrinkage = check_shrinkage(shrinkage)
     if shrinkage is None:
         return weighted_covariance(factor_returns, halflife=halflife, bias=False)
-    if isinstance(shrinkage, str):
-        if shrinkage != "ledoit_wolf":
-            raise ValueError(
-                f"shrinkage must be 'ledoit_wolf', a number in [0, 1] or None, got {shrinkage!r}"
-            )
+    if shrinkage == "ledoit_wolf":
         return ledoit_wolf(factor_returns, halflife=halflife)[0]
-    d = float(shrinkage)
-    if not 0.0 <= d <= 1.0:
-        raise ValueError(f"shrinkage intensity must lie in [0, 1], got {d}")
-    S = weighted_covariance(factor_returns, halflife=halflife, bias=True)
-    mu = np.trace(S) / S.shape[0]
-    return (1.0 - d) * S + d * mu * np.eye(S.shape[0])
+    return _shrunk(weighted_covariance(factor_returns, halflife=halflife, bias=True), shrinkage)
+
+
+def check_shrinkage(shrinkage):
+    """``shrinkage`` of :func:`factor_covariance` checked: None, ``"ledoit_wolf"`` or a
+    number in [0, 1] (returned as a float); ValueError for another string or number."""
+    if shrinkage is None or shrinkage == "ledoit_wolf":
+        return shrinkage
+    if isinstance(shrinkage, str):
+        raise ValueError(f"shrinkage must be 'ledoit_wolf', a number in [0, 1] or None, "
+                         f"got {shrinkage!r}")
+    return check_number("shrinkage", shrinkage, 0, 1)
+
+
+def factor_residuals(asset_returns, factor_returns, loadings, intercepts=None):
+    """Residuals ``r_t - c - B x_t`` (T, N) of given loadings.
+
+    ``asset_returns`` (T, N), ``factor_returns`` (T, K), loadings ``B`` (N, K) and
+    ``intercepts`` ``c`` (N,) (none: zero). NaN where a return is missing, and on
+    every row of an asset whose loadings or intercept are not finite.
+    """
+    R = np.asarray(asset_returns, dtype=float)
+    B = np.asarray(loadings, dtype=float)
+    c = np.zeros(len(B)) if intercepts is None else np.asarray(intercepts, dtype=float)
+    res = R - np.asarray(factor_returns, dtype=float) @ np.nan_to_num(B).T - np.nan_to_num(c)
+    res[~np.isfinite(R)] = np.nan
+    res[:, ~(np.isfinite(B).all(axis=1) & np.isfinite(c))] = np.nan
+    return res
 
 
 def specific_variance(residuals, halflife=None, n_parameters=0, floor=0.0):
@@ -323,7 +343,7 @@ def specific_variance(residuals, halflife=None, n_parameters=0, floor=0.0):
     ndarray, shape (n,)
         NaN for assets with no more usable rows than ``n_parameters``.
     """
-    Eps = _as_2d(residuals, "residuals")
+    Eps = check_array("residuals", residuals, ("T", "N"))
     T = Eps.shape[0]
     base = ewma_weights(T, halflife)
     valid = np.isfinite(Eps)
@@ -355,7 +375,7 @@ def factor_root(factor_covariance, tol=1e-10):
     -------
     ndarray, shape (m, m)
     """
-    S = _as_2d(factor_covariance, "factor_covariance")
+    S = check_array("factor_covariance", factor_covariance, ("K", "K"))
     if S.shape[0] != S.shape[1]:
         raise ValueError(f"factor_covariance must be square, got shape {S.shape}")
     if S.shape[0] == 0:
@@ -484,7 +504,7 @@ def risk_budget_weights(covariance, budgets, tol=1e-12, max_iter=100):
     -------
     ndarray, shape (k,)
     """
-    S = _as_2d(covariance, "covariance")
+    S = check_array("covariance", covariance, ("K", "K"))
     b = np.asarray(budgets, dtype=float).reshape(-1)
     if S.shape != (b.size, b.size):
         raise ValueError(f"covariance must be {b.size} x {b.size} to match the budgets, got "

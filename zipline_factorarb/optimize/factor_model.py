@@ -7,6 +7,7 @@ import pandas as pd
 from sklearn.base import BaseEstimator
 
 from ..kernels import factor_model as fm
+from .risk_model import RiskModel, _shared_dates
 
 __all__ = ["FactorModel"]
 
@@ -14,25 +15,13 @@ __all__ = ["FactorModel"]
 class FactorModel(BaseEstimator):
     """Time-series factor model with OLS, ridge, lasso or elastic-net loadings.
 
-    Parameters are those of
+    The parameters (``method``, ``lam``: one penalty, one per asset or None to choose
+    it per asset by walk-forward cross-validation, ``cv``, ``grid``, ``l1_ratio``,
+    ``add_constant``, ``halflife``, ``shrinkage``, ``min_observations``,
+    ``specific_variance_floor``) are those of
     :func:`~zipline_factorarb.kernels.factor_model.fit_factor_model` (see that module
-    for the objectives, the walk-forward cross-validation of the penalty and the
-    default grids); ``get_params`` / ``set_params`` / ``sklearn.base.clone`` work as for
-    any scikit-learn estimator.
-
-    Parameters
-    ----------
-    method : {"ols", "ridge", "lasso", "elasticnet"}, default "ols"
-    lam : float or array_like, optional
-        The penalty; None: chosen per asset by walk-forward cross-validation.
-    cv : int, default 5
-    grid : array_like, optional
-    l1_ratio : float, default 0.5
-    add_constant : bool, default True
-    halflife : float, optional
-    shrinkage : {"ledoit_wolf"} or float or None, default "ledoit_wolf"
-    min_observations : int, optional
-    specific_variance_floor : float, default 0.0
+    for the objectives, the cross-validation and the default grids); ``get_params`` /
+    ``set_params`` / ``sklearn.base.clone`` work as for any scikit-learn estimator.
 
     Attributes
     ----------
@@ -85,11 +74,7 @@ class FactorModel(BaseEstimator):
         self
         """
         if isinstance(asset_returns, pd.DataFrame) and isinstance(factor_returns, pd.DataFrame):
-            dates = asset_returns.index.intersection(factor_returns.index)
-            if len(dates) < 3:
-                raise ValueError(f"asset_returns and factor_returns share only {len(dates)} "
-                                 "dates; align them")
-            R, X = asset_returns.loc[dates], factor_returns.loc[dates]
+            R, X = _shared_dates(asset_returns, factor_returns)
             assets, factors = R.columns, X.columns
         else:
             R, X = np.asarray(asset_returns, dtype=float), np.asarray(factor_returns, dtype=float)
@@ -131,8 +116,6 @@ class FactorModel(BaseEstimator):
 
     def risk_model(self):
         """The fitted model as a :class:`~zipline_factorarb.optimize.RiskModel`."""
-        from .risk_model import RiskModel  # noqa: PLC0415
-
         self._check_fitted()
         f = self.fit_
         return RiskModel.from_factor_model(

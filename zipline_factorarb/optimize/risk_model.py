@@ -9,9 +9,8 @@ from typing import NamedTuple
 import numpy as np
 import pandas as pd
 
-from ..kernels import factor_model as fm
 from ..kernels import risk as kr
-from ._base import _lenient, as_frame, as_series, check_finite, short_list
+from ._base import KeepsInputErrors, _lenient, as_frame, as_series, check_finite, short_list
 from .errors import InvalidInput, UnknownAssets
 
 __all__ = ["RiskModel", "RiskDecomposition", "DegenerateRiskWarning",
@@ -27,6 +26,15 @@ class DegenerateRiskWarning(UserWarning):
 
 #: name of the intercept factor added by :meth:`RiskModel.from_returns`
 CONSTANT = "const"
+
+
+def _shared_dates(asset_returns, factor_returns):
+    """The two DataFrames on their common dates; ValueError when they share fewer than 3."""
+    dates = asset_returns.index.intersection(factor_returns.index)
+    if len(dates) < 3:
+        raise ValueError(
+            f"asset_returns and factor_returns share only {len(dates)} dates; align them")
+    return asset_returns.loc[dates], factor_returns.loc[dates]
 
 
 class _RiskArrays(NamedTuple):
@@ -63,7 +71,7 @@ class RiskDecomposition:
         return float(np.sqrt(max(self.total, 0.0)))
 
 
-class RiskModel:
+class RiskModel(KeepsInputErrors):
     """Factor risk model ``Sigma = F' Sigma_f F + diag(E)`` indexed by asset.
 
     Parameters
@@ -104,9 +112,6 @@ class RiskModel:
     it and records why) and in :meth:`covariance`, :meth:`variance`,
     :meth:`tracking_error`, :meth:`decompose` and :meth:`risk_contributions`.
     """
-
-    #: the first data problem found when the model was built (raised when it is used)
-    _input_error = None
 
     def __init__(self, loadings, factor_covariance, specific_variance):
         loadings = self._checked(lambda: as_frame(loadings, "RiskModel.loadings"),
@@ -172,31 +177,6 @@ class RiskModel:
         self.fit = None
         if self._input_error is None:
             self._check_degenerate()
-
-    # ------------------------------------------------------------------ data errors
-    def _defer(self, error, field=None):
-        """Keep ``error`` (the first one) as an InvalidInput, raised when the model is used."""
-        if self._input_error is None:
-            if not isinstance(error, InvalidInput):
-                wrapped = InvalidInput(str(error), field)
-                wrapped.__cause__ = error
-                error = wrapped
-            self._input_error = error
-
-    def _checked(self, check, fallback=lambda: None, field=None):
-        """``check()``; a ``ValueError`` it raises is kept (:meth:`_defer`) and
-        ``fallback()`` returned instead. A ``TypeError`` raises at once."""
-        try:
-            return check()
-        except TypeError:
-            raise
-        except ValueError as exc:
-            self._defer(exc, field)
-            return fallback()
-
-    def _raise_input_error(self):
-        if self._input_error is not None:
-            raise self._input_error
 
     def _check_degenerate(self):
         """Warn when assets have (near) zero variance in the model.
@@ -354,14 +334,11 @@ class RiskModel:
                      l1_ratio=0.5):
         """Estimate a risk model from return histories.
 
-        Loadings, intercepts, specific variances and the factor covariance come from
-        :func:`~zipline_factorarb.kernels.factor_model.fit_factor_model` (the one
-        factor-model estimator of the package): time-series regressions of every
-        asset's returns on the factor returns (``method``: OLS, ridge, lasso or elastic
-        net, the penalty given or chosen per asset by walk-forward cross-validation),
-        unless the loadings are given (e.g. Kalman betas); the factor covariance is
-        exponentially weighted with Ledoit-Wolf shrinkage; specific variances are the
-        (weighted) mean squared residuals with a degrees-of-freedom correction.
+        Without ``loadings``: ``FactorModel(...).fit(asset_returns,
+        factor_returns).risk_model()``, the package's one factor-model estimator
+        (:func:`~zipline_factorarb.kernels.factor_model.fit_factor_model`). With
+        ``loadings`` (e.g. Kalman betas): the specific variances of their residuals and
+        the factor covariance (:func:`~zipline_factorarb.kernels.risk.factor_covariance`).
 
         Parameters
         ----------
@@ -385,13 +362,9 @@ class RiskModel:
             Assets with fewer returns are dropped (default: parameters + 1).
         specific_variance_floor : float, default 0.0
             Lower bound of the specific variances.
-        method : {"ols", "ridge", "lasso", "elasticnet"}, default "ols"
-        lam : float or pandas.Series, optional
-            The penalty (scikit-learn's ``alpha``), for all assets or by asset; None:
-            chosen per asset by walk-forward cross-validation with ``cv`` folds over
-            ``grid`` (see :mod:`zipline_factorarb.kernels.factor_model`).
-        cv, grid, l1_ratio
-            As in :func:`~zipline_factorarb.kernels.factor_model.fit_factor_model`.
+        method, lam, cv, grid, l1_ratio
+            As in :func:`~zipline_factorarb.kernels.factor_model.fit_factor_model`
+            (``lam`` may also be a Series by asset).
 
         Returns
         -------
@@ -402,30 +375,14 @@ class RiskModel:
         """
         if not isinstance(asset_returns, pd.DataFrame) or not isinstance(factor_returns, pd.DataFrame):
             raise TypeError("asset_returns and factor_returns must be DataFrames (dates x names)")
-        dates = asset_returns.index.intersection(factor_returns.index)
-        if len(dates) < 3:
-            raise ValueError(
-                f"asset_returns and factor_returns share only {len(dates)} dates; align them"
-            )
-        R = asset_returns.loc[dates]
-        X = factor_returns.loc[dates]
+        R, X = _shared_dates(asset_returns, factor_returns)
         X = X[np.isfinite(X.to_numpy(dtype=float)).all(axis=1)]
         R = R.loc[X.index]
-        Rv = R.to_numpy(dtype=float)
-        Xv = X.to_numpy(dtype=float)
-        factor_names = list(X.columns)
-        fit = None
         if loadings is None:
-            if isinstance(lam, pd.Series):
-                lam = lam.reindex(R.columns).to_numpy(dtype=float)
-            fit = fm.fit_factor_model(
-                Rv, Xv, method, lam, cv=cv, grid=grid, l1_ratio=l1_ratio,
-                add_constant=add_constant, min_observations=min_observations,
-                halflife=halflife, shrinkage=shrinkage,
-                specific_variance_floor=specific_variance_floor)
-            return cls.from_factor_model(R.columns, factor_names, fit.loadings,
-                                         fit.factor_covariance, fit.specific_variance,
-                                         fit.intercepts if add_constant else None, fit=fit)
+            from .factor_model import FactorModel  # noqa: PLC0415 (imports scikit-learn)
+
+            return FactorModel(method, lam, cv, grid, l1_ratio, add_constant, halflife, shrinkage,
+                               min_observations, specific_variance_floor).fit(R, X).risk_model()
         L = as_frame(loadings, "loadings")
         has_const = CONSTANT in L.columns
         missing = [f for f in L.columns if f != CONSTANT and f not in X.columns]
@@ -436,13 +393,7 @@ class RiskModel:
         B = L[factor_names].to_numpy(dtype=float)
         intercepts = L[CONSTANT].to_numpy(dtype=float) if has_const else None
         Xd = X[factor_names].to_numpy(dtype=float)
-        residuals = Rv - Xd @ np.nan_to_num(B).T
-        if has_const:
-            residuals = residuals - np.nan_to_num(intercepts)
-        bad = ~np.isfinite(B).all(axis=1)
-        if has_const:
-            bad |= ~np.isfinite(intercepts)
-        residuals[:, bad] = np.nan
+        residuals = kr.factor_residuals(R.to_numpy(dtype=float), Xd, B, intercepts)
         spec = kr.specific_variance(residuals, halflife=halflife, n_parameters=0,
                                     floor=specific_variance_floor)
         fcov = kr.factor_covariance(Xd, halflife=halflife, shrinkage=shrinkage)
@@ -476,8 +427,7 @@ class RiskModel:
         """
         B = np.asarray(loadings, dtype=float)
         spec = np.asarray(specific_variance, dtype=float)
-        factors = [str(f) if not isinstance(f, str) else f for f in factors]
-        names = list(factors)
+        names = [str(f) for f in factors]
         keep = np.isfinite(B).all(axis=1) & np.isfinite(spec)
         if intercepts is not None:
             a = np.asarray(intercepts, dtype=float)
@@ -486,9 +436,8 @@ class RiskModel:
             names = [CONSTANT, *names]
         if not keep.any():
             raise ValueError("no asset has enough observations to estimate its loadings")
-        k = len(factors)
         cov = np.zeros((len(names), len(names)))
-        offset = len(names) - k
+        offset = 0 if intercepts is None else 1  # the constant's zero row and column
         cov[offset:, offset:] = np.asarray(factor_covariance, dtype=float)
         assets = pd.Index(assets)[keep]
         model = cls(
@@ -535,12 +484,10 @@ def make_benchmark_weights(market_caps=None, *, shares_outstanding=None, prices=
                        * as_series(prices, "prices", finite=False)).abs()
     candidates = [("market_cap", market_caps), ("dollar_volume", dollar_volume)]
     if assets is None:
-        for _, s in candidates:
-            if s is not None:
-                assets = s.index
-                break
-        else:
+        given = [s for _, s in candidates if s is not None]
+        if not given:
             raise ValueError("give market_caps, dollar_volume or assets")
+        assets = given[0].index
     index = pd.Index(assets)
     for source, s in candidates:
         if s is None:

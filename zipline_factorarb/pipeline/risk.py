@@ -26,28 +26,17 @@ moments can come from a one-row pipeline of their own
 (:meth:`FactorRiskModel.moments_pipeline`) instead of K + K(K+1)/2 columns of
 every asset.
 
-Factors can be
-
-* the returns of given assets (``factor_assets``: e.g. the MSCI factor ETFs),
-  optionally in excess of the market;
-* the market: an asset's returns (``market=symbol("SPY")``) or the equal-weighted
-  mean return of the mask's assets (``market="equal_weight"``);
-* sector factors (``sectors=Sector()``): the equal-weighted mean return of each
-  sector's assets in the mask, optionally in excess of the market;
-* characteristic factors (``characteristics={"size": Fundamentals.market_cap,
-  "value": Fundamentals.book_to_market}``): each session, the cross-sectional slope
-  of the mask's returns on the previous session's standardised characteristic
-  (:class:`CharacteristicReturns`, a factor-mimicking portfolio's return).
-
-Every factor's daily return is a one-column pipeline term (an asset's
-``Returns(window_length=2)[asset]`` slice, or an output of one
-:class:`CrossSectionMeanReturns` term holding the equal-weighted market and all the
-sector means), so it is computed once per day and read as a window by the terms
-that need it. The
-math is in module-level functions (:func:`stack_factor_returns`,
-:func:`estimate_factor_model`, :func:`factor_moments`) that call the kernels of
-:mod:`zipline_factorarb.kernels.risk` and are tested without an engine (the pattern
-of zipline's ``SimpleBeta`` / ``vectorized_beta``).
+Factors are given assets' returns, the market (an asset's returns or the
+equal-weighted mean of the mask), sector means and characteristic factors: see the
+parameters of :class:`FactorRiskModel`. Every factor's daily return is a one-column
+pipeline term (an asset's ``Returns(window_length=2)[asset]`` slice, or an output of
+one :class:`CrossSectionMeanReturns` term holding the equal-weighted market and all
+the sector means), so it is computed once per day and read as a window by the terms
+that need it. The window math is in :mod:`zipline_factorarb.kernels.factor_model`
+(:func:`~zipline_factorarb.kernels.factor_model.stack_factor_returns`,
+:func:`~zipline_factorarb.kernels.factor_model.estimate_factor_model`,
+:func:`~zipline_factorarb.kernels.factor_model.factor_moments`), tested without an
+engine (the pattern of zipline's ``SimpleBeta`` / ``vectorized_beta``).
 """
 
 from __future__ import annotations
@@ -64,30 +53,23 @@ from zipline.pipeline.downsample_helpers import select_sampling_indices
 from zipline.pipeline.factors import Returns
 from zipline.pipeline.factors.factor import RecarrayField
 from zipline.pipeline.filters import StaticAssets
-from zipline.pipeline.filters.filter import Filter
 from zipline.pipeline.term import AssetExists
 from zipline.utils.numpy_utils import float64_dtype
 
-from ..checks import check_number
+from ..checks import check_asset, check_filter, check_instance, check_number
 from ..data.sectors import GICS_SECTORS
 from ..kernels import factor_model as fm
-from ..kernels import risk as kr
+from ..kernels.risk import check_shrinkage
 from ..kernels.wls import characteristic_return
 from ..kernels.wls_window import given_style_values
+from ..optimize.risk_model import CONSTANT, RiskModel
 from ._threads import one_blas_thread
 
 __all__ = [
     "FactorRiskModel",
     "FactorMoments",
-    "CrossSectionMeanReturn",
     "CrossSectionMeanReturns",
     "CharacteristicReturns",
-    "FactorModelEstimate",
-    "cross_section_mean",
-    "stack_factor_returns",
-    "usable_factor_rows",
-    "factor_moments",
-    "estimate_factor_model",
     "factor_risk_model_for_algorithm",
     "FACTOR_SOURCES",
     "FREQUENCIES",
@@ -100,8 +82,6 @@ __all__ = [
 MARKET = "market"
 #: ``market=EQUAL_WEIGHT``: the equal-weighted mean return of the mask's assets
 EQUAL_WEIGHT = "equal_weight"
-#: name of the intercept in the risk model (as in ``RiskModel.from_returns``)
-CONSTANT = "const"
 #: prefix of the pipeline columns of :meth:`FactorRiskModel.pipeline_columns` and of
 #: its read-backs (as ``"wls:"`` for ``WLSResidual``): a user's own ``alpha`` column
 #: cannot replace the model's ``risk:alpha``
@@ -110,205 +90,12 @@ DEFAULT_PREFIX = "risk:"
 FREQUENCIES = ("week_start", "month_start", "quarter_start", "year_start")
 
 
-# ----------------------------------------------------------------------------- pure math
-def cross_section_mean(returns, labels=None, code=None):
-    """Equal-weighted mean of the finite ``returns`` (of one day), optionally of one sector.
-
-    Parameters
-    ----------
-    returns : ndarray, shape (n,)
-    labels : ndarray of int, shape (n,), optional
-        Sector code of each asset.
-    code : int, optional
-        Average only the assets with this label.
-
-    Returns
-    -------
-    float
-        NaN when no asset qualifies.
-    """
-    r = np.asarray(returns, dtype=float).reshape(-1)
-    keep = np.isfinite(r)
-    if code is not None:
-        keep &= np.asarray(labels).reshape(-1) == code
-    return float(r[keep].mean()) if keep.any() else np.nan
-
-
-def stack_factor_returns(market_returns=None, other_returns=(), excess_of_market=True):
-    """Factor returns as a ``(T, m)`` matrix: the market first, then the others.
-
-    Parameters
-    ----------
-    market_returns : ndarray, shape (T,) or (T, 1), optional
-    other_returns : sequence of ndarray, each shape (T,) or (T, 1)
-        Factor-asset and sector returns.
-    excess_of_market : bool, default True
-        Subtract the market return from the others (long-short style and
-        sector-relative factors). Needs ``market_returns``.
-
-    Returns
-    -------
-    ndarray, shape (T, m)
-    """
-    columns = []
-    market = None
-    if market_returns is not None:
-        market = np.asarray(market_returns, dtype=float).reshape(-1)
-        columns.append(market)
-    if excess_of_market and market is None and len(other_returns):
-        raise ValueError("excess_of_market needs market_returns")
-    for x in other_returns:
-        x = np.asarray(x, dtype=float).reshape(-1)
-        columns.append(x - market if excess_of_market else x)
-    if not columns:
-        raise ValueError("no factor returns given")
-    return np.column_stack(columns)
-
-
-def usable_factor_rows(factor_returns, min_factor_coverage=0.9):
-    """Factors with enough data in the window, and the rows where all of them are finite.
-
-    A factor with finite returns on fewer than ``min_factor_coverage`` of the rows (a
-    fund listed inside the window, a sector without assets) is left out, so that it
-    does not cost every asset the rows it lacks.
-
-    Returns
-    -------
-    usable : ndarray of bool, shape (m,)
-    rows : ndarray of bool, shape (T,)
-    """
-    X = np.asarray(factor_returns, dtype=float)
-    T = X.shape[0]
-    finite = np.isfinite(X)
-    usable = finite.sum(axis=0) >= min_factor_coverage * T
-    rows = finite[:, usable].all(axis=1) if usable.any() else np.zeros(T, dtype=bool)
-    return usable, rows
-
-
-def factor_moments(factor_returns, halflife=None, shrinkage="ledoit_wolf",
-                   min_factor_coverage=0.9):
-    """Mean and covariance of the factor returns of a window.
-
-    Computed on the rows of :func:`usable_factor_rows`; an unusable factor gets mean 0
-    and a zero row and column. The covariance is
-    :func:`~zipline_factorarb.kernels.risk.factor_covariance` (Ledoit-Wolf shrunk by
-    default); the mean is the plain average.
-
-    Returns
-    -------
-    mean : ndarray, shape (m,)
-    covariance : ndarray, shape (m, m)
-        Both NaN when fewer than two rows are usable.
-    """
-    X = np.asarray(factor_returns, dtype=float)
-    m = X.shape[1]
-    usable, rows = usable_factor_rows(X, min_factor_coverage)
-    if rows.sum() < 2:
-        return np.full(m, np.nan), np.full((m, m), np.nan)
-    mean = np.zeros(m)
-    cov = np.zeros((m, m))
-    Xu = X[rows][:, usable]
-    mean[usable] = Xu.mean(axis=0)
-    cov[np.ix_(usable, usable)] = kr.factor_covariance(Xu, halflife=halflife, shrinkage=shrinkage)
-    return mean, cov
-
-
-class FactorModelEstimate:
-    """Output of :func:`estimate_factor_model` (arrays, no labels).
-
-    Attributes
-    ----------
-    alpha : ndarray, shape (n,)
-        Regression intercepts (NaN without a constant or with too few rows).
-    loadings : ndarray, shape (m, n)
-        Loadings on every factor; 0 on an unusable factor, NaN for assets with too
-        few observations.
-    specific_variance : ndarray, shape (n,)
-    n_observations : ndarray, shape (n,)
-        Rows used for each asset.
-    usable : ndarray of bool, shape (m,)
-        Factors with enough data in the window to enter the regression.
-    """
-
-    __slots__ = ("alpha", "loadings", "specific_variance", "n_observations", "usable")
-
-    def __init__(self, alpha, loadings, specific_variance, n_observations, usable):
-        self.alpha = alpha
-        self.loadings = loadings
-        self.specific_variance = specific_variance
-        self.n_observations = n_observations
-        self.usable = usable
-
-
-def estimate_factor_model(asset_returns, factor_returns, add_constant=True, min_observations=None,
-                          halflife=None, min_factor_coverage=0.9, specific_variance_floor=0.0,
-                          method="ols", lam=None, cv=5, grid=None, l1_ratio=0.5):
-    """Time-series factor regressions of a window of returns, vectorised over assets.
-
-    ``r_it = alpha_i + F_i' x_t + eps_it`` on the rows of :func:`usable_factor_rows`,
-    estimated by :func:`~zipline_factorarb.kernels.factor_model.fit_factor_model` (OLS,
-    ridge, lasso or elastic net; the penalty given or chosen per asset by walk-forward
-    cross-validation); specific variances are the residual variances with an
-    effective degrees-of-freedom correction.
-
-    Parameters
-    ----------
-    asset_returns : ndarray, shape (T, n)
-    factor_returns : ndarray, shape (T, m)
-    add_constant : bool, default True
-    min_observations : int, optional
-        Assets with fewer usable rows get NaN; default: parameters + 1.
-    halflife : float, optional
-        Exponential weighting (rows) of the specific variances.
-    min_factor_coverage : float, default 0.9
-    specific_variance_floor : float, default 0.0
-    method, lam, cv, grid, l1_ratio
-        See :func:`~zipline_factorarb.kernels.factor_model.fit_factor_model`.
-
-    Returns
-    -------
-    FactorModelEstimate
-    """
-    R = np.asarray(asset_returns, dtype=float)
-    X = np.asarray(factor_returns, dtype=float)
-    n = R.shape[1]
-    m = X.shape[1]
-    usable, rows = usable_factor_rows(X, min_factor_coverage)
-    n_params = int(usable.sum()) + (1 if add_constant else 0)
-    alpha = np.full(n, np.nan)
-    loadings = np.full((m, n), np.nan)
-    if n_params == 0 or rows.sum() < n_params + 1:
-        return FactorModelEstimate(alpha, loadings, np.full(n, np.nan), np.zeros(n), usable)
-    fit = fm.fit_factor_model(R[rows], X[rows][:, usable], method, lam, cv=cv, grid=grid,
-                              l1_ratio=l1_ratio, add_constant=add_constant,
-                              min_observations=min_observations, halflife=halflife,
-                              specific_variance_floor=specific_variance_floor,
-                              covariance=False)
-    ok = np.isfinite(fit.loadings).all(axis=1)
-    if add_constant:
-        alpha = np.where(ok, fit.intercepts, np.nan)
-    loadings = np.zeros((m, n))
-    loadings[usable] = np.where(np.isfinite(fit.loadings), fit.loadings, 0.0).T
-    loadings[:, ~ok] = np.nan
-    return FactorModelEstimate(alpha, loadings, fit.specific_variance,
-                               fit.n_observations.astype(float), usable)
-
-
 # ----------------------------------------------------------------------------- pipeline terms
 
 
 def _output_name(text):
     """A valid pipeline output name from a factor name ("Health Care" -> "Health_Care")."""
     return re.sub(r"\W+", "_", str(text)).strip("_") or "factor"
-
-
-def _check_asset(value, what):
-    if not isinstance(value, Asset):
-        raise TypeError(
-            f"{what} must be a zipline Asset (e.g. symbol('SPY') inside initialize), "
-            f"got {type(value).__name__}: {value!r}"
-        )
-    return value
 
 
 class _OutputField(RecarrayField):
@@ -334,26 +121,54 @@ class _OutputField(RecarrayField):
         return np.ascontiguousarray(values)
 
 
-class _MultiOutputTerm(CustomFactor):
-    """Base of the multi-output terms here: light output fields, optional sampling.
+class _DailyField(RecarrayField):
+    """One output of a one-column (``ndim=1``) multi-output term, itself one column.
 
-    Outputs are :class:`_OutputField` terms (``term.alpha`` as usual). With the
-    ``frequency`` parameter (``term.params["frequency"]``, one of
+    Window-safe like its parent, so that windowed terms can take it as an input
+    (as they take ``Returns(...)[asset]``).
+    """
+
+    ndim = 1
+
+    def _compute(self, windows, dates, assets, mask):
+        return np.ascontiguousarray(windows[0][self._attribute])
+
+
+class _Outputs(CustomFactor):
+    """Base of the multi-output terms here: ``term.alpha`` is a ``_field`` of the term,
+    an :class:`_OutputField` (a pipeline column) unless a subclass says otherwise."""
+
+    _field = _OutputField
+
+    def __getattribute__(self, name):
+        outputs = object.__getattribute__(self, "outputs")
+        if isinstance(outputs, tuple) and name in outputs:
+            return type(self)._field(self, name)
+        return super().__getattribute__(name)
+
+    def __iter__(self):
+        return (type(self)._field(self, name) for name in self.outputs)
+
+
+class _DailyOutputs(_Outputs):
+    """Base of the one-column terms of daily factor returns: their outputs are
+    window-safe one-column inputs of the windowed terms (:class:`_DailyField`)."""
+
+    window_safe = True
+    dtype = float64_dtype
+    _field = _DailyField
+
+
+class _MultiOutputTerm(_Outputs):
+    """Base of the model's terms (:class:`FactorRiskModel`, :class:`FactorMoments`): sampling.
+
+    With the ``frequency`` parameter (``term.params["frequency"]``, one of
     :data:`FREQUENCIES`), :meth:`compute` runs only
     on the first session of each week / month / ... of a chunk, and the other
     sessions repeat that value, as zipline's ``Term.downsample`` does (which does not
     support multi-output terms): an algorithm that reads the term once a month
     pays for it once a month.
     """
-
-    def __getattribute__(self, name):
-        outputs = object.__getattribute__(self, "outputs")
-        if isinstance(outputs, tuple) and name in outputs:
-            return _OutputField(self, name)
-        return super().__getattribute__(name)
-
-    def __iter__(self):
-        return (_OutputField(self, name) for name in self.outputs)
 
     def compute_extra_rows(self, all_dates, start_date, end_date, min_extra_rows):
         """Reach back to the first session of the period holding the first row
@@ -406,63 +221,16 @@ def _check_frequency(frequency):
     return frequency
 
 
-class CrossSectionMeanReturn(CustomFactor):
-    """One-column term: the day's equal-weighted mean return of the mask's assets.
-
-    With ``sectors`` and ``code``, only the assets of that sector. (The equal-weighted
-    market and sector factors of :class:`FactorRiskModel` come from one
-    :class:`CrossSectionMeanReturns` term, which holds them all.)
-
-    Parameters
-    ----------
-    mask : Filter, optional
-    sectors : Classifier, optional
-    code : int, optional
-        Needs ``sectors``.
-    """
-
-    window_safe = True
-    dtype = float64_dtype
-    window_length = 1
-    params = ("code",)
-
-    def __new__(cls, mask=None, sectors=None, code=None):
-        if (sectors is None) != (code is None):
-            raise ValueError("give sectors and code together (or neither)")
-        if sectors is not None and not isinstance(sectors, Classifier):
-            raise TypeError(f"sectors must be a Classifier such as Sector(), got {type(sectors).__name__}")
-        inputs = [Returns(window_length=2)] + ([sectors] if sectors is not None else [])
-        kwargs = {} if mask is None else {"mask": mask}
-        return super().__new__(cls, inputs=inputs, window_length=1, ndim=1,
-                               code=None if code is None else int(code), **kwargs)
-
-    def compute(self, today, assets, out, returns, *labels, code):
-        out[:] = cross_section_mean(returns[-1], labels[0][-1] if labels else None, code)
-
-
-class _DailyField(RecarrayField):
-    """One output of a one-column (``ndim=1``) multi-output term, itself one column.
-
-    Window-safe like its parent, so that windowed terms can take it as an input
-    (as they take ``Returns(...)[asset]``).
-    """
-
-    ndim = 1
-
-    def _compute(self, windows, dates, assets, mask):
-        return np.ascontiguousarray(windows[0][self._attribute])
-
-
-class CrossSectionMeanReturns(CustomFactor):
+class CrossSectionMeanReturns(_DailyOutputs):
     """One-column multi-output term: each day's equal-weighted mean returns of the mask.
 
     Outputs ``market`` (all the mask's assets; with ``market=True``) and
     ``sector_<code>`` (the assets of each of ``codes``), each
-    :func:`cross_section_mean`: the values of :class:`CrossSectionMeanReturn` terms,
-    computed by one term a day instead of one per factor (zipline copies a term's
-    (sessions x assets) inputs for each term that reads them, so twelve sector
-    terms cost twelve copies of the returns). Its outputs are window-safe
-    one-column terms (``term.sector_45``), the inputs of :class:`FactorRiskModel`.
+    :func:`~zipline_factorarb.kernels.factor_model.cross_section_mean`, computed by
+    one term a day instead of one per factor (zipline copies a term's (sessions x
+    assets) inputs for each term that reads them, so twelve sector terms would cost
+    twelve copies of the returns). Its outputs are window-safe one-column terms
+    (``term.sector_45``), the inputs of :class:`FactorRiskModel`.
 
     Parameters
     ----------
@@ -475,8 +243,6 @@ class CrossSectionMeanReturns(CustomFactor):
     mask : Filter, optional
     """
 
-    window_safe = True
-    dtype = float64_dtype
     window_length = 1
     params = ("with_market", "codes")
 
@@ -487,23 +253,17 @@ class CrossSectionMeanReturns(CustomFactor):
         outputs = (["market"] if market else []) + [f"sector_{c}" for c in codes]
         if not outputs:
             raise ValueError("no outputs: give market=True or sector codes")
-        kwargs = {} if mask is None else {"mask": mask}
         return super().__new__(cls, inputs=[returns] + ([sectors] if codes else []),
                                outputs=outputs, window_length=1, ndim=1,
-                               with_market=bool(market), codes=codes, **kwargs)
-
-    def __getattribute__(self, name):
-        outputs = object.__getattribute__(self, "outputs")
-        if isinstance(outputs, tuple) and name in outputs:
-            return _DailyField(self, name)
-        return super().__getattribute__(name)
+                               with_market=bool(market), codes=codes,
+                               mask=check_filter("mask", mask))
 
     def compute(self, today, assets, out, returns, *labels, with_market, codes):
         r = returns[-1]
         if with_market:
-            out["market"][:] = cross_section_mean(r)
+            out["market"][:] = fm.cross_section_mean(r)
         for c in codes:
-            out[f"sector_{c}"][:] = cross_section_mean(r, labels[0][-1], c)
+            out[f"sector_{c}"][:] = fm.cross_section_mean(r, labels[0][-1], c)
 
 
 def _factor_inputs(factor_assets, market, sectors, codes, mask):
@@ -528,7 +288,7 @@ def _factor_inputs(factor_assets, market, sectors, codes, mask):
     return daily_returns, terms
 
 
-class CharacteristicReturns(CustomFactor):
+class CharacteristicReturns(_DailyOutputs):
     """One-column multi-output term: each day's characteristic factor returns.
 
     One output per characteristic (``size``, ``value``, ...): the day's
@@ -552,43 +312,20 @@ class CharacteristicReturns(CustomFactor):
     mask : Filter, optional
     """
 
-    window_safe = True
-    dtype = float64_dtype
     window_length = 2
     params = ("names", "winsor")
 
     def __new__(cls, returns, characteristics, winsor=3.0, mask=None):
         names = tuple(characteristics)
-        kwargs = {} if mask is None else {"mask": mask}
         return super().__new__(cls, inputs=[returns, *characteristics.values()],
                                outputs=names, window_length=2, ndim=1, names=names,
-                               winsor=winsor, **kwargs)
-
-    def __getattribute__(self, name):
-        outputs = object.__getattribute__(self, "outputs")
-        if isinstance(outputs, tuple) and name in outputs:
-            return _DailyField(self, name)
-        return super().__getattribute__(name)
+                               winsor=winsor, mask=check_filter("mask", mask))
 
     def compute(self, today, assets, out, returns, *characteristics, names, winsor):
         r = returns[-1]
         for name, values in zip(names, characteristics):
             out[name][:] = characteristic_return(r, given_style_values(name, values[-2]),
                                                  winsor=winsor)
-
-
-def _stack_all(factors, has_market, excess_of_market, n_characteristics):
-    """:func:`stack_factor_returns` of the first factors, then the characteristic
-    factor returns (long-short already: never taken in excess of the market)."""
-    split = len(factors) - n_characteristics
-    base, chars = factors[:split], factors[split:]
-    columns = []
-    if base:
-        columns.append(stack_factor_returns(base[0] if has_market else None,
-                                            base[1:] if has_market else base,
-                                            excess_of_market))
-    columns += [np.asarray(c, dtype=float).reshape(-1, 1) for c in chars]
-    return np.column_stack(columns)
 
 
 class FactorMoments(_MultiOutputTerm):
@@ -607,8 +344,8 @@ class FactorMoments(_MultiOutputTerm):
 
     def compute(self, today, assets, out, *factors, has_market, excess_of_market, halflife,
                 shrinkage, min_factor_coverage, fields, frequency, n_characteristics):
-        X = _stack_all(factors, has_market, excess_of_market, n_characteristics)
-        mean, cov = factor_moments(X, halflife, shrinkage, min_factor_coverage)
+        X = fm.stack_factor_returns(factors, has_market, excess_of_market, n_characteristics)
+        mean, cov = fm.factor_moments(X, halflife, shrinkage, min_factor_coverage)
         for name, i, j in fields:
             out[name][:] = mean[i] if j < 0 else cov[i, j]
 
@@ -670,7 +407,7 @@ class FactorRiskModel(_MultiOutputTerm):
         Factor covariance shrinkage (see :func:`~zipline_factorarb.kernels.risk.factor_covariance`).
     min_factor_coverage : float, default 0.9
         Share of the window's rows on which a factor needs a return to be used (see
-        :func:`usable_factor_rows`).
+        :func:`~zipline_factorarb.kernels.factor_model.usable_factor_rows`).
     specific_variance_floor : float, default 0.0
     mask : Filter, optional
         The universe: the assets regressed, and those averaged into the
@@ -714,18 +451,12 @@ class FactorRiskModel(_MultiOutputTerm):
 
     Notes
     -----
-    Follows the pattern of zipline's ``SimpleBeta``: arguments are validated here
-    (errors at construction, not mid-backtest), factor assets enter as
-    ``Returns(window_length=2)[asset]`` slices, and :meth:`compute` hands the
-    window to :func:`stack_factor_returns` and :func:`estimate_factor_model`.
-
-    Memory: every per-asset output is a (sessions x assets) array of each pipeline
-    chunk and a column of the output frame. The factor moments are computed as one
-    value a day (:class:`FactorMoments` is a one-column term), but as columns of a
-    per-asset pipeline they still fill K + K(K+1)/2 columns of the frame (90 for 12
-    factors); with many assets take them from :meth:`moments_pipeline` instead and
-    build the per-asset pipeline with ``pipeline_columns(moments=False)`` (as
-    ``algorithms/tev_factor_tilt.py`` does).
+    As zipline's ``SimpleBeta``: arguments are validated here (errors at
+    construction, not mid-backtest), and :meth:`compute` hands the stacked window to
+    :func:`~zipline_factorarb.kernels.factor_model.estimate_factor_model`. The factor
+    moments, one value a day, still fill K + K(K+1)/2 columns of a per-asset frame
+    (90 for 12 factors): with many assets take them from :meth:`moments_pipeline`
+    (as ``algorithms/tev_factor_tilt.py`` does).
     """
 
     dtype = float64_dtype
@@ -754,50 +485,32 @@ class FactorRiskModel(_MultiOutputTerm):
                 min_factor_coverage=0.9, specific_variance_floor=0.0, mask=None,
                 frequency=None, method="ols", lam=None, cv=5, grid=None, l1_ratio=0.5,
                 characteristics=None, characteristic_winsor=3.0):
+        # for downsample (terms are immutable and cached): the arguments as given
+        # (``__class__`` is the cell of ``super()``)
+        arguments = {k: v for k, v in locals().items()
+                     if k not in ("cls", "frequency", "__class__")}
         from .wls import _check_style_inputs
 
         characteristics = _check_style_inputs(characteristics, "characteristics")
         characteristic_winsor = check_number("characteristic_winsor", characteristic_winsor,
                                              1, low_open=True, allow_none=True)
-        arguments = dict(characteristics=characteristics or None,
-                         characteristic_winsor=characteristic_winsor,
-                         factor_assets=factor_assets, market=market, sectors=sectors,
-                         sector_codes=sector_codes, excess_of_market=excess_of_market,
-                         window_length=window_length, add_constant=add_constant,
-                         min_observations=min_observations, halflife=halflife,
-                         shrinkage=shrinkage, min_factor_coverage=min_factor_coverage,
-                         specific_variance_floor=specific_variance_floor, mask=mask,
-                         method=method, lam=lam, cv=cv, grid=grid, l1_ratio=l1_ratio)
-        if method not in fm.METHODS:
-            raise ValueError(f"method must be one of {fm.METHODS}, got {method!r}")
-        if lam is not None and not (isinstance(lam, numbers.Real) and np.isfinite(lam)
-                                    and lam >= 0):
-            raise ValueError(f"lam must be a non-negative number or None (chosen by "
-                             f"cross-validation), got {lam!r}")
-        if not isinstance(cv, numbers.Integral) or isinstance(cv, bool) or cv < 2:
-            raise ValueError(f"cv must be an integer of at least 2 folds, got {cv!r}")
+        grid = fm.check_penalty(method, cv, grid, l1_ratio)
+        lam = check_number("lam", lam, 0, allow_none=True)
+        l1_ratio = check_number("l1_ratio", l1_ratio, 0, 1, low_open=True)
         if method != "ols" and lam is None and window_length // (cv + 1) < 2:
             raise ValueError(f"window_length {window_length} is too short for {cv}-fold "
                              "walk-forward cross-validation; lengthen it, lower cv or give lam")
-        if grid is not None:
-            grid = tuple(float(g) for g in grid)
-            if not grid or not all(np.isfinite(g) and g >= 0 for g in grid):
-                raise ValueError(f"grid must be non-empty, finite and non-negative, got {grid!r}")
-        if not isinstance(l1_ratio, numbers.Real) or not 0 < l1_ratio <= 1:
-            raise ValueError(f"l1_ratio must lie in (0, 1], got {l1_ratio!r}")
         _check_frequency(frequency)
-        factor_assets = tuple(_check_asset(a, "each of factor_assets") for a in factor_assets)
+        factor_assets = tuple(check_asset("each of factor_assets", a, allow_none=False)
+                              for a in factor_assets)
         if len(set(factor_assets)) != len(factor_assets):
             raise ValueError("factor_assets lists an asset twice; give each factor once")
-        if market is not None and not isinstance(market, Asset):
-            if market != EQUAL_WEIGHT:
-                raise ValueError(
-                    f"market must be an Asset, {EQUAL_WEIGHT!r} or None, got {market!r}")
+        if market is not None and not isinstance(market, Asset) and market != EQUAL_WEIGHT:
+            raise ValueError(f"market must be an Asset, {EQUAL_WEIGHT!r} or None, got {market!r}")
         if isinstance(market, Asset) and market in factor_assets:
             raise ValueError(f"{market!r} is both the market and a factor asset; drop it "
                              "from factor_assets")
-        if sectors is not None and not isinstance(sectors, Classifier):
-            raise TypeError(f"sectors must be a Classifier such as Sector(), got {type(sectors).__name__}")
+        check_instance("sectors", sectors, Classifier, allow_none=True)
         if sectors is None:
             if sector_codes is not None:
                 raise ValueError("sector_codes needs sectors (e.g. sectors=Sector())")
@@ -839,19 +552,13 @@ class FactorRiskModel(_MultiOutputTerm):
         if min_observations > window_length:
             raise ValueError(f"min_observations {min_observations} exceeds window_length "
                              f"{window_length}; lower it or lengthen the window")
-        if halflife is not None and not (isinstance(halflife, numbers.Real) and halflife > 0):
-            raise ValueError(f"halflife must be a positive number of rows or None, got {halflife!r}")
-        if shrinkage is not None and not (isinstance(shrinkage, str) and shrinkage == "ledoit_wolf"):
-            if not isinstance(shrinkage, numbers.Real) or not 0 <= shrinkage <= 1:
-                raise ValueError(f"shrinkage must be 'ledoit_wolf', a number in [0, 1] or None, "
-                                 f"got {shrinkage!r}")
-            shrinkage = float(shrinkage)
-        if not 0 < float(min_factor_coverage) <= 1:
-            raise ValueError(f"min_factor_coverage must lie in (0, 1], got {min_factor_coverage!r}")
-        if float(specific_variance_floor) < 0:
-            raise ValueError("specific_variance_floor must be non-negative")
-        if mask is not None and not isinstance(mask, Filter):
-            raise TypeError(f"mask must be a Filter such as IsStock(), got {type(mask).__name__}")
+        halflife = check_number("halflife", halflife, 0, low_open=True, allow_none=True)
+        shrinkage = check_shrinkage(shrinkage)
+        min_factor_coverage = check_number("min_factor_coverage", min_factor_coverage, 0, 1,
+                                           low_open=True)
+        specific_variance_floor = check_number("specific_variance_floor",
+                                               specific_variance_floor, 0)
+        mask = check_filter("mask", mask)
 
         daily_returns, factor_terms = _factor_inputs(factor_assets, market, sectors, codes, mask)
         if characteristics:
@@ -860,31 +567,16 @@ class FactorRiskModel(_MultiOutputTerm):
             factor_terms += [getattr(char_returns, name) for name in characteristics]
         outputs = (["alpha"] if add_constant else []) + [f"loading_{s}" for s in safe] \
             + ["specific_variance", "n_observations"]
-        kwargs = {} if mask is None else {"mask": mask}
         term = super().__new__(
-            cls,
-            inputs=[daily_returns, *factor_terms],
-            outputs=outputs,
-            window_length=int(window_length),
-            factor_names=tuple(names),
-            has_market=market is not None,
-            excess_of_market=excess_of_market,
-            add_constant=bool(add_constant),
-            min_observations=int(min_observations),
-            halflife=None if halflife is None else float(halflife),
-            shrinkage=shrinkage,
-            min_factor_coverage=float(min_factor_coverage),
-            specific_variance_floor=float(specific_variance_floor),
-            frequency=frequency,
-            method=method,
-            lam=None if lam is None else float(lam),
-            cv=int(cv),
-            grid=grid,
-            l1_ratio=float(l1_ratio),
-            n_characteristics=len(characteristics),
-            **kwargs,
-        )
-        term._arguments = arguments  # for downsample (terms are immutable and cached)
+            cls, inputs=[daily_returns, *factor_terms], outputs=outputs,
+            window_length=int(window_length), mask=mask, factor_names=tuple(names),
+            has_market=market is not None, excess_of_market=excess_of_market,
+            add_constant=bool(add_constant), min_observations=int(min_observations),
+            halflife=halflife, shrinkage=shrinkage, min_factor_coverage=min_factor_coverage,
+            specific_variance_floor=specific_variance_floor, frequency=frequency,
+            method=method, lam=lam, cv=int(cv), grid=grid, l1_ratio=l1_ratio,
+            n_characteristics=len(characteristics))
+        term._arguments = arguments
         return term
 
     def downsample(self, frequency):
@@ -906,21 +598,18 @@ class FactorRiskModel(_MultiOutputTerm):
                 excess_of_market, add_constant, min_observations, halflife, shrinkage,
                 min_factor_coverage, specific_variance_floor, frequency, method, lam, cv, grid,
                 l1_ratio, n_characteristics):
-        X = _stack_all(factors, has_market, excess_of_market, n_characteristics)
-        usable, rows = usable_factor_rows(X, min_factor_coverage)
-        fm.warn_collinear_once(self, X[rows][:, usable],
-                            [n for n, u in zip(factor_names, usable) if u])
+        X = fm.stack_factor_returns(factors, has_market, excess_of_market, n_characteristics)
         with one_blas_thread():
-            est = estimate_factor_model(returns, X, add_constant=add_constant,
-                                        min_observations=min_observations, halflife=halflife,
-                                        min_factor_coverage=min_factor_coverage,
-                                        specific_variance_floor=specific_variance_floor,
-                                        method=method, lam=lam, cv=cv, grid=grid,
-                                        l1_ratio=l1_ratio)
+            est = fm.estimate_factor_model(
+                returns, X, add_constant, min_observations, halflife, min_factor_coverage,
+                specific_variance_floor, method, lam, cv, grid, l1_ratio)
+        # rows with a non-finite value are dropped there: the rows of the estimate
+        fm.warn_collinear_once(self, X[:, est.usable],
+                               [n for n, u in zip(factor_names, est.usable) if u])
         if add_constant:
             out["alpha"][:] = est.alpha
         for k, name in enumerate(factor_names):
-            out[f"loading_{_output_name(name)}"][:] = est.loadings[k]
+            out[f"loading_{_output_name(name)}"][:] = est.loadings[:, k]
         out["specific_variance"][:] = est.specific_variance
         out["n_observations"][:] = est.n_observations
 
@@ -939,27 +628,14 @@ class FactorRiskModel(_MultiOutputTerm):
         m = len(safe)
         fields = [(f"mean_{s}", k, -1) for k, s in enumerate(safe)]
         fields += [(f"cov_{i}_{j}", i, j) for i in range(m) for j in range(i, m)]
-        p = self.params
-        return [FactorMoments(
-            inputs=self.inputs[1:],
-            outputs=[name for name, _, _ in fields],
-            window_length=self.window_length,
-            mask=self.mask,
-            ndim=1,
-            has_market=p["has_market"],
-            excess_of_market=p["excess_of_market"],
-            halflife=p["halflife"],
-            shrinkage=p["shrinkage"],
-            min_factor_coverage=p["min_factor_coverage"],
-            fields=tuple(fields),
-            frequency=p["frequency"],
-            n_characteristics=p["n_characteristics"],
-        )]
+        shared = {k: self.params[k] for k in FactorMoments.params if k != "fields"}
+        return [FactorMoments(inputs=self.inputs[1:], outputs=[name for name, _, _ in fields],
+                              window_length=self.window_length, mask=self.mask, ndim=1,
+                              fields=tuple(fields), **shared)]
 
     def moment_columns(self, prefix=DEFAULT_PREFIX):
         """``{prefix + "mean_<factor>" / prefix + "cov_<i>_<j>": term}``: the factor moments."""
-        if not isinstance(prefix, str):
-            raise TypeError(f"prefix must be a string; got {prefix!r}")
+        check_instance("prefix", prefix, str)
         return {prefix + name: getattr(term, name)
                 for term in self.moment_terms for name in term.outputs}
 
@@ -1021,8 +697,7 @@ class FactorRiskModel(_MultiOutputTerm):
         ValueError
             If a name of ``into`` is also a name of the model's columns.
         """
-        if not isinstance(prefix, str):
-            raise TypeError(f"prefix must be a string; got {prefix!r}")
+        check_instance("prefix", prefix, str)
         columns = {prefix + name: getattr(self, name) for name in self.outputs}
         if moments:
             columns.update(self.moment_columns(prefix))
@@ -1145,8 +820,6 @@ class FactorRiskModel(_MultiOutputTerm):
         -------
         RiskModel
         """
-        from ..optimize.risk_model import RiskModel  # noqa: PLC0415
-
         frame = self._day(frame)
         load = self.loadings(frame, prefix)
         if load.empty:
@@ -1258,13 +931,8 @@ def factor_risk_model_for_algorithm(factor_source="auto", factor_symbols=(), mar
             return None
         return asset
 
-    market = None
-    for name in market_symbols:
-        market = usable(name)
-        if market is not None:
-            break
-    if market is None:
-        market = EQUAL_WEIGHT
+    # the first usable market symbol (looked up no further), else the equal-weighted market
+    market = next((a for a in map(usable, market_symbols) if a is not None), EQUAL_WEIGHT)
     factor_assets = [a for a in (usable(s) for s in factor_symbols) if a is not None]
     factor_assets = [a for a in factor_assets if isinstance(market, str) or a.sid != market.sid]
     source = factor_source
