@@ -1,4 +1,4 @@
-"""Speed of the IC by lag: our row-loop kernel against alphalens' per-day IC.
+"""Speed of the IC by lag: our vectorised kernel against alphalens' per-day IC.
 
 Run as a script::
 

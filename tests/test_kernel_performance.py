@@ -8,6 +8,7 @@ from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
 from zipline_factorarb.kernels import performance as pk
+from zipline_factorarb.kernels import risk as kr
 
 returns_arrays = arrays(np.float64, st.integers(5, 300),
                         elements=st.floats(-0.2, 0.2, allow_nan=False, allow_subnormal=False))
@@ -43,7 +44,7 @@ def test_euler_contributions_sum_and_gradient(n, seed):
     a = rng.normal(size=(n, n))
     cov = a @ a.T / n + 1e-3 * np.eye(n)
     w = rng.normal(size=n)
-    c = pk.euler_risk_contributions(w, cov)
+    c = kr.risk_contributions(w, covariance=cov).asset
     total = w @ cov @ w
     assert c.sum() == pytest.approx(total, rel=1e-10)
     # direct computation: w_i * d(w'Sw)/dw_i / 2 with a central finite difference

@@ -6,7 +6,6 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from zipline_factorarb.kernels import performance as pk
 from zipline_factorarb.kernels import risk as kr
 from zipline_factorarb.optimize import (DegenerateRiskModel, DegenerateRiskWarning, LongOnly,
                                         MaxGrossExposure, NetExposure, RiskBudgeting, RiskModel,
@@ -135,7 +134,6 @@ def test_every_contribution_path_is_the_one_kernel():
     np.testing.assert_allclose(factor_form.asset, plain, rtol=1e-12)
     np.testing.assert_allclose(kr.risk_contributions(w.to_numpy(), covariance=cov).asset, plain,
                                rtol=1e-12)
-    np.testing.assert_allclose(pk.euler_risk_contributions(w.to_numpy(), cov), plain, rtol=1e-12)
     dec = model.risk_contributions(w)
     np.testing.assert_allclose(dec.by_asset.reindex(names).to_numpy(), plain, rtol=1e-12)
     assert dec.total == pytest.approx(plain.sum(), rel=1e-12)

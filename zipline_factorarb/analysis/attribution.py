@@ -40,9 +40,10 @@ import numpy as np
 import pandas as pd
 
 from ..kernels import performance as pk
-from ..records import BENCHMARK_SECTOR_WEIGHT, FACTOR_EXPOSURE, SECTOR_WEIGHT
+from ..records import FACTOR_EXPOSURE
+from .bundle_data import adjusted_returns, sectors_of
 from .periods import naive_sessions as _naive
-from .periods import sessions_in
+from .periods import window_rows
 
 #: Recorded factor returns (optional; read before the bundle).
 FACTOR_RETURN = "factor_return_"
@@ -60,12 +61,14 @@ class Attribution:
     notes: list = field(default_factory=list)
 
 
+def _on(frame, index):
+    """``frame`` on the tz-naive sessions ``index``."""
+    return frame.set_axis(_naive(frame.index)).reindex(index)
+
+
 def _held(frame, index, lag):
     """Recorded values carried forward, aligned to ``index`` and shifted by ``lag`` sessions."""
-    frame = frame.copy()
-    frame.index = _naive(frame.index)
-    frame = frame.reindex(index).ffill().shift(lag)
-    return frame.fillna(0.0)
+    return _on(frame, index).ffill().shift(lag).fillna(0.0)
 
 
 def daily_attribution(returns, benchmark_returns, exposures, factor_returns,
@@ -102,9 +105,7 @@ def daily_attribution(returns, benchmark_returns, exposures, factor_returns,
     parts = {}
     if factors:
         e = _held(exposures[factors], index, lag).to_numpy()
-        f = factor_returns[factors].copy()
-        f.index = _naive(f.index)
-        f = f.reindex(index).fillna(0.0).to_numpy()
+        f = _on(factor_returns[factors], index).fillna(0.0).to_numpy()
         for k, name in enumerate(factors):
             parts[name] = e[:, k] * f[:, k]
     sector = np.zeros(len(index))
@@ -112,9 +113,7 @@ def daily_attribution(returns, benchmark_returns, exposures, factor_returns,
         sectors = [s for s in sector_weights.columns if s in sector_returns.columns]
         if sectors:
             a = _held(sector_weights[sectors], index, lag).to_numpy()
-            s = sector_returns[sectors].copy()
-            s.index = _naive(s.index)
-            s = s.reindex(index).to_numpy()
+            s = _on(sector_returns[sectors], index).to_numpy()
             excess = np.nan_to_num(s - b[:, None])
             sector = (a * excess).sum(axis=1)
     parts[SECTOR] = sector
@@ -131,36 +130,24 @@ def window_attribution(daily, returns, benchmark_returns, periods):
     ``factor`` (sum of the factor parts), ``sector``, ``specific``, then one
     column per factor. ``factor + sector + specific == active_return``.
     """
-    days = _naive(returns.index)
     r = returns.to_numpy(dtype=float)
     b = benchmark_returns.to_numpy(dtype=float)
     factors = [c for c in daily.columns if c not in (SECTOR, SPECIFIC)]
     values = daily.to_numpy(dtype=float)
     rows = []
-    for name, pos in sessions_in(periods, days):
+    for row, pos in window_rows(periods, returns.index):
         linked = dict(zip(daily.columns, pk.linked_parts(values[pos], r[pos], b[pos])))
-        row = {
-            "period": name,
-            "crisis": bool(periods.is_crisis(name)) if hasattr(periods, "is_crisis") else True,
-            "start": days[pos[0]].date(), "end": days[pos[-1]].date(), "sessions": len(pos),
+        row.update({
             "active_return": pk.total_return(r[pos]) - pk.total_return(b[pos]),
             "factor": float(sum(linked[f] for f in factors)),
             "sector": linked[SECTOR], "specific": linked[SPECIFIC],
-        }
-        row.update({f"factor_{f}": linked[f] for f in factors})
+            **{f"factor_{f}": linked[f] for f in factors},
+        })
         rows.append(row)
     return pd.DataFrame(rows)
 
 
 # ------------------------------------------------------------ bundle inputs
-def _returns_of(bundle, symbols, start, end, environ):
-    from .bundle_data import adjusted_returns
-
-    rets = adjusted_returns(bundle, symbols, start, end, environ=environ)
-    rets.index = pd.DatetimeIndex(rets.index).normalize()
-    return rets
-
-
 def factor_returns_from_bundle(bundle, names, start, end, market_symbols=("SP500", "SPY"),
                                environ=None):
     """Daily returns of the factors ``names`` from the bundle, and notes on those left out."""
@@ -168,7 +155,7 @@ def factor_returns_from_bundle(bundle, names, start, end, market_symbols=("SP500
     market = None
     for symbol in market_symbols:
         try:
-            market = _returns_of(bundle, [symbol], start, end, environ)[symbol]
+            market = adjusted_returns(bundle, [symbol], start, end, environ)[symbol]
             break
         except LookupError:
             continue
@@ -184,7 +171,7 @@ def factor_returns_from_bundle(bundle, names, start, end, market_symbols=("SP500
                          "bundle: its part stays in the specific part")
         else:
             try:
-                out[name] = _returns_of(bundle, [name], start, end, environ)[name] - market
+                out[name] = adjusted_returns(bundle, [name], start, end, environ)[name] - market
             except LookupError:
                 notes.append(f"attribution: factor {name!r} is not a symbol of bundle {bundle!r}: "
                              "its part stays in the specific part")
@@ -195,10 +182,9 @@ def sector_returns_from_bundle(bundle, start, end, environ=None):
     """Equal-weighted mean daily return of the bundle's stocks in each GICS sector."""
     from zipline.data import bundles
 
-    from .bundle_data import sectors_of
     from .risk import sector_label
 
-    data = bundles.load(bundle, environ=environ) if environ is not None else bundles.load(bundle)
+    data = bundles.load(bundle, environ=environ)
     try:
         symbols = [a.symbol for a in data.asset_finder.retrieve_all(data.asset_finder.sids)]
     finally:
@@ -207,7 +193,7 @@ def sector_returns_from_bundle(bundle, start, end, environ=None):
     stocks = [s for s in symbols if sectors.get(s, -1) != -1]
     if not stocks:
         return pd.DataFrame()
-    rets = _returns_of(bundle, stocks, start, end, environ)
+    rets = adjusted_returns(bundle, stocks, start, end, environ)
     labels = [sector_label(sectors[s]) for s in rets.columns]
     return rets.T.groupby(labels).mean().T
 
@@ -255,11 +241,3 @@ def attribution_of(backtest, periods, bundle=None, sector_weights=None, lag=DEFA
     factors = [c for c in daily.columns if c not in (SECTOR, SPECIFIC)]
     return Attribution(daily=daily, windows=windows, factors=factors, notes=notes), notes
 
-
-def active_sector_weights(recorded_frame_of):
-    """Active sector weights from recorded ``sector_weight_*`` / ``benchmark_sector_weight_*``."""
-    weights = recorded_frame_of(SECTOR_WEIGHT)
-    bench = recorded_frame_of(BENCHMARK_SECTOR_WEIGHT)
-    if len(bench.columns):
-        return weights.sub(bench, fill_value=0.0)
-    return weights

@@ -5,13 +5,15 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from .periods import naive_sessions
+
 
 def adjusted_returns(bundle, symbols, start, end, environ=None):
     """Daily total returns (splits and dividends applied) for ``symbols``.
 
     Reads the bundle's latest ingestion through zipline's ``DataPortal`` so
-    the numbers are those an algorithm sees. Unknown symbols raise
-    ``LookupError`` naming them.
+    the numbers are those an algorithm sees; the index holds the sessions,
+    tz-naive at midnight. Unknown symbols raise ``LookupError`` naming them.
     """
     from zipline.data import bundles
     from zipline.data.data_portal import DataPortal
@@ -20,7 +22,7 @@ def adjusted_returns(bundle, symbols, start, end, environ=None):
     from ..data.register import load_user_extensions
 
     load_user_extensions(environ=environ)
-    data = bundles.load(bundle, environ=environ) if environ is not None else bundles.load(bundle)
+    data = bundles.load(bundle, environ=environ)
     try:
         finder = data.asset_finder
         assets, unknown = [], []
@@ -43,8 +45,7 @@ def adjusted_returns(bundle, symbols, start, end, environ=None):
                                            "daily")
         closes.columns = [a.symbol for a in assets]
         rets = closes.pct_change(fill_method=None).iloc[1:]
-        rets.index = pd.DatetimeIndex(rets.index).tz_localize(None) if getattr(
-            rets.index, "tz", None) else rets.index
+        rets.index = naive_sessions(rets.index).normalize()
         return rets.replace([np.inf, -np.inf], np.nan)
     finally:
         data.close()
@@ -56,7 +57,7 @@ def sectors_of(bundle, symbols, environ=None):
 
     from ..pipeline.classifiers import _encode_sector, supplementary_codes
 
-    data = bundles.load(bundle, environ=environ) if environ is not None else bundles.load(bundle)
+    data = bundles.load(bundle, environ=environ)
     try:
         finder = data.asset_finder
         codes = supplementary_codes(finder, "sector", _encode_sector)

@@ -6,8 +6,7 @@ import numpy as np
 import pandas as pd
 
 from ..kernels import performance as pk
-from .periods import naive_sessions as _naive
-from .periods import sessions_in
+from .periods import window_rows
 
 
 #: Fewer sessions than this and the whole-backtest annualised statistics
@@ -15,6 +14,11 @@ from .periods import sessions_in
 #: ratio, alpha) are not computed: a quarter of a year is the least that the
 #: report annualises.
 MIN_SESSIONS_ANNUALISED = 63
+
+#: The summary's statistics of a return series, each the function of that name in
+#: :mod:`~zipline_factorarb.kernels.performance`.
+STATISTICS = ("total_return", "annual_return", "annual_volatility", "sharpe_ratio",
+              "sortino_ratio", "max_drawdown", "tail_ratio")
 
 #: The summary's annualised columns (NaN below :data:`MIN_SESSIONS_ANNUALISED`).
 ANNUALISED = ("annual_return", "annual_volatility", "sharpe_ratio", "sortino_ratio",
@@ -33,23 +37,18 @@ def crisis_table(returns, benchmark_returns, periods):
     sessions from the window's first day until wealth regains its peak from
     before the window (0 if it never fell below, NaN if not by the end).
     """
-    r = returns.astype(float)
-    days = _naive(r.index)
+    r = returns.to_numpy(dtype=float)
     b = benchmark_returns.astype(float).to_numpy() if benchmark_returns is not None else None
     rows = []
-    for name, pos in sessions_in(periods, days):
-        rw = r.to_numpy()[pos]
-        is_crisis = periods.is_crisis(name) if hasattr(periods, "is_crisis") else True
-        row = {
-            "period": name, "crisis": bool(is_crisis),
-            "start": days[pos[0]].date(), "end": days[pos[-1]].date(),
-            "sessions": len(pos),
+    for row, pos in window_rows(periods, returns.index):
+        rw = r[pos]
+        row.update({
             "return": pk.total_return(rw),
             "volatility": pk.annual_volatility(rw),
             "max_drawdown": pk.max_drawdown(rw),
             "worst_day": float(np.nanmin(rw)),
-            "days_to_recover": pk.days_to_recover(r.to_numpy(), int(pos[0])),
-        }
+            "days_to_recover": pk.days_to_recover(r, int(pos[0])),
+        })
         if b is not None:
             bw = b[pos]
             row.update({
@@ -80,15 +79,7 @@ def summary_table(returns, benchmark_returns, weights=None):
     beta are against the benchmark (NaN against cash, which does not vary).
     """
     r = returns.to_numpy(dtype=float)
-    rows = {"strategy": {
-        "total_return": pk.total_return(r),
-        "annual_return": pk.annual_return(r),
-        "annual_volatility": pk.annual_volatility(r),
-        "sharpe_ratio": pk.sharpe_ratio(r),
-        "sortino_ratio": pk.sortino_ratio(r),
-        "max_drawdown": pk.max_drawdown(r),
-        "tail_ratio": pk.tail_ratio(r),
-    }}
+    rows = {"strategy": {name: getattr(pk, name)(r) for name in STATISTICS}}
     if weights is not None and len(weights.columns):
         held = (weights.abs() > 1e-8).sum(axis=1)
         rows["strategy"]["average_holdings"] = float(held[held > 0].mean()) if (held > 0).any() else 0.0
@@ -101,10 +92,8 @@ def summary_table(returns, benchmark_returns, weights=None):
             "alpha": alpha, "beta": beta,
         })
         rows["benchmark"] = {
-            "total_return": pk.total_return(b), "annual_return": pk.annual_return(b),
-            "annual_volatility": pk.annual_volatility(b), "sharpe_ratio": pk.sharpe_ratio(b),
-            "sortino_ratio": pk.sortino_ratio(b), "max_drawdown": pk.max_drawdown(b),
-            "tail_ratio": pk.tail_ratio(b), "tracking_error": 0.0, "information_ratio": np.nan,
+            **{name: getattr(pk, name)(b) for name in STATISTICS},
+            "tracking_error": 0.0, "information_ratio": np.nan,
             "alpha": 0.0 if np.std(b) > 0 else np.nan, "beta": 1.0 if np.std(b) > 0 else np.nan,
         }
     frame = pd.DataFrame(rows).T

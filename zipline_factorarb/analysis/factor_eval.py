@@ -10,23 +10,15 @@ quantile and the rank autocorrelation; its tear sheets are drawn headless and
 saved as PNG files. This module adds the IC by lag and the way in: factor
 registry, parameter checks, universe, sign.
 
-Timing. The pipeline value of session D is computed from data up to the
-close of D - 1 (its *own close*) and is known before D's open.
-
-- Horizon ``h`` (alphalens' ``1D``, ``5D``... columns, ``ic``,
-  ``ic_summary``): the return from the close of D to the close of D + h.
-- Lag ``k`` (``ic_lag``, ``ic_by_lag``): the one-session return ending
-  ``k`` sessions after the factor's own close, i.e. from the close of
-  D - 2 + k to the close of D - 1 + k. Lag 0 is the last return the factor
-  saw; lag 1 is session D's; lag 2 (close D to close D + 1) equals the
-  1-day horizon.
-
-A daily zipline backtest orders in ``handle_data`` (or a scheduled
-function) at D's single bar, stamped at D's close; the blotter fills the
-order at the next bar, with D + 1's close as the price (every slippage
-model's ``process_order`` reads ``data.current(asset, "close")`` of the bar
-it runs in). The position is bought at the close of D + 1, so the first
-return it earns is D + 1 to D + 2: lag :data:`FIRST_EARNED_LAG` (3).
+Timing (in full, with zipline's code, in ``docs/signals.md``). The pipeline
+value of session D is computed from data up to the close of D - 1 (its *own
+close*). Horizon ``h`` (alphalens' ``1D``, ``5D``... columns, ``ic``,
+``ic_summary``) is the return from the close of D to the close of D + h; lag
+``k`` (``ic_lag``, ``ic_by_lag``) the one-session return from the close of
+D - 2 + k to the close of D - 1 + k (lag 0: the last return the factor saw;
+lag 2 equals the 1-day horizon). A daily zipline backtest fills an order
+placed on D at the close of D + 1, so it first earns lag
+:data:`FIRST_EARNED_LAG` (3).
 """
 
 from __future__ import annotations
@@ -44,15 +36,14 @@ import pandas as pd
 
 from ..kernels import evaluation as ev
 from ..research.errors import ParameterError, check_names
+from .periods import naive_sessions
 from .progress import Phases
 from .risk import sector_label
 
 
 def _integer(name, value, minimum):
     if isinstance(value, bool) or not isinstance(value, (int, np.integer, float)) or (
-            isinstance(value, float) and not value.is_integer()):
-        raise ParameterError(f"{name}={value!r}: must be an integer >= {minimum}", param=name)
-    if int(value) < minimum:
+            isinstance(value, float) and not value.is_integer()) or int(value) < minimum:
         raise ParameterError(f"{name}={value!r}: must be an integer >= {minimum}", param=name)
     return int(value)
 
@@ -170,8 +161,12 @@ def resolve_universe(universe, bundle=None):
     ``stocks``, ``etfs``, or ``package.module:callable`` returning a pipeline
     Filter (called with no argument).
     """
+    from zipline.pipeline.filters import Filter
+
     from ..pipeline.classifiers import IsETF, IsStock, IsTradable
 
+    if isinstance(universe, Filter):
+        return universe
     if universe is None or universe == "all":
         return IsTradable()
     if universe == "stocks":
@@ -186,17 +181,10 @@ def resolve_universe(universe, bundle=None):
             raise ParameterError(f"universe={universe!r}: cannot import it: {exc}",
                                  param="universe") from None
         screen = make() if callable(make) else make
-        from zipline.pipeline.filters import Filter
-
         if not isinstance(screen, Filter):
             raise ParameterError(f"universe={universe!r}: gave {type(screen).__name__}, not a "
                                  "pipeline Filter", param="universe")
         return screen
-    if not isinstance(universe, str):
-        from zipline.pipeline.filters import Filter
-
-        if isinstance(universe, Filter):
-            return universe
     raise ParameterError(f"universe={universe!r}: use one of {list(UNIVERSES)} or "
                          "'package.module:callable' returning a pipeline Filter",
                          param="universe")
@@ -351,11 +339,10 @@ def _masked_ic(frame, group_neutral, dates):
 
 
 def ic_by_lag(factor_values, returns, lags=LAGS, groups=None, group_neutral=False, nw_lags=None):
-    """Daily rank IC by lag and its summary.
+    """Daily rank IC by lag (see the module docstring) and its summary.
 
-    Lag ``k`` of session D pairs the factor with the one-session return from
-    the close of D - 2 + k to the close of D - 1 + k, read from ``returns``
-    (row s: close of the session before s to close of s) on its calendar
+    ``returns`` row s is the return from the close of the session before s to
+    the close of s, on its calendar
     (:func:`zipline_factorarb.kernels.evaluation.lag_ic`). With
     ``group_neutral`` each day's return is first demeaned within its group
     over the assets that have a factor value, as alphalens' ``group_adjust``
@@ -371,23 +358,10 @@ def ic_by_lag(factor_values, returns, lags=LAGS, groups=None, group_neutral=Fals
     # own close of D = the session before D in the returns' calendar
     own = np.where(pos >= 0, pos - 1, np.iinfo(np.int64).min // 4)
     lags = [int(k) for k in lags]
+    labels = None
     if group_neutral and groups is not None:
         labels = groups.reindex(assets).fillna("Unknown").to_numpy()
-        daily = np.full((len(dates), len(lags)), np.nan)
-        for j, k in enumerate(lags):
-            rows = own + k
-            ok = (rows >= 0) & (rows < r.shape[0])
-            aligned = np.full(f.shape, np.nan)
-            aligned[ok] = r[rows[ok]]
-            aligned[np.isnan(f)] = np.nan
-            for g in pd.unique(labels):
-                cols = labels == g
-                with warnings.catch_warnings():
-                    warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN rows
-                    aligned[:, cols] -= np.nanmean(aligned[:, cols], axis=1, keepdims=True)
-            daily[:, j] = ev.rank_ic(f, aligned, min_assets=MIN_ASSETS)
-    else:
-        daily = ev.lag_ic(f, r, own, lags, min_assets=MIN_ASSETS)
+    daily = ev.lag_ic(f, r, own, lags, min_assets=MIN_ASSETS, groups=labels)
     daily = pd.DataFrame(daily, index=dates, columns=[f"lag_{k}" for k in lags])
     daily.index.name = "date"
     stats = ev.ic_statistics(daily.to_numpy(), max_lag=nw_lags)
@@ -447,9 +421,7 @@ def evaluate(factor_values, prices_returns, sectors=None, horizons=(1, 5, 21), q
     progress = progress if progress is not None else Phases("evaluate-factor", stream=None)
     perf = al.performance
     values = factor_values.astype(float) * opts["sign"]
-    groups = None
-    if sectors is not None:
-        groups = sectors.reindex(values.columns).fillna("Unknown")
+    groups = sectors.reindex(values.columns).fillna("Unknown") if sectors is not None else None
     gn = bool(group_neutral and groups is not None)
     if group_neutral and groups is None:
         raise ParameterError("group_neutral needs sectors (groups)", param="group_neutral")
@@ -581,22 +553,14 @@ def _information_tear_sheet(plt, ic, ic_by_group=None):
         rows = 2 * cols + (cols + 1) // 2 + (1 if ic_by_group is not None else 0)
         fig = plt.figure(figsize=(14, rows * 5))
         grid = fig.add_gridspec(rows, 2, wspace=0.4, hspace=0.3)
-        row = 0
-        series_axes = []
-        for _ in range(cols):
-            series_axes.append(fig.add_subplot(grid[row, :]))
-            row += 1
-        plotting.plot_ic_ts(ic, ax=series_axes)
-        cells = []
-        for i in range(cols * 2):
-            cells.append(fig.add_subplot(grid[row + i // 2, i % 2]))
+        plotting.plot_ic_ts(ic, ax=[fig.add_subplot(grid[i, :]) for i in range(cols)])
+        row = cols
+        cells = [fig.add_subplot(grid[row + i // 2, i % 2]) for i in range(cols * 2)]
         row += cols
         plotting.plot_ic_hist(ic, ax=cells[::2])
         plotting.plot_ic_qq(ic, ax=cells[1::2])
         monthly = ic.groupby(pd.Grouper(freq="ME")).mean()
-        heat = []
-        for i in range(cols):
-            heat.append(fig.add_subplot(grid[row + i // 2, i % 2]))
+        heat = [fig.add_subplot(grid[row + i // 2, i % 2]) for i in range(cols)]
         row += (cols - 1) // 2 + 1
         plotting.plot_monthly_ic_heatmap(monthly, ax=heat)
         if ic_by_group is not None:
@@ -658,8 +622,7 @@ def evaluate_factor(name, bundle, start, end, horizons=(1, 5, 21), quantiles=5, 
                          f"{end} (universe {universe!r})")
     values = out["factor"].unstack()
     values.columns = [a.symbol for a in values.columns]
-    values.index = pd.DatetimeIndex(values.index).tz_localize(None) if getattr(
-        values.index, "tz", None) else pd.DatetimeIndex(values.index)
+    values.index = naive_sessions(values.index)
     sectors = out["sector"].groupby(level=1).last()
     sectors.index = [a.symbol for a in sectors.index]
     sectors = sectors.map(sector_label)
@@ -672,7 +635,6 @@ def evaluate_factor(name, bundle, start, end, horizons=(1, 5, 21), quantiles=5, 
                 .tz_localize(None))
     with progress("adjusted returns from the bundle"):
         rets = adjusted_returns(bundle, list(values.columns), first, last, environ=environ)
-        rets.index = pd.DatetimeIndex(rets.index).normalize()
     evaluation = evaluate(values, rets, sectors=sectors, horizons=opts["horizons"],
                           quantiles=opts["quantiles"], lags=opts["lags"],
                           nw_lags=opts["nw_lags"], group_neutral=group_neutral,

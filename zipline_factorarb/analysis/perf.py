@@ -89,11 +89,8 @@ class Backtest:
     source: str
     benchmark_name: str | None = None  # what the benchmark is, for the report
 
-    @property
-    def is_cash_benchmark(self):
-        return self.benchmark_name == CASH
-
     def recorded_with(self, prefix):
+        """The recorded columns named ``<prefix><name>``, as numbers, renamed ``<name>``."""
         cols = [c for c in self.recorded.columns if str(c).startswith(prefix)]
         frame = self.recorded[cols].apply(pd.to_numeric, errors="coerce")
         return frame.rename(columns=lambda c: str(c)[len(prefix):])
@@ -161,7 +158,7 @@ def load_backtest(source, benchmark_returns=None):
         if benchmark_returns.lower() != CASH:
             raise PerfFileError(f"benchmark {benchmark_returns!r}: use a Series of returns or "
                                 f"{CASH!r}")
-        benchmark_returns = cash_returns(returns.index)
+        benchmark_returns = pd.Series(0.0, index=returns.index, name=CASH)  # zero returns
         benchmark_name = CASH
     if benchmark_returns is None and "benchmark_period_return" in perf.columns:
         bench = benchmark_returns_of(perf)
@@ -206,11 +203,6 @@ def is_dollar_neutral(backtest):
     """Whether the book is dollar-neutral (see :data:`DOLLAR_NEUTRAL_RATIO`)."""
     net, gross = book_exposure(backtest)
     return bool(gross > 0 and abs(net) < DOLLAR_NEUTRAL_RATIO * gross)
-
-
-def cash_returns(index):
-    """A zero-return (cash) benchmark on ``index``."""
-    return pd.Series(0.0, index=index, name=CASH)
 
 
 def align_benchmark(benchmark_returns, sessions, where):

@@ -54,17 +54,23 @@ def naive_sessions(index):
     return index.tz_convert(None) if index.tz is not None else index
 
 
-def sessions_in(periods, days):
-    """``(name, positions)`` for each window of ``periods`` that ``days`` overlaps.
+def window_rows(periods, index):
+    """``(row, positions)`` for each window of ``periods`` that the sessions ``index`` overlaps.
 
-    ``days`` are tz-naive sessions (:func:`naive_sessions`); ``positions`` are
-    the integer positions of the sessions inside the window (inclusive
-    bounds), in order. Windows without a session are skipped.
+    ``row`` opens a table row: ``period``, ``crisis`` (False for a window that
+    :class:`Periods` flags as a regime), the first and last session inside the
+    window (``start``, ``end``, dates) and ``sessions``; ``positions`` are the
+    integer positions of those sessions in ``index`` (inclusive bounds), in
+    order. Windows without a session are skipped.
     """
+    days = naive_sessions(index)
     for name, (start, end) in periods.items():
         inside = (days >= pd.Timestamp(start)) & (days <= pd.Timestamp(end))
         if inside.any():
-            yield name, np.flatnonzero(inside)
+            pos = np.flatnonzero(inside)
+            crisis = periods.is_crisis(name) if hasattr(periods, "is_crisis") else True
+            yield {"period": name, "crisis": bool(crisis), "start": days[pos[0]].date(),
+                   "end": days[pos[-1]].date(), "sessions": len(pos)}, pos
 
 
 class Periods(OrderedDict):
@@ -82,15 +88,9 @@ class Periods(OrderedDict):
 
     def combined(self, other):
         """These windows, then ``other``'s (overriding by name, flags included)."""
-        out = Periods(self, regimes=self.regimes)
-        other_regimes = getattr(other, "regimes", set())
-        for name, bounds in other.items():
-            out[name] = bounds
-            if name in other_regimes:
-                out.regimes.add(name)
-            else:
-                out.regimes.discard(name)
-        return out
+        names = set(other)
+        regimes = (self.regimes - names) | (set(getattr(other, "regimes", ())) & names)
+        return Periods({**self, **other}, regimes=regimes)
 
 
 def _timestamp(value, name, where):
@@ -180,11 +180,9 @@ def load_periods(path, mode="extend"):
         missing = {"name", "start", "end"} - set(frame.columns)
         if missing:
             raise PeriodsError(f"{path}: missing column(s) {sorted(missing)}; need name,start,end")
-        if "crisis" in frame.columns:
-            raw = OrderedDict((r.name, (r.start, r.end, r.crisis))
-                              for r in frame.itertuples(index=False))
-        else:
-            raw = OrderedDict((r.name, (r.start, r.end)) for r in frame.itertuples(index=False))
+        columns = ["name", "start", "end"] + (["crisis"] if "crisis" in frame.columns else [])
+        raw = OrderedDict((row[0], row[1:])
+                          for row in frame[columns].itertuples(index=False, name=None))
     elif suffix == ".json":
         raw = json.loads(path.read_text())
     elif suffix in (".yaml", ".yml"):
@@ -195,9 +193,22 @@ def load_periods(path, mode="extend"):
         raise PeriodsError(f"{path}: use a .csv, .json or .yaml file")
     if not isinstance(raw, dict) or not raw:
         raise PeriodsError(f"{path}: no periods found")
-    user = validate_periods(raw, where=str(path))
+    return _with_defaults(validate_periods(raw, where=str(path)), mode)
+
+
+def _with_defaults(user, mode):
     if mode == "replace":
         return user
     if mode != "extend":
         raise ValueError(f"mode must be 'extend' or 'replace', got {mode!r}")
     return default_periods().combined(user)
+
+
+def periods_of(source=None, mode="extend"):
+    """The crisis windows: the defaults (``source`` None), or a file (:func:`load_periods`)
+    or mapping (:func:`validate_periods`) that extends (``mode='extend'``) or replaces them."""
+    if source is None:
+        return default_periods()
+    if isinstance(source, (str, Path)):
+        return load_periods(source, mode=mode)
+    return _with_defaults(validate_periods(source), mode)

@@ -35,7 +35,7 @@ from ..records import EX_ANTE_TEV, N_HOLDINGS
 from .crisis import MIN_SESSIONS_ANNUALISED, crisis_table, summary_table
 from .perf import (CASH, PerfFileError, is_dollar_neutral, book_exposure, load_backtest,
                    read_benchmark_file)
-from .periods import default_periods, load_periods
+from .periods import periods_of
 from .progress import Phases
 from .risk import around_crises, risk_through_time
 from .tearsheet import headless, tear_sheet_figures
@@ -65,24 +65,10 @@ class Report:
 def _benchmark_from_bundle(bundle, symbol, index, environ=None):
     from .bundle_data import adjusted_returns
 
-    try:
-        rets = adjusted_returns(bundle, [symbol], index[0], index[-1], environ=environ)
+    try:  # tz-naive sessions: load_backtest puts them on the backtest's UTC sessions
+        return adjusted_returns(bundle, [symbol], index[0], index[-1], environ=environ)[symbol]
     except LookupError as exc:
         raise PerfFileError(f"benchmark: {exc}") from None
-    series = rets[symbol]
-    series.index = pd.DatetimeIndex(series.index).tz_localize("UTC")
-    return series.rename(symbol)
-
-
-def _periods(periods, periods_mode):
-    if periods is None:
-        return default_periods()
-    if isinstance(periods, (str, Path)):
-        return load_periods(periods, mode=periods_mode)
-    from .periods import validate_periods
-
-    user = validate_periods(periods)
-    return default_periods().combined(user) if periods_mode == "extend" else user
 
 
 def build_report(source, bundle=None, benchmark=None, benchmark_returns=None, periods=None,
@@ -114,7 +100,7 @@ def build_report(source, bundle=None, benchmark=None, benchmark_returns=None, pe
     with phases("load backtest and benchmark"):
         if isinstance(benchmark_returns, (str, Path)):
             benchmark_returns = read_benchmark_file(benchmark_returns)
-        crisis_periods = _periods(periods, periods_mode)
+        crisis_periods = periods_of(periods, periods_mode)
         backtest = load_backtest(source)
         source_name = backtest.source
         bench_label = None
@@ -210,12 +196,16 @@ def build_report(source, bundle=None, benchmark=None, benchmark_returns=None, pe
 
 
 # ---------------------------------------------------------------- figures
+def _crises(crisis):
+    """The crisis table's rows that are crises (not regimes)."""
+    return crisis[crisis["crisis"]] if len(crisis) and "crisis" in crisis else crisis
+
+
 def _crisis_windows(crisis):
     """The crisis table's rows that are crises, numbered from 1 in date order."""
     if not len(crisis):
         return crisis
-    rows = crisis[crisis["crisis"]] if "crisis" in crisis else crisis
-    rows = rows.sort_values("start").reset_index(drop=True)
+    rows = _crises(crisis).sort_values("start").reset_index(drop=True)
     rows.insert(0, "number", np.arange(1, len(rows) + 1))
     return rows
 
@@ -237,6 +227,15 @@ def _percent_axis(axis):
     from matplotlib.ticker import PercentFormatter
 
     axis.set_major_formatter(PercentFormatter(xmax=1.0))
+
+
+def _window_bars(ax, title):
+    """The look of a horizontal bar chart of percentages, one bar per crisis window."""
+    ax.invert_yaxis()
+    ax.axvline(0, color="0.3", lw=0.6)
+    _percent_axis(ax.xaxis)
+    ax.tick_params(axis="y", labelsize=7)
+    ax.set_title(title, fontsize=9)
 
 
 def _own_figures(backtest, risk, tables, periods):
@@ -270,7 +269,6 @@ def _own_figures(backtest, risk, tables, periods):
     ax.set_title("Wealth and drawdown; shaded and numbered: crisis windows", fontsize=9, pad=30)
     ax_dd.set_ylabel("drawdown")
     _percent_axis(ax_dd.yaxis)
-    fig.tight_layout()
     figs["wealth_and_crises"] = fig
 
     if len(windows):
@@ -279,13 +277,8 @@ def _own_figures(backtest, risk, tables, periods):
         values = windows[col].to_numpy(dtype=float)
         labels = [f"{n}. {p}" for n, p in zip(windows["number"], windows["period"])]
         ax.barh(labels, values, color=np.where(values >= 0, "tab:green", "tab:red"))
-        ax.invert_yaxis()
-        ax.axvline(0, color="0.3", lw=0.6)
-        _percent_axis(ax.xaxis)
-        ax.tick_params(axis="y", labelsize=7)
         what = "Active return" if col == "active_return" else "Return"
-        ax.set_title(f"{what} in each crisis window", fontsize=9)
-        fig.tight_layout()
+        _window_bars(ax, f"{what} in each crisis window")
         figs["crisis_returns"] = fig
 
     shares = tables.get("risk_shares")
@@ -300,7 +293,6 @@ def _own_figures(backtest, risk, tables, periods):
         ax.set_title("Shares of (active) variance through time", fontsize=9)
         ax.legend(fontsize=7, ncol=6, loc="upper center", bbox_to_anchor=(0.5, -0.1),
                   frameon=False)
-        fig.tight_layout()
         figs["risk_shares"] = fig
 
     attribution = tables.get("attribution")
@@ -322,14 +314,9 @@ def _own_figures(backtest, risk, tables, periods):
                 neg_left += np.where(v < 0, v, 0)
             ax.scatter(rows["active_return"], labels, color="black", zorder=3, s=14,
                        label="active return")
-            ax.invert_yaxis()
-            ax.axvline(0, color="0.3", lw=0.6)
-            _percent_axis(ax.xaxis)
-            ax.tick_params(axis="y", labelsize=7)
-            ax.set_title("Attribution of the active return in each crisis window", fontsize=9)
+            _window_bars(ax, "Attribution of the active return in each crisis window")
             ax.legend(fontsize=7, ncol=5, loc="upper center", bbox_to_anchor=(0.5, -0.12),
                       frameon=False)
-            fig.tight_layout()
             figs["attribution"] = fig
 
     div = risk.diversification
@@ -340,7 +327,6 @@ def _own_figures(backtest, risk, tables, periods):
     ax.set_title("Diversification: holdings, effective holdings (entropy of weights), "
                  "effective bets (entropy of risk contributions)", fontsize=8)
     ax.legend(fontsize=7)
-    fig.tight_layout()
     figs["diversification"] = fig
 
     for key, title in (("sector_risk_shares",
@@ -354,26 +340,22 @@ def _own_figures(backtest, risk, tables, periods):
         frame.plot(ax=ax, lw=0.9)
         ax.set_title(title, fontsize=9)
         ax.legend(fontsize=6, ncol=3)
-        fig.tight_layout()
         figs[key] = fig
     if EX_ANTE_TEV in tables:
         fig, ax = plt.subplots(figsize=(8, 2.8))
         tables[EX_ANTE_TEV][EX_ANTE_TEV].plot(ax=ax)
         ax.set_title("Ex-ante tracking error (annualised)", fontsize=9)
-        fig.tight_layout()
         figs[EX_ANTE_TEV] = fig
+    for fig in figs.values():
+        fig.tight_layout()
     return figs
 
 
 def _findings(tables):
     """Findings over the windows flagged as crises only (regimes are not counted)."""
     out = []
-    crisis = tables["crisis"]
-    if len(crisis) and "crisis" in crisis:
-        regimes = int((~crisis["crisis"]).sum())
-        crisis = crisis[crisis["crisis"]]
-    else:
-        regimes = 0
+    crisis = _crises(tables["crisis"])
+    regimes = len(tables["crisis"]) - len(crisis)
     if len(crisis) and "active_return" in crisis:
         wins = int((crisis["active_return"] > 0).sum())
         out.append(f"Beat the benchmark in {wins} of {len(crisis)} crisis windows; mean active "
@@ -649,21 +631,19 @@ _TABLES = [
 
 def _html(report, pngs):
     crisis = report.tables["crisis"]
-    crisis_names = set(crisis.loc[crisis["crisis"], "period"]) if "crisis" in crisis else set(
-        crisis.get("period", []))
-    first = [f"<h1>{html.escape(report.title)}</h1>",
+    crisis_names = set(_crises(crisis).get("period", []))
+    parts = [f"<h1>{html.escape(report.title)}</h1>",
              f'<p class="bench">Benchmark: {html.escape(report.benchmark or "none")}'
              + (" &middot; <b>short backtest: annualised statistics not computed</b>"
                 if report.short else "") + "</p>",
              '<section id="summary">' + _summary_html(report)]
     if report.findings:
-        first.append("<ul class='findings'>" + "".join(
+        parts.append("<ul class='findings'>" + "".join(
             f"<li>{html.escape(f)}</li>" for f in report.findings) + "</ul>")
-    first.append("</section>")
-    first.append('<section id="key" class="grid">'
+    parts.append("</section>")
+    parts.append('<section id="key" class="grid">'
                  + _img("wealth_and_crises", pngs) + _img("crisis_returns", pngs)
                  + _img("risk_shares", pngs) + _img("attribution", pngs) + "</section>")
-    parts = first
     windows = _crisis_windows(crisis)
     if len(windows):
         legend = ", ".join(f"{n}. {p}" for n, p in zip(windows["number"], windows["period"]))

@@ -55,8 +55,8 @@ def diversification(weights):
     held = (np.abs(w) > 1e-8).sum(axis=1)
     return pd.DataFrame({
         N_HOLDINGS: held,
-        "hhi": [pk.herfindahl(row) if row.any() else np.nan for row in w],
-        "effective_holdings": [pk.effective_number_of_bets(row) if row.any() else np.nan for row in w],
+        "hhi": [pk.herfindahl(row) for row in w],  # NaN for an empty book
+        "effective_holdings": [pk.effective_number_of_bets(row) for row in w],
     }, index=weights.index)
 
 
@@ -86,12 +86,10 @@ def estimated_risk(weights, asset_returns, sectors, benchmark_symbol=None, windo
     share_rows, totals = {}, {}
     for day in dates:
         w = weights.loc[day]
-        w = w[w.abs() > 1e-8]
-        symbols = list(w.index)
-        active = w.copy()
+        active = w[w.abs() > 1e-8].copy()
         if benchmark_symbol is not None and benchmark_symbol in asset_returns.columns:
             active[benchmark_symbol] = active.get(benchmark_symbol, 0.0) - 1.0
-            symbols = list(active.index)
+        symbols = list(active.index)
         if not symbols:
             continue
         hist = asset_returns.loc[:day, symbols].iloc[-window:]
@@ -115,15 +113,14 @@ def risk_through_time(backtest, bundle=None, benchmark_symbol=None, window=126, 
     weights = backtest.weights.copy()
     weights.index = weights.index.tz_convert(None)
     report = RiskReport(diversification=diversification(weights))
-    recorded = backtest
-    tev = recorded.recorded.get(EX_ANTE_TEV)
+    tev = backtest.recorded.get(EX_ANTE_TEV)
     if tev is not None:
         report.ex_ante_tev = pd.to_numeric(tev, errors="coerce").rename(None)
         report.ex_ante_tev.index = report.ex_ante_tev.index.tz_convert(None)
     for attr, prefix in (("factor_exposures", FACTOR_EXPOSURE), ("sector_weights", SECTOR_WEIGHT),
                          ("benchmark_sector_weights", BENCHMARK_SECTOR_WEIGHT),
                          ("risk_shares", RISK_CONTRIBUTION)):
-        frame = recorded.recorded_with(prefix)
+        frame = backtest.recorded_with(prefix)
         if len(frame.columns):
             frame.index = frame.index.tz_convert(None)
             setattr(report, attr, frame)
@@ -144,7 +141,6 @@ def risk_through_time(backtest, bundle=None, benchmark_symbol=None, window=126, 
             symbols.append(benchmark_symbol)
         start = weights.index[0] - pd.Timedelta(days=int(window * 1.6))
         rets = adjusted_returns(bundle, symbols, start, weights.index[-1], environ=environ)
-        rets.index = pd.DatetimeIndex(rets.index).normalize()
         sectors = sectors_of(bundle, symbols, environ=environ)
         if not len(report.sector_weights.columns):
             labels = weights.columns.map(lambda s: sector_label(sectors.get(s, -1)))

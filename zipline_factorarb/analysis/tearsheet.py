@@ -19,10 +19,6 @@ import warnings
 log = logging.getLogger(__name__)
 
 
-def _no_display(*args, **kwargs):
-    """Stands in for IPython's ``display`` inside :func:`headless`."""
-
-
 #: pyfolio modules that call ``display`` (imported from IPython.display)
 _DISPLAY_MODULES = ("pyfolio.utils", "pyfolio.tears", "pyfolio.plotting")
 
@@ -42,7 +38,7 @@ def _display_disabled():
             module = sys.modules.get(name)
             if module is not None and hasattr(module, "display"):
                 patched.append((module, module.display))
-                module.display = _no_display
+                module.display = lambda *args, **kwargs: None
         yield
     finally:
         for module, original in patched:
@@ -71,16 +67,6 @@ def headless():
                 pass
 
 
-def pyfolio_inputs(backtest):
-    """(returns, positions, transactions) in pyfolio's format, UTC index."""
-    import pyfolio
-
-    with headless():
-        returns, positions, transactions = pyfolio.utils.extract_rets_pos_txn_from_zipline(
-            backtest.perf)
-    return returns, positions, transactions
-
-
 def tear_sheet_figures(backtest):
     """pyfolio's tear sheets as ``(figures, skipped)``.
 
@@ -92,7 +78,9 @@ def tear_sheet_figures(backtest):
 
     figures, skipped = {}, {}
     try:
-        returns, positions, transactions = pyfolio_inputs(backtest)
+        with headless():  # pyfolio's format, UTC index
+            returns, positions, transactions = pyfolio.utils.extract_rets_pos_txn_from_zipline(
+                backtest.perf)
     except Exception as exc:  # a perf frame without the columns pyfolio reads
         skipped["all"] = f"pyfolio cannot read this perf frame: {type(exc).__name__}: {exc}"
         log.warning("pyfolio tear sheets skipped: %s", skipped["all"])

@@ -17,10 +17,13 @@ import numpy as np
 PERIODS_PER_YEAR = 252
 
 
-def _empyrical():
+def _empyrical(name, r, enough, **kwargs):
+    """empyrical's statistic ``name`` of the clean returns ``r``; NaN unless ``enough``."""
+    if not enough:
+        return np.nan
     import empyrical  # imported on first use: it pulls in pandas and scipy
 
-    return empyrical
+    return float(getattr(empyrical, name)(r, **kwargs))
 
 
 def _clean(returns):
@@ -28,57 +31,43 @@ def _clean(returns):
     return r[~np.isnan(r)]
 
 
-def _clean_pair(returns, benchmark_returns):
-    r = np.asarray(returns, dtype=float)
-    b = np.asarray(benchmark_returns, dtype=float)
-    keep = ~(np.isnan(r) | np.isnan(b))
-    return r[keep], b[keep]
-
-
 def total_return(returns):
     """Compounded return of the period: prod(1 + r) - 1 (empyrical ``cum_returns_final``)."""
     r = _clean(returns)
-    return float(_empyrical().cum_returns_final(r)) if r.size else np.nan
+    return _empyrical("cum_returns_final", r, r.size > 0)
 
 
 def annual_return(returns, periods_per_year=PERIODS_PER_YEAR):
     """Compound annual growth rate (empyrical ``annual_return``)."""
     r = _clean(returns)
-    if not r.size:
-        return np.nan
-    return float(_empyrical().annual_return(r, annualization=periods_per_year))
+    return _empyrical("annual_return", r, r.size > 0, annualization=periods_per_year)
 
 
 def annual_volatility(returns, periods_per_year=PERIODS_PER_YEAR):
     """Sample standard deviation x sqrt(periods per year) (empyrical ``annual_volatility``)."""
     r = _clean(returns)
-    if r.size < 2:
-        return np.nan
-    return float(_empyrical().annual_volatility(r, annualization=periods_per_year))
+    return _empyrical("annual_volatility", r, r.size >= 2, annualization=periods_per_year)
 
 
 def sharpe_ratio(returns, periods_per_year=PERIODS_PER_YEAR):
     """mean / std x sqrt(periods per year), no risk-free rate (empyrical ``sharpe_ratio``)."""
     r = _clean(returns)
-    if r.size < 2 or not np.std(r, ddof=1) > 0:
-        return np.nan
-    return float(_empyrical().sharpe_ratio(r, annualization=periods_per_year))
+    enough = r.size >= 2 and np.std(r, ddof=1) > 0
+    return _empyrical("sharpe_ratio", r, enough, annualization=periods_per_year)
 
 
 def sortino_ratio(returns, periods_per_year=PERIODS_PER_YEAR):
     """Annualised mean over downside deviation (empyrical ``sortino_ratio``, target 0)."""
     r = _clean(returns)
-    if r.size < 2 or not (r < 0).any():
-        return np.nan
-    return float(_empyrical().sortino_ratio(r, annualization=periods_per_year))
+    enough = r.size >= 2 and (r < 0).any()
+    return _empyrical("sortino_ratio", r, enough, annualization=periods_per_year)
 
 
 def tail_ratio(returns):
     """95th percentile over |5th percentile| of daily returns (empyrical ``tail_ratio``)."""
     r = _clean(returns)
-    if r.size < 2 or np.percentile(r, 5) == 0:
-        return np.nan  # e.g. a cash benchmark: no left tail to compare with
-    return float(_empyrical().tail_ratio(r))
+    # e.g. a cash benchmark: no left tail to compare with
+    return _empyrical("tail_ratio", r, r.size >= 2 and np.percentile(r, 5) != 0)
 
 
 def alpha_beta(returns, benchmark_returns, periods_per_year=PERIODS_PER_YEAR):
@@ -86,10 +75,15 @@ def alpha_beta(returns, benchmark_returns, periods_per_year=PERIODS_PER_YEAR):
 
     NaN, NaN when the benchmark does not vary (e.g. a cash benchmark).
     """
-    r, b = _clean_pair(returns, benchmark_returns)
+    r = np.asarray(returns, dtype=float)
+    b = np.asarray(benchmark_returns, dtype=float)
+    keep = ~(np.isnan(r) | np.isnan(b))
+    r, b = r[keep], b[keep]
     if r.size < 2 or not np.std(b) > 0:
         return np.nan, np.nan
-    alpha, beta = _empyrical().alpha_beta_aligned(r, b, annualization=periods_per_year)
+    import empyrical
+
+    alpha, beta = empyrical.alpha_beta_aligned(r, b, annualization=periods_per_year)
     return float(alpha), float(beta)
 
 
@@ -109,7 +103,7 @@ def drawdown(returns):
 def max_drawdown(returns):
     """Most negative drawdown, a number <= 0 (empyrical ``max_drawdown``)."""
     r = _clean(returns)
-    return float(_empyrical().max_drawdown(r)) if r.size else np.nan
+    return _empyrical("max_drawdown", r, r.size > 0)
 
 
 def active_returns(returns, benchmark_returns):
@@ -166,20 +160,6 @@ def effective_number_of_bets(contributions):
         return np.nan
     p = c[c > 0] / s
     return float(np.exp(-np.sum(p * np.log(p))))
-
-
-def euler_risk_contributions(weights, covariance):
-    """Per-asset contributions to the variance w' S w: w_i (S w)_i.
-
-    They sum to the total variance exactly (Euler's theorem for the
-    homogeneous function w' S w). Works for active weights (w - b) too.
-    Computed by :func:`zipline_factorarb.kernels.risk.risk_contributions`
-    (the package's one risk-contribution function); this name is kept for
-    callers of the performance kernels.
-    """
-    from .risk import risk_contributions  # noqa: PLC0415
-
-    return risk_contributions(weights, covariance=covariance).asset
 
 
 def group_contributions(contributions, groups, labels):
