@@ -65,8 +65,8 @@ def test_ols_keeps_the_numbers_of_the_regression_kernel(real):
     R, X = real
     fit = fm.fit_factor_model(R.to_numpy(), X.to_numpy(), "ols", halflife=63)
     reg = kr.regression_loadings(R.to_numpy(), X.to_numpy())
-    np.testing.assert_array_equal(fit.loadings, reg.loadings[1:].T)
-    np.testing.assert_array_equal(fit.intercepts, reg.loadings[0])
+    np.testing.assert_array_equal(fit.loadings, reg.loadings[:, 1:])
+    np.testing.assert_array_equal(fit.intercepts, reg.loadings[:, 0])
     np.testing.assert_array_equal(
         fit.specific_variance, kr.specific_variance(reg.residuals, halflife=63, n_parameters=11))
     np.testing.assert_array_equal(fit.factor_covariance,

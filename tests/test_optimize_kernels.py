@@ -74,7 +74,7 @@ def test_regression_loadings_match_per_asset_lstsq_with_missing_values():
         ok = np.isfinite(R[:, i]) & np.isfinite(X).all(axis=1)
         A = np.hstack([np.ones((ok.sum(), 1)), X[ok]])
         coef = np.linalg.lstsq(A, R[ok, i], rcond=None)[0]
-        np.testing.assert_allclose(res.loadings[:, i], coef, rtol=1e-9, atol=1e-12)
+        np.testing.assert_allclose(res.loadings[i], coef, rtol=1e-9, atol=1e-12)
         np.testing.assert_allclose(res.residuals[ok, i], R[ok, i] - A @ coef, atol=1e-12)
         assert np.isnan(res.residuals[~ok, i]).all()
         assert res.n_observations[i] == ok.sum()
@@ -84,8 +84,8 @@ def test_regression_needs_enough_observations():
     R, X = _factor_data(T=30, n=3)
     R[:27, 1] = np.nan  # 3 rows left, 4 parameters
     res = kr.regression_loadings(R, X)
-    assert np.isnan(res.loadings[:, 1]).all()
-    assert np.isfinite(res.loadings[:, [0, 2]]).all()
+    assert np.isnan(res.loadings[1]).all()
+    assert np.isfinite(res.loadings[[0, 2]]).all()
 
 
 def test_specific_variance_unbiased_and_weighted():
@@ -114,13 +114,13 @@ def test_factor_root_handles_singular_constant_factor():
 def test_risk_contributions_euler_sum_and_values():
     rng = np.random.default_rng(6)
     m, n = 4, 25
-    F = rng.normal(size=(m, n))
+    B = rng.normal(size=(n, m))
     A = rng.normal(size=(m, m)) * 0.02
     S = A @ A.T
     E = rng.uniform(1e-4, 5e-4, n)
     a = rng.normal(0, 0.02, n)
-    rc = kr.risk_contributions(a, F, S, E)
-    Sigma = F.T @ S @ F + np.diag(E)  # dense covariance, built independently
+    rc = kr.risk_contributions(a, B, S, E)
+    Sigma = B @ S @ B.T + np.diag(E)  # dense covariance, built independently
     total = a @ Sigma @ a
     assert rc.total == pytest.approx(total, rel=1e-12)
     assert rc.factor.sum() + rc.specific == pytest.approx(total, rel=1e-10)
@@ -131,7 +131,7 @@ def test_risk_contributions_euler_sum_and_values():
     grad = np.array([(a + h * e) @ Sigma @ (a + h * e) - (a - h * e) @ Sigma @ (a - h * e)
                      for e in np.eye(n)]) / (2 * h)
     np.testing.assert_allclose(rc.asset, a * grad / 2, rtol=1e-5, atol=1e-14)
-    assert kr.tracking_error(a, F, S, E, 252) == pytest.approx(np.sqrt(252 * total), rel=1e-12)
+    assert kr.tracking_error(a, B, S, E, 252) == pytest.approx(np.sqrt(252 * total), rel=1e-12)
 
 
 def test_sector_mapping_columns_are_cap_weights():

@@ -130,7 +130,7 @@ def test_every_contribution_path_is_the_one_kernel():
     w /= w.sum()
     cov = F @ fc @ F.T + np.diag(E)
     plain = np.array([w.iloc[i] * (cov @ w.to_numpy())[i] for i in range(n)])  # a plain loop
-    factor_form = kr.risk_contributions(w.to_numpy(), F.T, fc, E)
+    factor_form = kr.risk_contributions(w.to_numpy(), F, fc, E)
     np.testing.assert_allclose(factor_form.asset, plain, rtol=1e-12)
     np.testing.assert_allclose(kr.risk_contributions(w.to_numpy(), covariance=cov).asset, plain,
                                rtol=1e-12)
@@ -138,7 +138,7 @@ def test_every_contribution_path_is_the_one_kernel():
     np.testing.assert_allclose(dec.by_asset.reindex(names).to_numpy(), plain, rtol=1e-12)
     assert dec.total == pytest.approx(plain.sum(), rel=1e-12)
     with pytest.raises(TypeError, match="not both"):
-        kr.risk_contributions(w.to_numpy(), F.T, covariance=cov)
+        kr.risk_contributions(w.to_numpy(), F, covariance=cov)
 
 
 # ----------------------------------------------------------------------------- the algorithm

@@ -155,9 +155,9 @@ def test_factor_risk_model_equals_kernels_on_the_bundle_window(sample_root):
     cov = kr.factor_covariance(X, shrinkage="ledoit_wolf")
 
     assert risk.factors == ("market", *FACTOR_ETFS)
-    np.testing.assert_allclose(out["risk:alpha"], reg.loadings[0], rtol=1e-8, atol=1e-12)
+    np.testing.assert_allclose(out["risk:alpha"], reg.loadings[:, 0], rtol=1e-8, atol=1e-12)
     for k, name in enumerate(risk.factors):
-        np.testing.assert_allclose(out[f"risk:loading_{name}"], reg.loadings[k + 1], rtol=1e-8,
+        np.testing.assert_allclose(out[f"risk:loading_{name}"], reg.loadings[:, k + 1], rtol=1e-8,
                                    atol=1e-10)
     np.testing.assert_allclose(out["risk:specific_variance"], spec, rtol=1e-8)
     assert (out["risk:n_observations"] == 252).all()
@@ -331,7 +331,7 @@ def test_sector_factors_are_sector_mean_returns(sample_root):
                                     for c in codes])
     reg = kr.regression_loadings(R.to_numpy(), X)
     assert risk.factors == ("market", "Energy", "Health Care", "Information Technology")
-    np.testing.assert_allclose(out["risk:loading_Health_Care"], reg.loadings[3], rtol=1e-7,
+    np.testing.assert_allclose(out["risk:loading_Health_Care"], reg.loadings[:, 3], rtol=1e-7,
                                atol=1e-9)
     np.testing.assert_allclose(risk.expected_factor_returns(out).to_numpy(), X.mean(axis=0),
                                rtol=1e-8, atol=1e-14)

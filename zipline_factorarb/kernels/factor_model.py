@@ -544,8 +544,8 @@ def fit_factor_model(asset_returns, factor_returns, method="ols", lam=None, *, c
         reg = kr.regression_loadings(R, X, add_constant=add_constant,
                                      min_observations=min_observations)
         B = reg.loadings
-        icpt = B[0].copy() if add_constant else np.where(np.isfinite(B).all(axis=0), 0.0, np.nan)
-        loadings = (B[1:] if add_constant else B).T.copy()
+        icpt = B[:, 0].copy() if add_constant else np.where(np.isfinite(B).all(axis=1), 0.0, np.nan)
+        loadings = (B[:, 1:] if add_constant else B).copy()
         residuals = reg.residuals
         n_obs = reg.n_observations
         lambdas = np.where(np.isfinite(loadings).all(axis=1), 0.0, np.nan)

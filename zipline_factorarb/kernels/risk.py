@@ -2,15 +2,15 @@
 
 Pure numpy functions, no pandas and no zipline. Notation follows the research:
 
-* ``loadings`` F, shape ``(m, n)``: one row per factor, one column per asset; when the
-  model has a constant its row comes first (the regression intercepts, i.e. the assets'
-  alphas);
+* ``loadings`` B, shape ``(n, m)``: one row per asset, one column per factor (the
+  glossary's (N, K)); when the model has a constant its column comes first (the
+  regression intercepts, i.e. the assets' alphas);
 * ``factor_covariance`` Sigma_f, shape ``(m, m)`` (zero row and column for the constant);
 * ``specific_variance`` E, shape ``(n,)``, the diagonal of the idiosyncratic covariance;
 * ``benchmark_weights`` b and active weights ``a = w - b``.
 
-The asset covariance is ``Sigma = F' Sigma_f F + diag(E)`` and the (per-period) active
-variance is ``a' Sigma a = f' Sigma_f f + ||sqrt(E) a||^2`` with ``f = F a`` the active
+The asset covariance is ``Sigma = B Sigma_f B' + diag(E)`` and the (per-period) active
+variance is ``a' Sigma a = f' Sigma_f f + ||sqrt(E) a||^2`` with ``f = B' a`` the active
 factor exposure. Annualised tracking error is ``sqrt(periods_per_year * a' Sigma a)``.
 """
 
@@ -48,11 +48,11 @@ class RegressionResult(NamedTuple):
 
     Attributes
     ----------
-    loadings : ndarray, shape (p, n)
-        Regression coefficients, one column per asset; the first row is the intercept
+    loadings : ndarray, shape (n, p)
+        Regression coefficients, one row per asset; the first column is the intercept
         when the regression has a constant. NaN for assets with too few observations.
     residuals : ndarray, shape (T, n)
-        ``returns - X @ loadings``; NaN where the return (or the factor row) is missing.
+        ``returns - X @ loadings.T``; NaN where the return (or the factor row) is missing.
     n_observations : ndarray of int, shape (n,)
         Rows used for each asset.
     """
@@ -68,7 +68,7 @@ class RiskContributions(NamedTuple):
     Attributes
     ----------
     factor : ndarray, shape (m,)
-        ``f_j (Sigma_f f)_j`` for each factor, ``f = F a``.
+        ``f_j (Sigma_f f)_j`` for each factor, ``f = B' a``.
     specific : float
         ``sum_i E_i a_i^2``.
     asset : ndarray, shape (n,)
@@ -99,7 +99,7 @@ def regression_loadings(asset_returns, factor_returns, add_constant=True, min_ob
         Factor returns on the same rows. A row with any non-finite factor return is
         dropped for every asset.
     add_constant : bool, default True
-        Prepend an intercept column, so ``loadings[0]`` holds the intercepts.
+        Prepend an intercept column, so ``loadings[:, 0]`` holds the intercepts.
     min_observations : int, optional
         Assets with fewer usable rows get NaN loadings. Defaults to the number of
         regression parameters plus one.
@@ -142,7 +142,7 @@ def regression_loadings(asset_returns, factor_returns, add_constant=True, min_ob
     residuals = R - Xz @ np.where(np.isfinite(loadings), loadings, 0.0)
     residuals[~valid] = np.nan
     residuals[:, ~np.isfinite(loadings).all(axis=0)] = np.nan
-    return RegressionResult(loadings, residuals, n_obs)
+    return RegressionResult(loadings.T, residuals, n_obs)
 
 
 def ewma_weights(n_observations, halflife=None):
@@ -396,7 +396,7 @@ def active_variance(active_weights, loadings, factor_covariance, specific_varian
     Parameters
     ----------
     active_weights : array_like, shape (n,)
-    loadings : array_like, shape (m, n)
+    loadings : array_like, shape (n, m)
     factor_covariance : array_like, shape (m, m)
     specific_variance : array_like, shape (n,)
 
@@ -405,7 +405,7 @@ def active_variance(active_weights, loadings, factor_covariance, specific_varian
     float
     """
     a = np.asarray(active_weights, dtype=float)
-    f = np.asarray(loadings, dtype=float) @ a
+    f = a @ np.asarray(loadings, dtype=float)
     E = np.asarray(specific_variance, dtype=float)
     return float(f @ np.asarray(factor_covariance, dtype=float) @ f + np.sum(E * a * a))
 
@@ -468,14 +468,14 @@ def risk_contributions(active_weights, loadings=None, factor_covariance=None,
     if loadings is None or factor_covariance is None or specific_variance is None:
         raise TypeError("risk_contributions needs loadings, factor_covariance and "
                         "specific_variance, or covariance=")
-    F = np.asarray(loadings, dtype=float)
+    B = np.asarray(loadings, dtype=float)
     S = np.asarray(factor_covariance, dtype=float)
     E = np.asarray(specific_variance, dtype=float)
-    f = F @ a
+    f = a @ B
     Sf = S @ f
     factor = f * Sf
     specific = float(np.sum(E * a * a))
-    asset = a * (F.T @ Sf + E * a)
+    asset = a * (B @ Sf + E * a)
     return RiskContributions(factor, specific, asset, float(factor.sum() + specific))
 
 

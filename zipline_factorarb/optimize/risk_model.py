@@ -262,7 +262,7 @@ class RiskModel(KeepsInputErrors):
     def variance(self, weights, benchmark_weights=None):
         """Per-period variance of ``weights`` (active variance if a benchmark is given)."""
         _, a, arr = self._weights_vectors(weights, benchmark_weights)
-        return kr.active_variance(a, arr.F, self._cov, arr.E)
+        return kr.active_variance(a, arr.F.T, self._cov, arr.E)
 
     def tracking_error(self, weights, benchmark_weights, periods_per_year=252):
         """Annualised ex-ante tracking error of ``weights`` against ``benchmark_weights``.
@@ -279,7 +279,7 @@ class RiskModel(KeepsInputErrors):
         float
         """
         _, a, arr = self._weights_vectors(weights, benchmark_weights)
-        return kr.tracking_error(a, arr.F, self._cov, arr.E, periods_per_year)
+        return kr.tracking_error(a, arr.F.T, self._cov, arr.E, periods_per_year)
 
     def decompose(self, active_weights, assets):
         """Euler decomposition of the per-period variance of an array of weights.
@@ -298,7 +298,7 @@ class RiskModel(KeepsInputErrors):
             :func:`~zipline_factorarb.kernels.risk.risk_contributions`.
         """
         arr = self._arrays(pd.Index(assets, tupleize_cols=False))
-        return kr.risk_contributions(np.asarray(active_weights, dtype=float), arr.F, self._cov,
+        return kr.risk_contributions(np.asarray(active_weights, dtype=float), arr.F.T, self._cov,
                                      arr.E)
 
     def risk_contributions(self, weights, benchmark_weights=None, periods_per_year=1):
