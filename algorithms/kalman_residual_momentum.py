@@ -92,21 +92,18 @@ from zipline.api import (
     get_datetime,
     pipeline_output,
     record,
-    set_commission,
-    set_slippage,
     symbol,
 )
-from zipline.finance import commission, slippage
 from zipline.pipeline import Pipeline
 
 from zipline_factorarb.algo import (
     SECTOR_ETFS,
     algorithm_params,
     book_exposures,
-    forbid_trading_indexes,
+    initialize_trading,
     newer_rebalance_weights,
     order_target_book,
-    set_benchmark_from,
+    per_dollar_costs,
     training_history,
     universe_filter,
 )
@@ -271,10 +268,8 @@ def make_pipeline():
 
 def initialize(context):
     _check_params()
-    set_benchmark_from(PARAMS["benchmarks"])
-    context.indexes = forbid_trading_indexes()
-    set_commission(commission.PerDollar(cost=PARAMS["cost_bps"] / 1e4))
-    set_slippage(slippage.FixedSlippage(spread=0.0))
+    initialize_trading(context, PARAMS["benchmarks"], require_benchmark=True,
+                       **per_dollar_costs(PARAMS["cost_bps"]))
     context.fixed = None
     context.carried = None
     context.history = {"residuals": [], "days": []}

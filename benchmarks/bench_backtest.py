@@ -47,7 +47,8 @@ DEFAULT_ALGORITHMS = {
     "market_neutral": {},
     "wls_mean_reversion": {},
     "tev_factor_tilt": {},
-    "sscore_statarb": {},
+    # not sscore_statarb: it trades the sector ETFs and needs a benchmark asset
+    # (SPY or SP500), which neither the sp505 nor the generated bundle has
 }
 
 
