@@ -190,12 +190,14 @@ def simple_pnl(positions, log_returns, cost=2e-4):
 def project_out_constraints(w, betas):
     """Remove from ``w`` its component along ``1`` and ``betas`` (least squares).
 
-    ``w - A (A'A)^+ A' w`` with ``A = [1, betas]``: the closest weights that
-    are dollar neutral (``1'w = 0``) and beta neutral (``beta'w = 0``).
+    The closest weights that are dollar neutral (``1'w = 0``) and beta neutral
+    (``beta'w = 0``): :func:`~zipline_factorarb.kernels.wls.neutralize_weights`
+    with the loadings ``[1, betas]``.
     """
+    from .wls import neutralize_weights
+
     w = np.asarray(w, dtype=np.float64)
-    A = np.column_stack([np.ones(len(w)), np.asarray(betas, dtype=np.float64)])
-    return w - A @ (np.linalg.pinv(A.T @ A) @ (A.T @ w))
+    return neutralize_weights(w, np.column_stack([np.ones(len(w)), np.asarray(betas, float)]))
 
 
 def rolling_pca_residuals(returns, window=60, k=3):
