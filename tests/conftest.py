@@ -128,9 +128,116 @@ def zipline_cli(root, *args, extra_env=None):
 @pytest.fixture(scope="session")
 def sample_perf(sample_root, tmp_path_factory):
     """Perf pickle of the main algorithm over the whole demo range (2005-2022)."""
-    out = tmp_path_factory.mktemp("run") / "perf.pickle"
-    result = zipline_cli(sample_root, "run", "-f", str(REPO_ROOT / "algorithms" / "sector_momentum.py"),
-                         "-b", "factorarb-sample", "-s", "2005-01-03", "-e", "2022-12-28",
-                         "-o", str(out))
+    return run_algorithm_file(sample_root, "sector_momentum", "2005-01-03", "2022-12-28",
+                              tmp_path_factory.mktemp("run") / "perf.pickle")
+
+
+def run_algorithm_file(root, name, start, end, out, bundle="factorarb-sample"):
+    """``zipline run -f algorithms/<name>.py`` on ``bundle`` in ``root``; the perf pickle ``out``."""
+    result = zipline_cli(root, "run", "-f", str(REPO_ROOT / "algorithms" / f"{name}.py"),
+                         "-b", bundle, "-s", start, "-e", end, "-o", str(out))
     assert result.returncode == 0, result.stderr[-3000:]
     return out
+
+
+def run_in_sample(sample_root, initialize, start, end, capital_base=1e6):
+    """zipline's ``run_algorithm`` of an ``initialize`` function on the embedded sample."""
+    import pandas as pd
+    from zipline import run_algorithm
+
+    from zipline_factorarb.data.register import register_bundles
+
+    register_bundles()
+    return run_algorithm(
+        start=pd.Timestamp(start), end=pd.Timestamp(end), initialize=initialize,
+        capital_base=capital_base, data_frequency="daily", bundle="factorarb-sample",
+        environ=zipline_environ(sample_root),
+    )
+
+
+def bundle_closes(bundle, root, end, sessions_back):
+    """Closes of every asset for the ``sessions_back`` sessions before ``end``
+    (excluded), read straight from the bundle's daily bars: (frame, asset finder)."""
+    import pandas as pd
+    from zipline.data import bundles
+
+    data = bundles.load(bundle, environ=zipline_environ(root))
+    try:
+        reader = data.equity_daily_bar_reader
+        sessions = reader.sessions
+        sessions = sessions[sessions < pd.Timestamp(end)][-sessions_back:]
+        finder = data.asset_finder
+        assets = finder.retrieve_all(finder.sids)
+        close = reader.load_raw_arrays(["close"], sessions[0], sessions[-1],
+                                       [a.sid for a in assets])[0]
+        return pd.DataFrame(close, index=sessions, columns=[a.symbol for a in assets]), finder
+    finally:
+        data.close()
+
+
+def break_clarabel(monkeypatch):
+    """Make every Clarabel solve raise a real cvxpy ``SolverError``."""
+    import cvxpy as cp
+    from cvxpy.reductions.solvers.conic_solvers import clarabel_conif
+
+    def broken(self, *args, **kwargs):
+        raise cp.error.SolverError("simulated Clarabel failure")
+
+    monkeypatch.setattr(clarabel_conif.CLARABEL, "solve_via_data", broken)
+
+
+def clarabel_inaccurate(monkeypatch, shift=0.0):
+    """Flag Clarabel's solutions ``OPTIMAL_INACCURATE``, each primal value moved by ``shift``."""
+    import cvxpy as cp
+    import numpy as np
+    from cvxpy.reductions.solvers.conic_solvers import clarabel_conif
+
+    real_invert = clarabel_conif.CLARABEL.invert
+
+    def inaccurate(self, solution, inverse_data):
+        out = real_invert(self, solution, inverse_data)
+        out.status = cp.OPTIMAL_INACCURATE
+        for key in out.primal_vars:
+            out.primal_vars[key] = np.asarray(out.primal_vars[key]) + shift
+        return out
+
+    monkeypatch.setattr(clarabel_conif.CLARABEL, "invert", inaccurate)
+
+
+def reference_filter(r, f, delta, v_e, beta0=None, p0=1.0):
+    """Kalman filter of the seed's equations, asset by asset, step by step.
+
+    The independent reference of the Kalman kernels: returns the innovations and
+    their variances (T, N), the betas (T, N, K) and the final beta (N, K) and P
+    (N, K, K). A missing return or factor row predicts only.
+    """
+    import numpy as np
+
+    T, N = r.shape
+    K = f.shape[-1]
+    innov = np.full((T, N), np.nan)
+    qvar = np.full((T, N), np.nan)
+    betas = np.empty((T, N, K))
+    beta_T = np.empty((N, K))
+    P_T = np.empty((N, K, K))
+    eye = np.eye(K)
+    for i in range(N):
+        beta = np.zeros(K) if beta0 is None else np.array(beta0[i], dtype=float)
+        P = p0 * eye if np.ndim(p0) == 0 else np.array(p0[i], dtype=float)
+        for t in range(T):
+            f_t = f[t] if f.ndim == 2 else f[t, i]
+            P_pred = P + delta * eye  # predict
+            if np.isnan(r[t, i]) or np.isnan(f_t).any():
+                P = P_pred  # no observation: predict only
+            else:
+                e = r[t, i] - f_t @ beta
+                Q = f_t @ P_pred @ f_t + v_e
+                gain = P_pred @ f_t / Q
+                beta = beta + gain * e
+                P = P_pred - np.outer(gain, f_t) @ P_pred
+                innov[t, i] = e
+                qvar[t, i] = Q
+            betas[t, i] = beta
+        beta_T[i] = beta
+        P_T[i] = P
+    return innov, qvar, betas, beta_T, P_T

@@ -280,25 +280,6 @@ def test_collinearity_warning_names_the_factors_once():
 FACTOR_ETFS = ["MTUM", "QUAL", "SIZE", "USMV", "VLUE"]
 
 
-def _sample_closes(root, end, sessions_back):
-    from zipline.data import bundles
-
-    from conftest import zipline_environ
-
-    data = bundles.load("factorarb-sample", environ=zipline_environ(root))
-    try:
-        reader = data.equity_daily_bar_reader
-        sessions = reader.sessions
-        sessions = sessions[sessions < pd.Timestamp(end)][-sessions_back:]
-        finder = data.asset_finder
-        assets = finder.retrieve_all(finder.sids)
-        close = reader.load_raw_arrays(["close"], sessions[0], sessions[-1],
-                                       [a.sid for a in assets])[0]
-        return pd.DataFrame(close, index=sessions, columns=[a.symbol for a in assets]), assets
-    finally:
-        data.close()
-
-
 @pytest.mark.slow
 @pytest.mark.parametrize("method", ["ridge", "lasso"])
 def test_penalised_factor_risk_model_equals_sklearn_cv_per_stock(sample_root, method):
@@ -307,13 +288,14 @@ def test_penalised_factor_risk_model_equals_sklearn_cv_per_stock(sample_root, me
     (returns read independently from the bundle's closes)."""
     from zipline.pipeline import Pipeline
 
-    from conftest import zipline_environ
+    from conftest import bundle_closes, zipline_environ
     from zipline_factorarb.pipeline.classifiers import IsStock
     from zipline_factorarb.pipeline.research import run_pipeline
     from zipline_factorarb.pipeline.risk import FactorRiskModel
 
     day = pd.Timestamp("2019-06-03")
-    closes, assets = _sample_closes(sample_root, day, 253)
+    closes, finder = bundle_closes("factorarb-sample", sample_root, day, 253)
+    assets = finder.retrieve_all(finder.sids)
     returns = closes.pct_change(fill_method=None).iloc[1:]
     symbol = {a.symbol: a for a in assets}
     market = returns["SP500"].to_numpy()

@@ -21,6 +21,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
+from conftest import reference_filter
+
 from zipline_factorarb.kernels import study as ks
 from zipline_factorarb.kernels.kalman import kalman_filter
 
@@ -225,25 +227,6 @@ def test_study_folds(study_returns):
         assert study_returns.index[i + 1] == b.test_start
 
 
-def _study_kalman_loop(Y, X, delta, ve):
-    """The study's kalman_jax.run_kalman_static as a plain loop, one asset at a time."""
-    T, N = Y.shape
-    K = X.shape[1]
-    out = np.empty((T, N))
-    for i in range(N):
-        beta, P = np.zeros(K), np.eye(K)
-        for t in range(T):
-            P = P + delta * np.eye(K)
-            x = X[t]
-            e = Y[t, i] - x @ beta
-            Q = x @ P @ x + ve
-            gain = P @ x / Q
-            beta = beta + gain * e
-            P = P - np.outer(gain, x) @ P
-            out[t, i] = e
-    return out
-
-
 def test_one_folds_kalman_residuals_match_an_independent_implementation(study_returns):
     from sklearn.decomposition import PCA
 
@@ -261,7 +244,8 @@ def test_one_folds_kalman_residuals_match_an_independent_implementation(study_re
     pca = PCA(n_components=3).fit(train.to_numpy())
     X = pca.transform(combined.to_numpy())
     Y = combined.to_numpy() - pca.mean_
-    expected = _study_kalman_loop(Y, X, config.delta, config.ve)[-len(got):]
+    # the study's kalman_jax.run_kalman_static is the seed's filter from beta 0, P = I
+    expected = reference_filter(Y, X, config.delta, config.ve)[0][-len(got):]
     np.testing.assert_allclose(got.to_numpy(), expected, rtol=1e-7, atol=1e-12)
 
 

@@ -20,6 +20,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from conftest import reference_filter  # the seed's equations, one asset and step at a time
+
 from zipline_factorarb.kernels.kalman import (
     compilation_count,
     kalman_filter,
@@ -30,43 +32,6 @@ from zipline_factorarb.kernels.kalman import (
 SECTORS = ["XLB", "XLE", "XLF", "XLI", "XLK", "XLP", "XLU", "XLV", "XLY"]
 DELTA = 1e-5  # state_noise used on the real data
 V_E = 1e-5  # obs_noise (daily residual variance of a sector ETF is ~1e-5)
-
-
-# --------------------------------------------------------------------------
-# independent reference: one asset at a time, one step at a time
-# --------------------------------------------------------------------------
-
-
-def reference_filter(r, f, delta, v_e, beta0=None, p0=1.0):
-    """Kalman filter of the seed's equations, asset by asset, step by step."""
-    T, N = r.shape
-    K = f.shape[-1]
-    innov = np.full((T, N), np.nan)
-    qvar = np.full((T, N), np.nan)
-    betas = np.empty((T, N, K))
-    beta_T = np.empty((N, K))
-    P_T = np.empty((N, K, K))
-    eye = np.eye(K)
-    for i in range(N):
-        beta = np.zeros(K) if beta0 is None else np.array(beta0[i], dtype=float)
-        P = p0 * eye if np.ndim(p0) == 0 else np.array(p0[i], dtype=float)
-        for t in range(T):
-            f_t = f[t] if f.ndim == 2 else f[t, i]
-            P_pred = P + delta * eye  # predict
-            if np.isnan(r[t, i]) or np.isnan(f_t).any():
-                P = P_pred  # no observation: predict only
-            else:
-                e = r[t, i] - f_t @ beta
-                Q = f_t @ P_pred @ f_t + v_e
-                gain = P_pred @ f_t / Q
-                beta = beta + gain * e
-                P = P_pred - np.outer(gain, f_t) @ P_pred
-                innov[t, i] = e
-                qvar[t, i] = Q
-            betas[t, i] = beta
-        beta_T[i] = beta
-        P_T[i] = P
-    return innov, qvar, betas, beta_T, P_T
 
 
 def assert_same(actual, expected, rtol=1e-10, what="", scale=None):

@@ -11,22 +11,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from conftest import zipline_environ
+from conftest import run_in_sample
 
 STOCKS = ["AAPL", "BAC", "CVX", "HD", "JNJ", "JPM", "KO", "MSFT", "PFE", "XOM"]
-
-
-def _run(sample_root, initialize, start, end, capital_base=1e6):
-    from zipline import run_algorithm
-
-    from zipline_factorarb.data.register import register_bundles
-
-    register_bundles()
-    return run_algorithm(
-        start=pd.Timestamp(start), end=pd.Timestamp(end), initialize=initialize,
-        capital_base=capital_base, data_frequency="daily", bundle="factorarb-sample",
-        environ=zipline_environ(sample_root),
-    )
 
 
 def _zero_costs():
@@ -75,7 +62,7 @@ def test_target_weights_are_reached_and_leavers_closed(sample_root):
             held=dict(context.portfolio.positions),
         ))
 
-    perf = _run(sample_root, initialize, "2021-03-01", "2021-03-31")
+    perf = run_in_sample(sample_root, initialize, "2021-03-01", "2021-03-31")
     assert [entry["result"].action for entry in log] == ["rebalance", "rebalance"]
     assert perf["optimizer_failure"].dropna().eq(0).all()
     for entry, target in zip(log, (first, second)):
@@ -128,7 +115,7 @@ def test_targets_reached_within_cost_tolerance(sample_root):
         order_optimal_portfolio(TargetWeights(weights), [LongOnly(), NetExposure(1, 1)], data=data)
         days.append(get_datetime().normalize())
 
-    perf = _run(sample_root, initialize, "2021-01-04", "2021-04-30")
+    perf = run_in_sample(sample_root, initialize, "2021-01-04", "2021-04-30")
     assert len(days) == 4
     traded = 0.0
     for day in days:
@@ -189,7 +176,7 @@ def test_open_orders_are_counted(sample_root):
             state["open_later"] = {a.symbol: [(o.amount, o.limit) for o in orders]
                                    for a, orders in get_open_orders().items()}
 
-    perf = _run(sample_root, initialize, "2021-06-01", "2021-06-10")
+    perf = run_in_sample(sample_root, initialize, "2021-06-01", "2021-06-10")
     first, second = state["first"], state["second"]
     by_asset = {o.asset.symbol: o for o in first.orders}
     # AAPL had the resting limit order: ordered by value, only the missing 30%
@@ -251,7 +238,7 @@ def _tev_algorithm(on_failure, blocked_month, record_into):
 @pytest.mark.slow
 def test_hold_survives_an_infeasible_rebalance(sample_root):
     log = []
-    perf = _run(sample_root, _tev_algorithm("hold", 3, log), "2021-01-04", "2021-05-28")
+    perf = run_in_sample(sample_root, _tev_algorithm("hold", 3, log), "2021-01-04", "2021-05-28")
     actions = {day.month: out.action for day, out in log}
     assert actions == {1: "rebalance", 2: "rebalance", 3: "hold", 4: "rebalance", 5: "rebalance"}
     march = next(out for day, out in log if day.month == 3)
@@ -275,7 +262,7 @@ def test_raise_fails_the_run_naming_the_constraint(sample_root):
     from zipline_factorarb.optimize import InfeasibleConstraints
 
     with pytest.raises(InfeasibleConstraints) as info:
-        _run(sample_root, _tev_algorithm("raise", 2, []), "2021-01-04", "2021-03-31")
+        run_in_sample(sample_root, _tev_algorithm("raise", 2, []), "2021-01-04", "2021-03-31")
     message = str(info.value)
     assert "TrackingError(max_tev=0.01" in message and "CannotHold" in message
     assert "raise max_tev" in message  # what to change

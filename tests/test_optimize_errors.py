@@ -7,6 +7,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from conftest import break_clarabel, clarabel_inaccurate
+
 from zipline_factorarb.optimize import (
     CannotHold,
     DollarNeutral,
@@ -232,12 +234,7 @@ def test_assets_missing_from_the_risk_model_are_named(setup):
 
 # --------------------------------------------------------------------------- solver fallback
 def test_falls_back_to_second_solver_when_clarabel_fails(setup, monkeypatch):
-    from cvxpy.reductions.solvers.conic_solvers import clarabel_conif
-
-    def broken(self, *args, **kwargs):
-        raise cp.error.SolverError("simulated Clarabel failure")
-
-    monkeypatch.setattr(clarabel_conif.CLARABEL, "solve_via_data", broken)
+    break_clarabel(monkeypatch)
     constraints = [TrackingError(0.05, setup["model"], setup["bench"]), LongOnly(), NetExposure(1, 1)]
     res = run_optimization(MaximizeAlpha(setup["alphas"]), constraints, cache=ProblemCache(),
                            feasibility_tolerance=1e-6)
@@ -252,30 +249,15 @@ def test_falls_back_to_second_solver_when_clarabel_fails(setup, monkeypatch):
 
 
 def test_inaccurate_solution_is_checked_then_accepted_with_warning(setup, monkeypatch):
-    from cvxpy.reductions.solvers.conic_solvers import clarabel_conif
-
-    real_invert = clarabel_conif.CLARABEL.invert
-
-    def inaccurate(self, solution, inverse_data):
-        out = real_invert(self, solution, inverse_data)
-        out.status = cp.OPTIMAL_INACCURATE
-        return out
-
-    monkeypatch.setattr(clarabel_conif.CLARABEL, "invert", inaccurate)
+    clarabel_inaccurate(monkeypatch)
     with pytest.warns(OptimizationWarning, match="inaccurate solution; accepted"):
         res = run_optimization(MaximizeAlpha(setup["alphas"]), [LongOnly(), NetExposure(1, 1)],
                                cache=ProblemCache())
     assert res.status == "optimal_inaccurate" and res.success
 
     # an inaccurate answer that breaks a constraint is refused, and the fallback used
-    def bad(self, solution, inverse_data):
-        out = real_invert(self, solution, inverse_data)
-        out.status = cp.OPTIMAL_INACCURATE
-        for key in out.primal_vars:
-            out.primal_vars[key] = np.asarray(out.primal_vars[key]) + 0.01
-        return out
-
-    monkeypatch.setattr(clarabel_conif.CLARABEL, "invert", bad)
+    monkeypatch.undo()
+    clarabel_inaccurate(monkeypatch, shift=0.01)
     res = run_optimization(MaximizeAlpha(setup["alphas"]), [LongOnly(), NetExposure(1, 1)],
                            cache=ProblemCache(), feasibility_tolerance=1e-6)
     assert res.success and res.solver == "SCS"

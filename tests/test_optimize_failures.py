@@ -19,12 +19,11 @@ the reason recorded; under "raise" the named error ends the run from inside
 import traceback
 import warnings
 
-import cvxpy as cp
 import numpy as np
 import pandas as pd
 import pytest
 
-from conftest import zipline_environ
+from conftest import break_clarabel, clarabel_inaccurate, run_in_sample
 
 from zipline_factorarb.optimize import (
     BorrowCost,
@@ -339,29 +338,15 @@ def test_solver_outcomes_have_reasons_and_hold(setup, monkeypatch):
     with pytest.raises(UnboundedObjective):
         optimal_target(MaximizeAlpha(alphas), [NetExposure(1, 1)], "raise")
 
-    from cvxpy.reductions.solvers.conic_solvers import clarabel_conif
-
-    def broken(self, *args, **kwargs):
-        raise cp.error.SolverError("simulated Clarabel failure")
-
     budget = [LongOnly(), NetExposure(1, 1)]
-    monkeypatch.setattr(clarabel_conif.CLARABEL, "solve_via_data", broken)
+    break_clarabel(monkeypatch)
     held = optimal_target(MaximizeAlpha(alphas), budget, "hold", solvers=["CLARABEL"],
                           cache=ProblemCache())
     assert (held.action, held.reason) == ("hold", "solver_error")
     assert "simulated Clarabel failure" in str(held.result.error)
     monkeypatch.undo()
 
-    real_invert = clarabel_conif.CLARABEL.invert
-
-    def inaccurate(self, solution, inverse_data):
-        out = real_invert(self, solution, inverse_data)
-        out.status = cp.OPTIMAL_INACCURATE
-        for key in out.primal_vars:
-            out.primal_vars[key] = np.asarray(out.primal_vars[key]) + 0.01
-        return out
-
-    monkeypatch.setattr(clarabel_conif.CLARABEL, "invert", inaccurate)
+    clarabel_inaccurate(monkeypatch, shift=0.01)
     held = optimal_target(MaximizeAlpha(alphas), budget, "hold", solvers=["CLARABEL"],
                           cache=ProblemCache())
     assert (held.action, held.reason) == ("hold", "inaccurate")
@@ -418,19 +403,6 @@ def test_group_labels_with_duplicates_fail_the_solve(setup):
 
 # --------------------------------------------------------------------------- backtests
 STOCKS = ["AAPL", "BAC", "CVX", "HD", "JNJ", "JPM", "KO", "MSFT", "PFE", "XOM"]
-
-
-def _run(sample_root, initialize, start, end):
-    from zipline import run_algorithm
-
-    from zipline_factorarb.data.register import register_bundles
-
-    register_bundles()
-    return run_algorithm(
-        start=pd.Timestamp(start), end=pd.Timestamp(end), initialize=initialize,
-        capital_base=1e6, data_frequency="daily", bundle="factorarb-sample",
-        environ=zipline_environ(sample_root),
-    )
 
 
 def _failing_algorithm(on_failure, log):
@@ -502,7 +474,7 @@ def test_hold_survives_every_kind_of_failure_in_a_backtest(sample_root):
     log = []
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the zero-risk model warns when it is built
-        perf = _run(sample_root, _failing_algorithm("hold", log), "2021-01-04", "2021-09-30")
+        perf = run_in_sample(sample_root, _failing_algorithm("hold", log), "2021-01-04", "2021-09-30")
     reasons = {day.month: out.reason for day, out in log}
     assert reasons == {1: None, 2: "non_finite_input", 3: "unknown_assets",
                        4: "degenerate_risk", 5: "unknown_assets", 6: "infeasible",
@@ -542,7 +514,7 @@ def test_hold_survives_every_kind_of_failure_in_a_backtest(sample_root):
 @pytest.mark.slow
 def test_raise_ends_the_backtest_naming_the_asset(sample_root):
     with pytest.raises(NonFiniteInput) as info:
-        _run(sample_root, _failing_algorithm("raise", []), "2021-01-04", "2021-02-26")
+        run_in_sample(sample_root, _failing_algorithm("raise", []), "2021-01-04", "2021-02-26")
     assert info.value.field == "MaximizeAlpha.alphas"
     assert info.value.asset.symbol == "AAPL" and "AAPL" in str(info.value)
 
@@ -557,7 +529,7 @@ def test_raise_ends_the_backtest_on_bad_costs_and_risk_models(sample_root, start
     rebalances, each the first of its run: the error ends the run from inside
     order_optimal_portfolio, named (the algorithm's own calls build without error)."""
     with pytest.raises(NonFiniteInput) as info:
-        _run(sample_root, _failing_algorithm("raise", []), start, start)
+        run_in_sample(sample_root, _failing_algorithm("raise", []), start, start)
     assert info.value.field == field
     got = info.value.asset
     assert (got.symbol if hasattr(got, "symbol") else got) == asset

@@ -13,7 +13,7 @@ from zipline_factorarb.analysis.attribution import daily_attribution, window_att
 from zipline_factorarb.analysis.periods import Periods
 from zipline_factorarb.kernels import performance as pk
 
-from conftest import REPO_ROOT, zipline_cli
+from conftest import run_algorithm_file
 
 
 def generated(seed, n=160, k=3, sectors=4, cash=False):
@@ -100,12 +100,8 @@ def test_carino_equal_returns_limit():
 @pytest.fixture(scope="module")
 def flagship_perf(sample_root, tmp_path_factory):
     """The long-only flagship on the sample over 2015 (records factor exposures)."""
-    out = tmp_path_factory.mktemp("flagship") / "perf.pickle"
-    result = zipline_cli(sample_root, "run", "-f", str(REPO_ROOT / "algorithms" / "benchmark_relative.py"),
-                         "-b", "factorarb-sample", "-s", "2015-02-02", "-e", "2015-12-31",
-                         "-o", str(out))
-    assert result.returncode == 0, result.stderr[-3000:]
-    return out
+    return run_algorithm_file(sample_root, "benchmark_relative", "2015-02-02", "2015-12-31",
+                              tmp_path_factory.mktemp("flagship") / "perf.pickle")
 
 
 def test_attribution_of_the_flagship(flagship_perf, sample_root, monkeypatch):
@@ -145,11 +141,8 @@ def test_market_neutral_book_is_compared_with_cash(sample_root, tmp_path, monkey
     """A real dollar-neutral backtest: cash benchmark chosen and said; parts still add up."""
     from zipline_factorarb.analysis.report import build_report
 
-    out = tmp_path / "neutral.pickle"
-    result = zipline_cli(sample_root, "run", "-f", str(REPO_ROOT / "algorithms" / "market_neutral.py"),
-                         "-b", "factorarb-sample", "-s", "2015-02-02", "-e", "2015-10-30",
-                         "-o", str(out))
-    assert result.returncode == 0, result.stderr[-3000:]
+    out = run_algorithm_file(sample_root, "market_neutral", "2015-02-02", "2015-10-30",
+                             tmp_path / "neutral.pickle")
     monkeypatch.setenv("ZIPLINE_ROOT", str(sample_root))
     report = build_report(out, bundle="factorarb-sample", pyfolio_sheets=False)
     assert report.benchmark.startswith("cash (zero returns): the book is dollar-neutral")

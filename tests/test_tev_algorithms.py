@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from conftest import REPO_ROOT, zipline_cli, zipline_environ
+from conftest import REPO_ROOT, bundle_closes, zipline_cli, zipline_environ
 
 TILT = REPO_ROOT / "algorithms" / "tev_factor_tilt.py"
 ROTATION = REPO_ROOT / "algorithms" / "sector_rotation_tev.py"
@@ -28,24 +28,6 @@ TEV = 0.06
 
 
 # ----------------------------------------------------------------------------- helpers
-def _bundle_closes(bundle, root, end, sessions_back):
-    """Closes of every asset for the ``sessions_back`` sessions before ``end``
-    (excluded), read straight from the bundle's daily bars."""
-    from zipline.data import bundles
-
-    data = bundles.load(bundle, environ=zipline_environ(root))
-    try:
-        reader = data.equity_daily_bar_reader
-        sessions = reader.sessions
-        sessions = sessions[sessions < pd.Timestamp(end)][-sessions_back:]
-        finder = data.asset_finder
-        assets = finder.retrieve_all(finder.sids)
-        close = reader.load_raw_arrays(["close"], sessions[0], sessions[-1], [a.sid for a in assets])[0]
-        return pd.DataFrame(close, index=sessions, columns=[a.symbol for a in assets]), finder
-    finally:
-        data.close()
-
-
 def _load(path, name, monkeypatch, params=None):
     if params is not None:
         import json
@@ -136,7 +118,7 @@ def test_factor_risk_model_equals_kernels_on_the_bundle_window(sample_root):
     from zipline_factorarb.pipeline.risk import FactorRiskModel
 
     day = pd.Timestamp("2019-06-03")
-    closes, finder = _bundle_closes("factorarb-sample", sample_root, day, 253)
+    closes, finder = bundle_closes("factorarb-sample", sample_root, day, 253)
     returns = closes.pct_change().iloc[1:]
     assert len(returns) == 252
     symbol = {a.symbol: a for a in finder.retrieve_all(finder.sids)}
@@ -315,7 +297,7 @@ def test_sector_factors_are_sector_mean_returns(sample_root):
     from zipline_factorarb.pipeline.risk import FactorRiskModel
 
     day = pd.Timestamp("2016-03-01")
-    closes, _ = _bundle_closes("factorarb-sample", sample_root, day, 127)
+    closes, _ = bundle_closes("factorarb-sample", sample_root, day, 127)
     returns = closes.pct_change().iloc[1:]
     codes = [10, 35, 45]  # Energy, Health Care, Information Technology
     risk = FactorRiskModel(market="equal_weight", sectors=Sector(), sector_codes=codes,
@@ -504,7 +486,7 @@ def test_sector_rotation_on_sample_stocks(sample_root, monkeypatch):
     # of a sector with a meaningful weight is held, all for the same amount of money
     # at the prices the orders were sized with
     sectors = pd.Series(SAMPLE_SECTORS)
-    closes, _ = _bundle_closes("factorarb-sample", sample_root, "2021-01-01", 520)
+    closes, _ = bundle_closes("factorarb-sample", sample_root, "2021-01-01", 520)
     for day, row in _rebalance_rows(perf).iloc[:8].iterrows():
         fill = perf.index[perf.index.get_loc(day) + 1]
         amounts = pd.Series({p["sid"].symbol: p["amount"] for p in perf.loc[fill, "positions"]})
