@@ -266,3 +266,23 @@ def test_dollar_neutral_book_gets_cash_automatically(tmp_path):
     long_book = build_report(perf_frame(net=1.0), pyfolio_sheets=False)
     assert "perf frame's benchmark" in long_book.benchmark
     assert long_book.tables["summary"].loc["benchmark", "total_return"] != 0.0
+
+
+def test_a_benchmark_given_replaces_a_broken_perf_frame_benchmark(tmp_path):
+    """The perf frame's benchmark is read only when no benchmark is given: a frame
+    whose benchmark_period_return has a hole is refused on its own, and reported
+    against cash or a returns file without complaint."""
+    perf = perf_frame()
+    perf.iloc[10, perf.columns.get_loc("benchmark_period_return")] = np.nan
+    path = tmp_path / "perf.pickle"
+    perf.to_pickle(path)
+    with pytest.raises(ReturnsError, match="benchmark_period_return"):
+        build_report(path, pyfolio_sheets=False)
+    cash = build_report(path, benchmark="cash", pyfolio_sheets=False)
+    assert cash.tables["summary"].loc["benchmark", "total_return"] == 0.0
+    values = np.random.default_rng(3).normal(0.0003, 0.01, len(perf))
+    file = bench_csv(tmp_path, perf, values)
+    given = build_report(path, benchmark_returns=file, pyfolio_sheets=False)
+    clean = build_report(perf_frame(), benchmark_returns=file, pyfolio_sheets=False)
+    pd.testing.assert_frame_equal(given.tables["summary"], clean.tables["summary"])
+    assert given.tables["summary"].loc["benchmark", "total_return"] != 0.0

@@ -7,7 +7,7 @@ positions alone tell.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -87,7 +87,6 @@ class Backtest:
     weights: pd.DataFrame  # sessions x symbols, end-of-day value / portfolio value
     recorded: pd.DataFrame
     source: str
-    benchmark_name: str | None = None  # what the benchmark is, for the report
 
     def recorded_with(self, prefix):
         """The recorded columns named ``<prefix><name>``, as numbers, renamed ``<name>``."""
@@ -153,25 +152,33 @@ def load_backtest(source, benchmark_returns=None):
     perf.index = _utc_sessions(perf.index)
     check_returns(perf["returns"], name, "strategy returns")
     returns = perf["returns"].astype(float).rename("strategy")
-    benchmark_name = getattr(benchmark_returns, "name", None)
+    recorded = perf[[c for c in perf.columns if c not in ZIPLINE_COLUMNS]]
+    backtest = Backtest(perf=perf, returns=returns, benchmark_returns=None,
+                        weights=weights_from_positions(perf), recorded=recorded, source=name)
+    if benchmark_returns is not None:
+        return with_benchmark(backtest, benchmark_returns)
+    if "benchmark_period_return" in perf.columns:
+        bench = benchmark_returns_of(perf)
+        # the first session has no benchmark return in zipline (NaN after shift): 0
+        check_returns(bench.iloc[1:], name, "benchmark returns (benchmark_period_return)")
+        if bench.abs().sum() > 0:
+            backtest.benchmark_returns = align_benchmark(bench.fillna(0.0), returns.index, name)
+    return backtest
+
+
+def with_benchmark(backtest, benchmark_returns):
+    """``backtest`` with other benchmark returns, without reading its perf frame again.
+
+    ``benchmark_returns``: a Series of daily returns (aligned and checked by
+    :func:`align_benchmark`) or ``"cash"`` (zero returns).
+    """
     if isinstance(benchmark_returns, str):
         if benchmark_returns.lower() != CASH:
             raise PerfFileError(f"benchmark {benchmark_returns!r}: use a Series of returns or "
                                 f"{CASH!r}")
-        benchmark_returns = pd.Series(0.0, index=returns.index, name=CASH)  # zero returns
-        benchmark_name = CASH
-    if benchmark_returns is None and "benchmark_period_return" in perf.columns:
-        bench = benchmark_returns_of(perf)
-        # the first session has no benchmark return in zipline (NaN after shift): 0
-        check_returns(bench.iloc[1:], name, "benchmark returns (benchmark_period_return)")
-        benchmark_returns = bench.fillna(0.0) if bench.abs().sum() > 0 else None
-        benchmark_name = "the perf frame's benchmark" if benchmark_returns is not None else None
-    if benchmark_returns is not None:
-        benchmark_returns = align_benchmark(benchmark_returns, returns.index, name)
-    recorded = perf[[c for c in perf.columns if c not in ZIPLINE_COLUMNS]]
-    return Backtest(perf=perf, returns=returns, benchmark_returns=benchmark_returns,
-                    weights=weights_from_positions(perf), recorded=recorded, source=name,
-                    benchmark_name=benchmark_name)
+        benchmark_returns = pd.Series(0.0, index=backtest.returns.index, name=CASH)
+    return replace(backtest, benchmark_returns=align_benchmark(
+        benchmark_returns, backtest.returns.index, backtest.source))
 
 
 def book_exposure(backtest):

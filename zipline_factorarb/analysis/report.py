@@ -33,8 +33,8 @@ import pandas as pd
 from ..kernels import performance as pk
 from ..records import EX_ANTE_TEV, N_HOLDINGS
 from .crisis import MIN_SESSIONS_ANNUALISED, crisis_table, summary_table
-from .perf import (CASH, PerfFileError, is_dollar_neutral, book_exposure, load_backtest,
-                   read_benchmark_file)
+from .perf import (CASH, PerfFileError, book_exposure, is_dollar_neutral, load_backtest,
+                   read_benchmark_file, with_benchmark)
 from .periods import periods_of
 from .progress import Phases
 from .risk import around_crises, risk_through_time
@@ -101,25 +101,24 @@ def build_report(source, bundle=None, benchmark=None, benchmark_returns=None, pe
         if isinstance(benchmark_returns, (str, Path)):
             benchmark_returns = read_benchmark_file(benchmark_returns)
         crisis_periods = periods_of(periods, periods_mode)
-        backtest = load_backtest(source)
-        source_name = backtest.source
+        if benchmark is not None and bundle is None and str(benchmark).lower() != CASH:
+            raise PerfFileError("--benchmark SYMBOL needs --bundle NAME to read its prices")
+        # a benchmark given replaces the perf frame's, which is then neither read nor checked
+        backtest = load_backtest(source, benchmark_returns=(
+            CASH if benchmark is not None else benchmark_returns))
         bench_label = None
         if benchmark is not None and str(benchmark).lower() == CASH:
-            backtest = load_backtest(backtest.perf, benchmark_returns=CASH)
             bench_label = "cash (zero returns), as asked"
         elif benchmark is not None:
-            if bundle is None:
-                raise PerfFileError("--benchmark SYMBOL needs --bundle NAME to read its prices")
             bench = _benchmark_from_bundle(bundle, benchmark,
                                            backtest.returns.index.tz_convert(None), environ=environ)
-            backtest = load_backtest(backtest.perf, benchmark_returns=bench)
+            backtest = with_benchmark(backtest, bench)
             bench_label = f"{benchmark} (from bundle {bundle})"
         elif benchmark_returns is not None:
-            backtest = load_backtest(backtest.perf, benchmark_returns=benchmark_returns)
             bench_label = f"returns file {benchmark_returns.name}"
         elif is_dollar_neutral(backtest):
             net, gross = book_exposure(backtest)
-            backtest = load_backtest(backtest.perf, benchmark_returns=CASH)
+            backtest = with_benchmark(backtest, CASH)
             bench_label = (f"cash (zero returns): the book is dollar-neutral (median net "
                            f"exposure {net:+.1%} of a gross {gross:.0%}), so the perf frame's "
                            "equity benchmark is not used")
@@ -128,7 +127,6 @@ def build_report(source, bundle=None, benchmark=None, benchmark_returns=None, pe
             bench_label = "the perf frame's benchmark (zipline's benchmark_period_return)"
         else:
             bench_label = "none (the perf frame has no benchmark returns)"
-        backtest.source = source_name
     returns, bench = backtest.returns, backtest.benchmark_returns
     short = len(returns) < MIN_SESSIONS_ANNUALISED
     if short:
