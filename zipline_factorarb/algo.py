@@ -334,10 +334,12 @@ def tev_inputs(context, data, name, include_alpha, keep=None):
     """
     from zipline.api import pipeline_output
 
+    from .bars import bar_snapshot
+
     out = pipeline_output(name)
-    if len(out):
-        out = out[[bool(data.can_trade(a)) or (keep is not None and a == keep)
-                   for a in out.index]]
+    if len(out):  # tradability of the whole book in one block read
+        tradable = bar_snapshot(data, out.index).tradable.reindex(out.index).to_numpy(bool)
+        out = out[tradable | (out.index == keep if keep is not None else False)]
     if len(out):
         out = out.loc[context.risk.loadings(out).index]
     if len(out) < 2:

@@ -175,7 +175,7 @@ def collinearity(factor_returns):
 
 
 def collinearity_message(factor_returns, names=None, max_condition=MAX_CONDITION,
-                         max_vif=MAX_VIF):
+                         max_vif=MAX_VIF, measured=None):
     """A sentence naming nearly collinear factors, or None when they are not.
 
     Parameters
@@ -185,6 +185,9 @@ def collinearity_message(factor_returns, names=None, max_condition=MAX_CONDITION
         Factor names (default ``factor_0``, ...).
     max_condition, max_vif : float
         Thresholds (:data:`MAX_CONDITION`, :data:`MAX_VIF`).
+    measured : tuple, optional
+        ``(condition_number, vif)`` of these factor returns when already computed
+        (:func:`collinearity`), so that it is not computed again.
 
     Returns
     -------
@@ -195,7 +198,7 @@ def collinearity_message(factor_returns, names=None, max_condition=MAX_CONDITION
     if k < 2:
         return None
     names = [f"factor_{j}" for j in range(k)] if names is None else [str(n) for n in names]
-    cond, vif = collinearity(X)
+    cond, vif = collinearity(X) if measured is None else measured
     if not (np.isfinite(cond) or np.isinf(cond)):
         return None
     flagged = [j for j in range(k) if not vif[j] <= max_vif]
@@ -211,17 +214,18 @@ def collinearity_message(factor_returns, names=None, max_condition=MAX_CONDITION
             "(FactorRiskModel(method='ridge' or 'lasso')), or drop or orthogonalise factors")
 
 
-def warn_collinear_once(owner, factor_returns, names):
+def warn_collinear_once(owner, factor_returns, names, measured=None):
     """Warn (:class:`CollinearFactorsWarning`) at most once per ``owner`` (e.g. a
     pipeline term) when its factor returns are nearly collinear, naming the factors
-    (:func:`collinearity_message`). Rows with a non-finite value are ignored."""
+    (:func:`collinearity_message`; ``measured`` as there). Rows with a non-finite value
+    are ignored."""
     if getattr(owner, "_collinearity_warned", False):
         return
     X = np.asarray(factor_returns, dtype=float)
     X = X[np.isfinite(X).all(axis=1)]
     if X.shape[0] < 3:
         return
-    message = collinearity_message(X, names)
+    message = collinearity_message(X, names, measured=measured)
     if message is not None:
         object.__setattr__(owner, "_collinearity_warned", True)
         warnings.warn(f"{type(owner).__name__}: {message}", CollinearFactorsWarning,
@@ -610,6 +614,9 @@ class FactorModelEstimate(NamedTuple):
         Rows used for each asset.
     usable : ndarray of bool, shape (K,)
         Factors with enough data in the window to enter the regression.
+    collinearity : tuple or None
+        ``(condition_number, vif)`` of the usable factors on the rows used
+        (:func:`collinearity`); None when no regression was run.
     """
 
     alpha: np.ndarray
@@ -617,6 +624,7 @@ class FactorModelEstimate(NamedTuple):
     specific_variance: np.ndarray
     n_observations: np.ndarray
     usable: np.ndarray
+    collinearity: tuple | None = None
 
 
 def cross_section_mean(returns, labels=None, code=None):
@@ -731,4 +739,5 @@ def estimate_factor_model(asset_returns, factor_returns, add_constant=True, min_
     loadings[:, usable] = np.where(np.isfinite(fit.loadings), fit.loadings, 0.0)
     loadings[~ok] = np.nan
     return FactorModelEstimate(alpha, loadings, fit.specific_variance,
-                               fit.n_observations.astype(float), usable)
+                               fit.n_observations.astype(float), usable,
+                               (fit.diagnostics["condition_number"], fit.diagnostics["vif"]))

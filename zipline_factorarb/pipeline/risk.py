@@ -605,7 +605,7 @@ class FactorRiskModel(_MultiOutputTerm):
                 specific_variance_floor, method, lam, cv, grid, l1_ratio)
         # rows with a non-finite value are dropped there: the rows of the estimate
         fm.warn_collinear_once(self, X[:, est.usable],
-                               [n for n, u in zip(factor_names, est.usable) if u])
+                               [n for n, u in zip(factor_names, est.usable) if u], est.collinearity)
         if add_constant:
             out["alpha"][:] = est.alpha
         for k, name in enumerate(factor_names):
