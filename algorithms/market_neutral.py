@@ -60,7 +60,7 @@ PARAMS = algorithm_params({
     "signals": ["sscore"],
     "variant": "industry",  # WLS loadings: "industry", "multi_factor" (+ styles), "pca"
     "styles": ["beta", "momentum", "reversal", "volatility"],  # multi_factor
-    "pca_components": 3,  # pca
+    "components": 3,  # pca: number of principal components
     "information_coefficient": 0.02,  # Grinold: alpha = IC * sigma * z
     "rebalance": "week",  # "day", "week" or "month"
     "gross_leverage": 1.0,  # sum |w|
@@ -74,7 +74,7 @@ PARAMS = algorithm_params({
     "on_failure": "hold",
 })
 VARIANTS = {"industry": {}, "multi_factor": {"styles": tuple(PARAMS["styles"])},
-            "pca": {"sector": None, "pca_components": PARAMS["pca_components"]}}
+            "pca": {"sector": None, "components": PARAMS["components"]}}
 
 
 def initialize(context):

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..checks import check_bool
+
 __all__ = ["daily_returns"]
 
 
@@ -30,8 +32,7 @@ def daily_returns(prices, log):
     -------
     ndarray, shape (T - 1, ...)
     """
-    if not isinstance(log, (bool, np.bool_)):
-        raise TypeError(f"log must be True or False; got {log!r}")
+    log = check_bool("log", log)
     p = np.asarray(prices, dtype=np.float64)
     with np.errstate(divide="ignore", invalid="ignore"):
         ratio = p[1:] / p[:-1]

@@ -41,7 +41,7 @@ from zipline.pipeline import CustomFactor
 from zipline.pipeline.data import EquityPricing
 from zipline.utils.numpy_utils import float64_dtype
 
-from ..checks import check_bool, check_filter, check_int, check_number
+from ..checks import check_bool, check_choice, check_filter, check_int, check_number
 from ..kernels.factor_model import warn_collinear_once
 from ..kernels.kalman import KalmanWindowResult, kalman_innovation_window
 from ..kernels.pca import DEFAULT_COMPONENTS as DEFAULT_K
@@ -380,6 +380,10 @@ class KalmanInnovation(FactorSourceTerm, CustomFactor):
         )
 
 
+#: the ``signal`` of :func:`fixed_pca_signal`
+FIXED_PCA_SIGNALS = ("pca_residual", "innovation", "kalman", "standardized_innovation")
+
+
 def fixed_pca_signal(closes, fixed, signal="innovation", state_noise=1e-5, obs_noise=1e-4,
                      p0=1.0, log_returns=True, min_observations=1, centre=False):
     """One session's signal against fixed PCA loadings, from a window of closes.
@@ -410,6 +414,7 @@ def fixed_pca_signal(closes, fixed, signal="innovation", state_noise=1e-5, obs_n
     pandas.Series
         The signal per asset (the columns of ``fixed.loadings``' index).
     """
+    signal = check_choice("signal", signal, FIXED_PCA_SIGNALS)
     closes = closes[list(fixed.loadings.index)]
     returns = daily_returns(closes.to_numpy(dtype=np.float64), log=log_returns)
     mean = fixed.mean.to_numpy()

@@ -34,7 +34,8 @@ import pandas as pd
 from zipline_factorarb.algo import NEWER_BOOK_SETTINGS, newer_rebalance_weights
 from zipline_factorarb.kernels import study as kstudy
 from zipline_factorarb.kernels.kalman import kalman_filter, kalman_last
-from zipline_factorarb.kernels.pca import pca_factors
+from zipline_factorarb.kernels.pca import pca_factors, pca_residuals
+from zipline_factorarb.kernels.returns import daily_returns
 from zipline_factorarb.kernels.performance import max_drawdown, sharpe_ratio
 
 __all__ = [
@@ -92,7 +93,8 @@ def load_study_returns(data_dir, symbols=STUDY_UNIVERSE, start=STUDY_START, end=
     prices = frame.pivot(index="date", columns="symbol", values="adj_close")[list(symbols)]
     prices = prices.loc[(prices.index >= pd.Timestamp(start)) & (prices.index < pd.Timestamp(end))]
     prices = prices.dropna(how="any").sort_index()
-    return np.log(prices / prices.shift(1)).iloc[1:]
+    return pd.DataFrame(daily_returns(prices.to_numpy(), log=True), index=prices.index[1:],
+                        columns=prices.columns)
 
 
 class StudyFold(NamedTuple):
@@ -271,11 +273,11 @@ def _fold_residuals(returns, fold, config, rolling=None):
     fit = pca_factors(train.to_numpy(), config.components)
     W, mu = fit.loadings, fit.mean
     if config.residual == "fixed_pca":
-        R = test.to_numpy()
-        return pd.DataFrame(R - ((R - mu) @ W @ W.T + mu), index=test.index, columns=cols)
+        _, e = pca_residuals(test.to_numpy(), W, mu)
+        return pd.DataFrame(e, index=test.index, columns=cols)
     combined = returns.loc[fold.train_start:fold.test_end, cols]
     R = combined.to_numpy()
-    F = (R - mu) @ W
+    F, _ = pca_residuals(R, W, mu)
     Y = R - mu if config.centre else R
     n_test = len(test)
     if config.filter_state == "carried":
